@@ -1,0 +1,3 @@
+from sb3_tar.cli import main
+
+main()

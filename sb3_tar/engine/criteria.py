@@ -1,0 +1,132 @@
+"""*Which* weights survive static pruning: the criterion registry and the built-in criteria.
+
+A criterion is a function ``criterion(target, **options) -> list[bool tensor]`` that returns one
+mask per prunable layer, keeping exactly ``target.kept`` weights in total. Its keyword-only
+parameters are its options; the engine checks a user's options against them before any work.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sb3_tar.engine.allocation import erk_densities, split_largest_remainder
+from sb3_tar.engine.layers import PrunableLayer
+from sb3_tar.engine.topk import split_flat, top_k_mask
+
+
+@dataclass(frozen=True)
+class PruningTarget:
+    """What a criterion prunes: the network, its layers, how many weights to keep, and randomness."""
+
+    network: nn.Module
+    layers: list[PrunableLayer]
+    kept: int
+    generator: torch.Generator
+
+    @property
+    def sizes(self) -> list[int]:
+        return [layer.size for layer in self.layers]
+
+    @property
+    def total(self) -> int:
+        return sum(self.sizes)
+
+    def cpu_weights(self) -> list[torch.Tensor]:
+        return [layer.weight.detach().to("cpu", torch.float32) for layer in self.layers]
+
+
+Criterion = Callable[..., list[torch.Tensor]]
+_CRITERIA: dict[str, Criterion] = {}
+
+
+def register_criterion(name: str) -> Callable[[Criterion], Criterion]:
+    """Decorator that makes a criterion available by ``name`` to ``prune_and_revive`` and the SB3 glue."""
+
+    def register(criterion: Criterion) -> Criterion:
+        if name in _CRITERIA:
+            raise ValueError(f"criterion {name!r} is already registered")
+        _CRITERIA[name] = criterion
+        return criterion
+
+    return register
+
+
+def available_criteria() -> list[str]:
+    return sorted(_CRITERIA)
+
+
+def get_criterion(name: str) -> Criterion:
+    if name not in _CRITERIA:
+        raise ValueError(f"criterion={name!r} is not a registered criterion; allowed: {available_criteria()}")
+    return _CRITERIA[name]
+
+
+def criterion_options(name: str) -> dict[str, object]:
+    """The options a criterion accepts, with their defaults."""
+    parameters = inspect.signature(get_criterion(name)).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_criterion_options(name: str, options: dict[str, object]) -> None:
+    allowed = criterion_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"criterion={name!r} got unknown option(s) {unknown}; its options are {sorted(allowed) or 'none'}"
+        )
+
+
+def layer_top_k(scores: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
+    """Per-layer exact top-k: layer ``l`` keeps its ``counts[l]`` highest scores."""
+    return [top_k_mask(score.flatten(), count).reshape(score.shape) for score, count in zip(scores, counts)]
+
+
+def global_top_k(scores: list[torch.Tensor], kept: int) -> list[torch.Tensor]:
+    """One threshold over all layers: the ``kept`` highest scores of the network survive."""
+    flat = top_k_mask(torch.cat([score.flatten() for score in scores]), kept)
+    return split_flat(flat, [score.shape for score in scores])
+
+
+def uniform_counts(target: PruningTarget) -> list[int]:
+    """Every layer at the network's sparsity, rounded so the network total is exact."""
+    return split_largest_remainder(target.kept, target.sizes, target.sizes)
+
+
+def random_scores(target: PruningTarget) -> list[torch.Tensor]:
+    return [
+        torch.rand(layer.out_features, layer.in_features, generator=target.generator, dtype=torch.float64)
+        for layer in target.layers
+    ]
+
+
+@register_criterion("magnitude")
+def magnitude(target: PruningTarget, *, scope: str = "global") -> list[torch.Tensor]:
+    """Keep the largest ``|w|``: over the whole network (``scope="global"``) or per layer."""
+    scores = [weight.abs() for weight in target.cpu_weights()]
+    if scope == "global":
+        return global_top_k(scores, target.kept)
+    if scope == "layerwise":
+        return layer_top_k(scores, uniform_counts(target))
+    raise ValueError(f"scope={scope!r} is not a magnitude scope; allowed: ['global', 'layerwise']")
+
+
+@register_criterion("random")
+def random(target: PruningTarget) -> list[torch.Tensor]:
+    """Uniform random mask, every layer at the network's sparsity."""
+    return layer_top_k(random_scores(target), uniform_counts(target))
+
+
+@register_criterion("erk")
+def erk(target: PruningTarget) -> list[torch.Tensor]:
+    """Random mask within each layer at its Erdős–Rényi-Kernel density."""
+    shapes = [(layer.in_features, layer.out_features) for layer in target.layers]
+    densities = erk_densities(shapes, target.kept / target.total)
+    counts = split_largest_remainder(
+        target.kept, [density * size for density, size in zip(densities, target.sizes)], target.sizes
+    )
+    return layer_top_k(random_scores(target), counts)
