@@ -73,12 +73,16 @@ def plot_topology(plan: RevivalPlan, path: str | Path | None = None, title: str 
              label="after revival", color="#2e7d32")
     axes.scatter(positions, [layer.floor / layer.size for layer in plan.layers], marker="_", s=900,
                  color="#c62828", linewidths=2, label="connectivity floor", zorder=3)
+    for position, layer in zip(positions, plan.layers):
+        if layer.kept_before == 0:  # invisible on a log scale: say it
+            axes.annotate("0 kept", (position - 0.2, 0.0), xycoords=("data", "axes fraction"),
+                          xytext=(0, 4), textcoords="offset points", ha="center", fontsize="small", color="#616161")
     axes.set_xticks(list(positions), [f"{layer.name}\n{layer.in_features}x{layer.out_features}" for layer in plan.layers])
     axes.set_yscale("log")
     axes.set_ylabel("density (kept / all)")
     axes.set_title(title or f"{plan.settings.criterion}, sparsity {plan.settings.sparsity:g}, "
                             f"rr {plan.settings.recovery_ratio:g}")
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", framealpha=0.9)
     if path is not None:
         figure.savefig(path, dpi=120)
     return figure

@@ -1,0 +1,76 @@
+"""The revival maths: connectivity floor, coverage probability, and TAR's per-layer budgets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sb3_tar import connectivity_floor, coverage_probability
+from sb3_tar.engine.revival import revive_in_layers, revive_uniformly, topology_budgets
+
+
+def test_connectivity_floor_is_the_erdos_renyi_threshold():
+    nodes = 376 + 256
+    assert connectivity_floor(376, 256) == math.ceil(nodes * math.log(nodes) / 2)
+
+
+def test_connectivity_floor_is_capped_at_the_layer_size():
+    assert connectivity_floor(2, 1) == 2
+    assert connectivity_floor(1, 1) == 1
+
+
+def test_coverage_probability_matches_the_binomial_formula():
+    assert coverage_probability(10, 2, 3) == pytest.approx(1 - math.comb(8, 3) / math.comb(10, 3))
+    assert coverage_probability(1000, 1, 10) == pytest.approx(0.01)
+    assert coverage_probability(10, 3, 8) == 1.0
+    assert coverage_probability(10, 0, 5) == 0.0
+
+
+@given(st.integers(1, 60), st.data())
+def test_coverage_probability_agrees_with_exact_combinatorics(pruned, data):
+    needed = data.draw(st.integers(0, pruned))
+    revived = data.draw(st.integers(0, pruned))
+    exact = 1 - math.comb(pruned - needed, revived) / math.comb(pruned, revived)
+    assert coverage_probability(pruned, needed, revived) == pytest.approx(exact, abs=1e-12)
+
+
+def test_coverage_probability_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="needed"):
+        coverage_probability(5, 6, 1)
+
+
+def test_deficits_are_served_first_and_the_rest_follows_the_floors():
+    # Layer 0 is 100 short of its floor; the other 50 go 1:3 by floor (12.5 : 37.5, tie to the first).
+    budgets = topology_budgets(kept=[0, 500], sizes=[1000, 1000], floors=[100, 300], budget=150)
+    assert budgets == [100 + 13, 37]
+
+
+def test_a_budget_smaller_than_the_deficits_is_split_in_proportion_to_them():
+    assert topology_budgets(kept=[0, 0], sizes=[1000, 1000], floors=[300, 100], budget=40) == [30, 10]
+
+
+def test_no_layer_gets_more_than_it_has_pruned():
+    budgets = topology_budgets(kept=[95, 0], sizes=[100, 1000], floors=[100, 10], budget=500)
+    assert budgets[0] <= 5
+    assert sum(budgets) == 500
+
+
+def test_layer_revival_only_adds_the_budgeted_pruned_positions():
+    generator = torch.Generator().manual_seed(0)
+    masks = [torch.rand(20, 30, generator=generator) < 0.1, torch.rand(5, 20, generator=generator) < 0.1]
+    revived = revive_in_layers(masks, [7, 3], torch.Generator().manual_seed(1))
+    for before, after, budget in zip(masks, revived, [7, 3]):
+        assert torch.all(after[before])
+        assert int(after.sum()) - int(before.sum()) == budget
+
+
+def test_uniform_revival_spreads_one_budget_over_the_whole_network():
+    masks = [torch.zeros(10, 10, dtype=torch.bool), torch.zeros(10, 90, dtype=torch.bool)]
+    revived = revive_uniformly(masks, 100, torch.Generator().manual_seed(0))
+    assert sum(int(mask.sum()) for mask in revived) == 100
+    # With a uniform draw the larger layer gets most of the budget (expected 90 of 100).
+    assert int(revived[1].sum()) > int(revived[0].sum())
