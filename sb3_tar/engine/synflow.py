@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from sb3_tar.engine.criteria import PruningTarget, global_top_k, register_criterion
+from sb3_tar.engine.criteria import PruningTarget, register_criterion
+from sb3_tar.engine.topk import split_flat, top_k_mask
 
 Forward = Callable[[nn.Module, torch.Tensor], object]
 
@@ -48,23 +49,33 @@ def synflow(
         parameter.requires_grad_(False)
         parameter.abs_()
     weights = [shadow.get_parameter(layer.name) for layer in target.layers]
-    absolute_weights = [weight.clone() for weight in weights]
+    # One flat buffer behind all prunable weights: pruning a round is one indexed write.
+    flat_weights = torch.cat([weight.flatten() for weight in weights])
+    offset = 0
     for weight in weights:
+        weight.data = flat_weights[offset:offset + weight.numel()].view_as(weight)
         weight.requires_grad_(True)
+        offset += weight.numel()
     ones = torch.ones(1, input_width or target.layers[0].in_features, dtype=torch.float64)
     run = forward or (lambda network, inputs: network(inputs))
 
-    masks = [torch.ones_like(weight, dtype=torch.bool) for weight in weights]
+    # Indices of surviving weights, ascending: ranking only survivors keeps each round cheap,
+    # and ascending order keeps ties broken by position.
+    alive = torch.arange(target.total)
     final_density = target.kept / target.total
     for round_index in range(1, iterations + 1):
-        with torch.no_grad():
-            for weight, absolute, mask in zip(weights, absolute_weights, masks):
-                weight.copy_(absolute * mask)
         gradients = torch.autograd.grad(_sum_outputs(run(shadow, ones)), weights, allow_unused=True)
-        scores = [
-            torch.where(mask, (weight * gradient).abs(), -1.0) if gradient is not None else torch.where(mask, 0.0, -1.0)
-            for weight, gradient, mask in zip(weights, gradients, masks)
-        ]
-        kept = target.kept if round_index == iterations else round(target.total * final_density ** (round_index / iterations))
-        masks = global_top_k([score.detach() for score in scores], kept)
-    return masks
+        flat_scores = torch.cat([
+            (weight.detach() * gradient).abs().flatten() if gradient is not None else torch.zeros(weight.numel())
+            for weight, gradient in zip(weights, gradients)
+        ])
+        last_round = round_index == iterations
+        kept = target.kept if last_round else round(target.total * final_density ** (round_index / iterations))
+        survives = top_k_mask(flat_scores[alive], kept)
+        if not last_round:
+            with torch.no_grad():
+                flat_weights[alive[~survives]] = 0.0
+        alive = alive[survives]
+    flat_mask = torch.zeros(target.total, dtype=torch.bool)
+    flat_mask[alive] = True
+    return split_flat(flat_mask, [layer.weight.shape for layer in target.layers])

@@ -21,6 +21,8 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     above = scores > threshold
     at_threshold = scores == threshold
     still_needed = k - int(above.sum())
+    if int(at_threshold.sum()) == still_needed:  # the usual case: no tie to break
+        return above | at_threshold
     return above | (at_threshold & (torch.cumsum(at_threshold, 0) <= still_needed))
 
 
