@@ -60,28 +60,34 @@ def format_topology_table(plan: RevivalPlan, title: str | None = None) -> str:
     return "\n".join([*([title] if title else []), summary, rule, lines[0], rule, *lines[1:], rule])
 
 
-def plot_topology(plan: RevivalPlan, path: str | Path | None = None, title: str | None = None) -> Figure:
-    """Per-layer density before and after revival against the connectivity floor's density."""
+def plot_topology(plan: RevivalPlan | dict[str, object], path: str | Path | None = None,
+                  title: str | None = None) -> Figure:
+    """Per-layer density before and after revival against the connectivity floor's density.
+
+    :param plan: a ``RevivalPlan`` or its ``topology_report`` (as saved with a trained model).
+    """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(max(4.0, 1.4 * len(plan.layers) + 2.0), 3.6), layout="constrained")
+    report = topology_report(plan) if isinstance(plan, RevivalPlan) else plan
+    layers = report["layers"]
+    figure = Figure(figsize=(max(4.0, 1.4 * len(layers) + 2.0), 3.6), layout="constrained")
     axes = figure.subplots()
-    positions = range(len(plan.layers))
-    axes.bar([p - 0.2 for p in positions], [layer.density_before for layer in plan.layers], width=0.4,
+    positions = range(len(layers))
+    axes.bar([p - 0.2 for p in positions], [layer["density_before"] for layer in layers], width=0.4,
              label="static pruning", color="#9e9e9e")
-    axes.bar([p + 0.2 for p in positions], [layer.density_after for layer in plan.layers], width=0.4,
+    axes.bar([p + 0.2 for p in positions], [layer["density_after"] for layer in layers], width=0.4,
              label="after revival", color="#2e7d32")
-    axes.scatter(positions, [layer.floor / layer.size for layer in plan.layers], marker="_", s=900,
+    axes.scatter(positions, [layer["floor"] / layer["size"] for layer in layers], marker="_", s=900,
                  color="#c62828", linewidths=2, label="connectivity floor", zorder=3)
-    for position, layer in zip(positions, plan.layers):
-        if layer.kept_before == 0:  # invisible on a log scale: say it
+    for position, layer in zip(positions, layers):
+        if layer["kept_before"] == 0:  # invisible on a log scale: say it
             axes.annotate("0 kept", (position - 0.2, 0.0), xycoords=("data", "axes fraction"),
                           xytext=(0, 4), textcoords="offset points", ha="center", fontsize="small", color="#616161")
-    axes.set_xticks(list(positions), [f"{layer.name}\n{layer.in_features}x{layer.out_features}" for layer in plan.layers])
+    axes.set_xticks(list(positions), [f"{layer['name']}\n{layer['in_features']}x{layer['out_features']}"
+                                      for layer in layers])
     axes.set_yscale("log")
     axes.set_ylabel("density (kept / all)")
-    axes.set_title(title or f"{plan.settings.criterion}, sparsity {plan.settings.sparsity:g}, "
-                            f"rr {plan.settings.recovery_ratio:g}")
+    axes.set_title(title or f"{report['criterion']}, sparsity {report['sparsity']:g}, rr {report['recovery_ratio']:g}")
     axes.legend(fontsize="small", loc="upper left", framealpha=0.9)
     if path is not None:
         figure.savefig(path, dpi=120)
