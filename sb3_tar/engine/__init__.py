@@ -13,6 +13,16 @@ from sb3_tar.engine.criteria import (
     get_criterion,
     register_criterion,
 )
+from sb3_tar.engine.dst import (
+    DST_METHODS,
+    DSTLayerUpdate,
+    DSTUpdate,
+    apply_mask_update,
+    cosine_drop_fraction,
+    dense_gradients,
+    dst_update,
+    is_dst_update_step,
+)
 from sb3_tar.engine.layers import PrunableLayer, prunable_layers
 from sb3_tar.engine.plan import LayerTopology, RevivalPlan, apply_masks, prune_and_revive
 from sb3_tar.engine.report import format_topology_table, plot_topology, topology_report
@@ -24,21 +34,29 @@ from sb3_tar.engine.topk import top_k_mask
 __all__ = [
     "ALLOCATIONS",
     "BUDGETS",
+    "DSTLayerUpdate",
+    "DSTUpdate",
+    "DST_METHODS",
     "LayerTopology",
     "PrunableLayer",
     "PruningSettings",
     "PruningTarget",
     "RevivalPlan",
+    "apply_mask_update",
     "apply_masks",
     "available_criteria",
     "connectivity_floor",
+    "cosine_drop_fraction",
     "coverage_probability",
     "criterion_options",
+    "dense_gradients",
     "derive_seed",
+    "dst_update",
     "erk_densities",
     "format_topology_table",
     "generator_for",
     "get_criterion",
+    "is_dst_update_step",
     "plot_topology",
     "prunable_layers",
     "prune_and_revive",

@@ -1,0 +1,308 @@
+"""Dynamic sparse training (SET, RigL): *when* and *how* a mask changes during training.
+
+The pieces are separate so any training loop can use them: ``cosine_drop_fraction`` and
+``is_dst_update_step`` say when and how much, ``dst_update`` turns masks into new masks (masks in,
+masks out, nothing mutated), and ``apply_mask_update`` pushes one update into a model's weights, its
+optimizers' moments and its target networks.
+
+Semantics (RigL, Evci et al. 2020, and its reference code), per layer with ``n`` active weights:
+
+- ``k = round(drop_fraction * n)`` weights are dropped and ``k`` regrown, so the layer's active count
+  never changes. Nearest-integer rounding (the project's convention for counts) keeps float error
+  out: ``0.29 * 100`` gives 29, where RigL's truncation would give 28. It differs from truncation by
+  at most one weight per layer.
+- Drop: the ``n - k`` active weights with the largest ``|w|`` are kept; among equal magnitudes the
+  earlier position is kept and the later one dropped (exact top-k, never a threshold).
+- Regrow: the candidates are all positions outside the kept set, *including the ``k`` just
+  dropped*. SET picks ``k`` of them uniformly at random; RigL picks the ``k`` with the largest dense
+  gradient magnitude (earlier position first on ties). A dropped position that is regrown at once is
+  "churn": as in RigL's reference code (``reinit_when_same=False``), such a weight simply stays
+  active with its value and optimizer state; every other regrown weight starts at 0.0 with zeroed
+  optimizer moments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sb3_tar.engine.topk import top_k_mask
+
+DST_METHODS = ("set", "rigl")
+
+# Per-element optimizer state that torch initialises to zero; a regrown weight's entries are reset
+# to that initial state. Adam/AdamW/NAdam/RAdam: exp_avg, exp_avg_sq (and max_exp_avg_sq with
+# amsgrad); Adamax: exp_inf; SGD and RMSprop: momentum_buffer; RMSprop: square_avg, grad_avg.
+# Other per-element state (for example Rprop's step sizes) does not start at zero and is left alone.
+MOMENT_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg", "grad_avg")
+
+
+def _check_fraction(setting: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{setting}={value!r} must be a finite number in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{setting}={value!r} must be in [0, 1]")
+    return float(value)
+
+
+def _check_step(setting: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{setting}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> float:
+    """The fraction of active weights to replace at gradient step ``step``.
+
+    ``initial / 2 * (1 + cos(pi * step / end_step))``: large early, when the topology is still poor,
+    and decaying smoothly to 0 at ``end_step`` so the final topology gets time to train. 0 at and
+    after ``end_step``.
+
+    :param step: gradient steps taken so far, ``>= 0``.
+    :param initial: the fraction at step 0, in [0, 1] (RigL's SAC setting: 0.1).
+    :param end_step: the step from which the mask stops changing (``end_fraction`` times the planned
+        gradient steps), ``>= 1``.
+    """
+    _check_step("step", step, 0)
+    initial = _check_fraction("initial", initial)
+    _check_step("end_step", end_step, 1)
+    if step >= end_step:
+        return 0.0
+    return initial / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
+
+
+def is_dst_update_step(step: int, *, update_interval: int, end_step: int) -> bool:
+    """Whether the mask is updated after ``step`` gradient steps: every ``update_interval``, before ``end_step``.
+
+    Step 0 is excluded: the initial mask has not been trained yet, so its gradients say little.
+    """
+    _check_step("step", step, 0)
+    _check_step("update_interval", update_interval, 1)
+    _check_step("end_step", end_step, 1)
+    return 0 < step < end_step and step % update_interval == 0
+
+
+@dataclass(frozen=True)
+class DSTLayerUpdate:
+    """What one update did to one layer.
+
+    :param name: the layer's weight name, as in the masks mapping.
+    :param size: weights in the layer.
+    :param active: active weights, before and after alike.
+    :param dropped: active weights dropped (``round(drop_fraction * active)``).
+    :param regrown: positions regrown (always ``dropped``).
+    :param reactivated: regrown positions that were dropped in this same update.
+    """
+
+    name: str
+    size: int
+    active: int
+    dropped: int
+    regrown: int
+    reactivated: int
+
+    @property
+    def churn(self) -> float:
+        """Fraction of regrown positions that were active before the update (0 when none regrown)."""
+        return self.reactivated / self.regrown if self.regrown else 0.0
+
+    @property
+    def changed(self) -> int:
+        """Positions that switched from active to inactive (as many switched the other way)."""
+        return self.dropped - self.reactivated
+
+    @property
+    def density(self) -> float:
+        return self.active / self.size
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.density
+
+    def as_dict(self) -> dict[str, object]:
+        names = ("name", "size", "active", "dropped", "regrown", "reactivated", "churn", "changed", "density",
+                 "sparsity")
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass(frozen=True)
+class DSTUpdate:
+    """The result of one SET/RigL update of a set of masks.
+
+    :param masks: layer name -> new bool mask (``True`` = active).
+    :param previous_masks: layer name -> the mask before the update.
+    :param layers: per-layer records, in the order of the masks mapping.
+    :param method: ``"set"`` or ``"rigl"``.
+    :param drop_fraction: the fraction used.
+    """
+
+    masks: dict[str, torch.Tensor]
+    previous_masks: dict[str, torch.Tensor]
+    layers: list[DSTLayerUpdate]
+    method: str
+    drop_fraction: float
+
+    @property
+    def dropped(self) -> int:
+        return sum(layer.dropped for layer in self.layers)
+
+    @property
+    def regrown(self) -> int:
+        return sum(layer.regrown for layer in self.layers)
+
+    @property
+    def churn(self) -> float:
+        """Fraction of all regrown positions that were active before the update."""
+        regrown = self.regrown
+        return sum(layer.reactivated for layer in self.layers) / regrown if regrown else 0.0
+
+    def unchanged(self, name: str) -> torch.Tensor:
+        """Positions of layer ``name`` active both before and after: the only ones whose values survive."""
+        return self.masks[name] & self.previous_masks[name]
+
+
+def _check_tensors(
+    setting: str, tensors: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], *, ranked: bool
+) -> None:
+    for name, mask in masks.items():
+        if name not in tensors:
+            raise ValueError(f"{setting} has no entry for layer {name!r}; it needs one for every mask: {list(masks)}")
+        tensor = tensors[name]
+        if tuple(tensor.shape) != tuple(mask.shape):
+            raise ValueError(
+                f"{setting}[{name!r}] has shape {tuple(tensor.shape)}, but the mask has shape {tuple(mask.shape)}"
+            )
+        if ranked and not torch.isfinite(tensor).all():
+            raise ValueError(f"{setting}[{name!r}] has non-finite values (nan or inf); cannot rank it")
+
+
+def dst_update(
+    weights: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    *,
+    method: str,
+    drop_fraction: float,
+    generator: torch.Generator | None = None,
+    dense_gradients: Mapping[str, torch.Tensor] | None = None,
+) -> DSTUpdate:
+    """One SET or RigL update of every layer's mask; nothing is modified in place.
+
+    See the module docstring for the exact semantics. Layers are processed in the order of
+    ``masks``, and SET draws from ``generator`` in that order, so a seeded generator gives the same
+    update every time.
+
+    :param weights: layer name -> current weight (only ``|w|`` of active positions is read).
+    :param masks: layer name -> bool mask of the same shape (``True`` = active).
+    :param method: ``"set"`` (random regrowth) or ``"rigl"`` (regrowth by dense gradient magnitude).
+    :param drop_fraction: fraction of each layer's active weights to replace, in [0, 1]; usually
+        ``cosine_drop_fraction(step, ...)``.
+    :param generator: the random stream of SET's regrowth (required for SET, unused by RigL).
+    :param dense_gradients: layer name -> gradient of the loss with respect to the *dense* weight,
+        masked positions included (required for RigL, unused by SET); see ``dense_gradients``.
+    """
+    if method not in DST_METHODS:
+        raise ValueError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
+    drop_fraction = _check_fraction("drop_fraction", drop_fraction)
+    for name, mask in masks.items():
+        if mask.dtype != torch.bool:
+            raise ValueError(f"masks[{name!r}] has dtype {mask.dtype}; masks must be torch.bool")
+    _check_tensors("weights", weights, masks, ranked=True)
+    if method == "rigl":
+        if dense_gradients is None:
+            raise ValueError("method='rigl' needs dense_gradients (layer name -> dense gradient); got None")
+        _check_tensors("dense_gradients", dense_gradients, masks, ranked=True)
+    if method == "set" and generator is None:
+        raise ValueError("method='set' needs a generator (torch.Generator) for its random regrowth; got None")
+
+    new_masks: dict[str, torch.Tensor] = {}
+    records: list[DSTLayerUpdate] = []
+    for name, mask in masks.items():
+        flat_mask = mask.reshape(-1)
+        active = int(flat_mask.sum())
+        count = round(drop_fraction * active)
+        if count == 0:
+            new_masks[name] = mask.clone()
+            records.append(DSTLayerUpdate(name, mask.numel(), active, 0, 0, 0))
+            continue
+        magnitude = weights[name].detach().reshape(-1).abs().to(device=mask.device, dtype=torch.float64)
+        kept = top_k_mask(magnitude.masked_fill(~flat_mask, -math.inf), active - count)
+        if method == "rigl":
+            grow_scores = dense_gradients[name].detach().reshape(-1).abs().to(device=mask.device, dtype=torch.float64)
+        else:
+            # Float64 keys make ties practically impossible; top_k_mask breaks any by position.
+            grow_scores = torch.rand(mask.numel(), generator=generator, dtype=torch.float64, device=generator.device)
+            grow_scores = grow_scores.to(mask.device)
+        grown = top_k_mask(grow_scores.masked_fill(kept, -math.inf), count)
+        new_masks[name] = (kept | grown).reshape(mask.shape)
+        records.append(DSTLayerUpdate(name, mask.numel(), active, count, count, int((grown & flat_mask).sum())))
+    return DSTUpdate(new_masks, {name: mask.clone() for name, mask in masks.items()}, records, method, drop_fraction)
+
+
+def dense_gradients(loss: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Gradient of ``loss`` with respect to each weight, masked positions included: RigL's regrowth score.
+
+    Uses ``torch.autograd.grad``, so the parameters' ``.grad`` fields and the optimizers are left
+    untouched and the training step that follows sees nothing of this extra backward pass. Masked
+    weights are zero but still in the graph, so their gradient is the true dense gradient, provided
+    no hook masks gradients.
+    """
+    names = list(weights)
+    gradients = torch.autograd.grad(loss, [weights[name] for name in names])
+    return dict(zip(names, gradients))
+
+
+@torch.no_grad()
+def apply_mask_update(
+    parameters: Mapping[str, torch.Tensor],
+    update: DSTUpdate,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    *,
+    target_weights: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Push one update into a model: dropped and regrown weights become 0.0, and so do their moments.
+
+    Every position that is not active both before and after the update is zeroed in the weight, in
+    each optimizer's zero-initialised per-element state (``MOMENT_STATE_KEYS``: Adam's ``exp_avg``
+    and ``exp_avg_sq``, ``max_exp_avg_sq``, SGD's ``momentum_buffer``, ...), and in the target
+    weight. So a regrown weight starts from 0.0 with fresh moments instead of stale ones (RLx2,
+    rigl-torch and DS-TD3 leave Adam's moments stale), and a dropped weight leaves no moment behind
+    that could revive it. Positions kept through the update (including churn) are untouched.
+
+    The masks themselves (mask buffers, step hooks) are the caller's to replace with ``update.masks``.
+
+    :param parameters: layer name -> the trained weight, for every layer in ``update.masks``.
+    :param update: the result of ``dst_update``.
+    :param optimizers: optimizers that may hold state for these parameters (others are skipped).
+    :param target_weights: layer name -> the same layer's weight in a target network (Polyak copy),
+        which must follow the mask at once; layers absent here have no target.
+    """
+    _check_tensors("parameters", parameters, update.masks, ranked=False)
+    if target_weights is not None:
+        for name, weight in target_weights.items():
+            if name not in update.masks:
+                raise ValueError(
+                    f"target_weights has layer {name!r}, which the update does not have: {list(update.masks)}"
+                )
+            if tuple(weight.shape) != tuple(update.masks[name].shape):
+                raise ValueError(
+                    f"target_weights[{name!r}] has shape {tuple(weight.shape)}, "
+                    f"but the mask has shape {tuple(update.masks[name].shape)}"
+                )
+    for name in update.masks:
+        parameter = parameters[name]
+        survivors = update.unchanged(name).to(device=parameter.device, dtype=parameter.dtype)
+        parameter.mul_(survivors)
+        for optimizer in optimizers:
+            state = optimizer.state.get(parameter)
+            if not state:
+                continue
+            for key in MOMENT_STATE_KEYS:
+                moment = state.get(key)
+                if isinstance(moment, torch.Tensor) and moment.shape == parameter.shape:
+                    moment.mul_(survivors.to(device=moment.device, dtype=moment.dtype))
+        if target_weights is not None and name in target_weights:
+            target = target_weights[name]
+            target.mul_(survivors.to(device=target.device, dtype=target.dtype))
