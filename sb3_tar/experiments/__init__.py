@@ -1,0 +1,1 @@
+"""Experiments at scale: sweep grids, resumable run storage, local and Ray backends, reports."""

@@ -1,0 +1,191 @@
+"""From finished runs to the numbers a study reports: final returns, gains, rliable aggregates."""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FINAL_EVALUATIONS = 3  # "final return": the mean over a run's last evaluations, damping one lucky episode
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run, as ``result.json`` records it."""
+
+    run_id: str
+    spec: dict[str, Any]
+    label: str
+    timesteps: list[int]
+    mean_returns: list[float]
+    wall_time_s: float
+    topology: dict[str, Any]
+
+    @property
+    def final_return(self) -> float:
+        return float(np.mean(self.mean_returns[-FINAL_EVALUATIONS:]))
+
+    @property
+    def task(self) -> tuple[str, str]:
+        return self.spec["algo"], self.spec["env"]
+
+    @property
+    def panel(self) -> tuple[str, str, float, int]:
+        """(algo, env, sparsity, width): the runs a paper table compares."""
+        return self.spec["algo"], self.spec["env"], self.spec["sparsity"], self.spec["width"]
+
+
+def as_runs(results: Iterable[dict[str, Any]]) -> list[Run]:
+    return [
+        Run(r["run_id"], r["spec"], r["label"], r["evaluations"]["timesteps"], r["evaluations"]["mean_return"],
+            r["wall_time_s"], r.get("topology", {}))
+        for r in results
+    ]
+
+
+def gain_percent(value: float, baseline: float) -> float:
+    """Relative improvement over ``baseline``; ``|baseline|`` keeps the sign right for negative returns."""
+    return 100.0 * (value - baseline) / abs(baseline) if baseline != 0 else float("nan")
+
+
+def _mean_final(runs: Sequence[Run]) -> float | None:
+    return statistics.fmean(run.final_return for run in runs) if runs else None
+
+
+@dataclass(frozen=True)
+class GainRow:
+    """One TAR configuration against its static Original and the best DST baseline of its panel."""
+
+    panel: tuple[str, str, float, int]
+    criterion: str
+    recovery_ratio: float
+    original: float
+    tar: float
+    best_dst: float | None
+    dense: float | None
+    seeds: int
+
+    @property
+    def gain_over_original(self) -> float:
+        return gain_percent(self.tar, self.original)
+
+    @property
+    def gain_over_dst(self) -> float | None:
+        return None if self.best_dst is None else gain_percent(self.tar, self.best_dst)
+
+
+def gain_rows(runs: Sequence[Run]) -> list[GainRow]:
+    """TAR's gains, per (panel, criterion, recovery ratio), as the paper's tables report them.
+
+    Dense and DST baselines with the same algo, env and width are matched; DST also by sparsity.
+    """
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        spec = run.spec
+        groups[(run.panel, spec["method"], spec["criterion"], spec["recovery_ratio"])].append(run)
+    rows = []
+    for (panel, method, criterion, ratio), tar_runs in sorted(groups.items(), key=lambda item: str(item[0])):
+        if method != "tar":
+            continue
+        original = _mean_final(groups.get((panel, "static", criterion, 0.0), []))
+        if original is None:
+            continue
+        dst = [_mean_final(groups.get((panel, m, None, 0.0), [])) for m in ("set", "rigl")]
+        dst = [value for value in dst if value is not None]
+        algo, env, _, width = panel
+        dense = _mean_final([r for r in runs if r.spec["method"] == "dense" and r.task == (algo, env)
+                             and r.spec["width"] == width])
+        rows.append(GainRow(panel, criterion, ratio, original, _mean_final(tar_runs), max(dst) if dst else None,
+                            dense, len(tar_runs)))
+    return rows
+
+
+def headline(rows: Sequence[GainRow]) -> dict[str, float | None]:
+    """The two headline statistics: TAR's best and median gain over Original, its median gain over DST."""
+    over_original = [row.gain_over_original for row in rows]
+    over_dst = [row.gain_over_dst for row in rows if row.gain_over_dst is not None]
+    return {
+        "max_gain_over_original": max(over_original) if over_original else None,
+        "median_gain_over_original": statistics.median(over_original) if over_original else None,
+        "median_gain_over_best_dst": statistics.median(over_dst) if over_dst else None,
+    }
+
+
+def normalised_scores(runs: Sequence[Run]) -> dict[str, dict[tuple, list[float]]]:
+    """Final returns min-max normalised per task (algo, env) over every run of that task.
+
+    Tasks have incomparable return scales; this puts them on [0, 1] so rliable can aggregate
+    across tasks. Keyed ``label -> (task, sparsity, width, recovery_ratio) -> scores``.
+    """
+    by_task: dict[tuple, list[float]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run.final_return)
+    scores: dict[str, dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        low, high = min(by_task[run.task]), max(by_task[run.task])
+        value = (run.final_return - low) / (high - low) if high > low else 0.5
+        key = (run.task, run.spec["sparsity"], run.spec["width"], run.spec["recovery_ratio"])
+        scores[run.label][key].append(value)
+    return scores
+
+
+def score_matrix(per_task: dict[tuple, list[float]], tasks: Sequence[tuple]) -> np.ndarray | None:
+    """(runs x tasks) matrix, trimmed to the smallest seed count; ``None`` if a task has no runs."""
+    columns = [per_task.get(task, []) for task in tasks]
+    if not columns or min(len(column) for column in columns) == 0:
+        return None
+    depth = min(len(column) for column in columns)
+    return np.array([column[:depth] for column in columns]).T
+
+
+def rliable_aggregates(runs: Sequence[Run], reps: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """IQM with stratified-bootstrap 95% CIs per method, and P(TAR > Original), per (sparsity, width).
+
+    Tasks are the (algo, env) pairs; dense runs are shared by every sparsity of their width.
+    """
+    from rliable import library, metrics
+
+    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)  # rliable 1.2 on arch 7
+    scores = normalised_scores(runs)
+    settings = sorted({(r.spec["sparsity"], r.spec["width"]) for r in runs if r.spec["method"] != "dense"})
+    tasks = sorted({run.task for run in runs})
+    rows = []
+    random_state = np.random.RandomState(seed)
+    for sparsity, width in settings:
+        for label, per_key in sorted(scores.items()):
+            by_ratio: dict[float, dict[tuple, list[float]]] = defaultdict(dict)
+            for (task, key_sparsity, key_width, ratio), values in per_key.items():
+                if key_width == width and key_sparsity in (sparsity, 0.0 if label == "Dense" else sparsity):
+                    by_ratio[ratio][task] = values
+            for ratio, per_task in sorted(by_ratio.items()):
+                matrix = score_matrix(per_task, tasks)
+                if matrix is None:
+                    continue
+                point, interval = library.get_interval_estimates(
+                    {label: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
+                    random_state=random_state)
+                rows.append({"sparsity": sparsity, "width": width, "method": label, "recovery_ratio": ratio,
+                             "iqm": float(point[label][0]), "ci_low": float(interval[label][0][0]),
+                             "ci_high": float(interval[label][1][0]), "runs_per_task": matrix.shape[0]})
+        for label in sorted(scores):
+            if not label.startswith("TAR ("):
+                continue
+            original_label = label.replace("TAR (", "Original (")
+            ratios = sorted({ratio for (_, s, w, ratio) in scores[label] if (s, w) == (sparsity, width)})
+            for ratio in ratios:
+                tar = score_matrix({t: scores[label].get((t, sparsity, width, ratio), []) for t in tasks}, tasks)
+                original = score_matrix({t: scores.get(original_label, {}).get((t, sparsity, width, 0.0), [])
+                                         for t in tasks}, tasks)
+                if tar is None or original is None:
+                    continue
+                point, interval = library.get_interval_estimates(
+                    {"poi": (tar, original)}, metrics.probability_of_improvement, reps=reps, random_state=random_state)
+                rows.append({"sparsity": sparsity, "width": width, "method": f"P({label} > {original_label})",
+                             "recovery_ratio": ratio, "iqm": float(point["poi"]), "ci_low": float(np.ravel(interval["poi"])[0]),
+                             "ci_high": float(np.ravel(interval["poi"])[1]), "runs_per_task": tar.shape[0]})
+    return rows

@@ -1,0 +1,156 @@
+"""``sb3-tar report RESULTS``: finished runs to a Markdown report with tables and figures."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sb3_tar.engine.report import plot_topology
+from sb3_tar.experiments.aggregate import FINAL_EVALUATIONS, Run, as_runs, gain_rows, headline, rliable_aggregates
+from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
+from sb3_tar.experiments.store import load_results
+
+
+def _signed(value: float | None, unit: str = "%") -> str:
+    return "n/a" if value is None or np.isnan(value) else f"{value:+.1f}{unit}"
+
+
+def gains_section(runs: Sequence[Run]) -> tuple[list[str], dict[str, float | None]]:
+    rows = gain_rows(runs)
+    stats = headline(rows)
+    lines = [
+        "## TAR against its static Original and the best DST baseline",
+        "",
+        f"Final return = mean of a run's last {FINAL_EVALUATIONS} evaluations, averaged over seeds. "
+        "Gain = (TAR - baseline) / |baseline|. Best DST = the better of SET and RigL at the same sparsity.",
+        "",
+        f"- best TAR gain over Original: **{_signed(stats['max_gain_over_original'])}**",
+        f"- median TAR gain over Original: **{_signed(stats['median_gain_over_original'])}**",
+        f"- median TAR gain over the best DST baseline: **{_signed(stats['median_gain_over_best_dst'])}**",
+        "",
+    ]
+    panels = defaultdict(list)
+    for row in rows:
+        panels[row.panel].append(row)
+    for (algo, env, sparsity, width), panel_rows in sorted(panels.items(), key=lambda item: item[0]):
+        lines += [
+            f"### {algo.upper()} {env}, sparsity {sparsity:g}, width {width}",
+            "",
+            "| criterion | rr | Original | TAR | TAR vs Original | best DST | TAR vs best DST | dense | seeds |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *[
+                f"| {r.criterion} | {r.recovery_ratio:g} | {r.original:.1f} | {r.tar:.1f} | "
+                f"{_signed(r.gain_over_original)} | {'n/a' if r.best_dst is None else f'{r.best_dst:.1f}'} | "
+                f"{_signed(r.gain_over_dst)} | {'n/a' if r.dense is None else f'{r.dense:.1f}'} | {r.seeds} |"
+                for r in panel_rows
+            ],
+            "",
+        ]
+    return lines, stats
+
+
+def methods_section(runs: Sequence[Run]) -> list[str]:
+    """Every method's final return, mean and standard deviation over seeds, and its cost."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.task, run.spec["sparsity"], run.spec["width"], curve_label(run))].append(run)
+    lines = [
+        "## Final return and cost of every method",
+        "",
+        "Wall time per 1000 environment steps is measured inside sweep runs, which share the machine; "
+        "`benchmarks/results/` has side-by-side timings. FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`).",
+        "",
+        "| algo | env | sparsity | width | method | final return | std | seeds | s / 1000 steps | MFLOPs / action | GFLOPs / train step |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (task, sparsity, width, label), group in sorted(groups.items(), key=lambda item: item[0]):
+        finals = [run.final_return for run in group]
+        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        per_k = statistics.fmean(1000 * run.wall_time_s / run.timesteps[-1] for run in group)
+        cost = group[0].spec.get("cost", {})
+        lines.append(
+            f"| {task[0]} | {task[1]} | {sparsity:g} | {width} | {label} | {statistics.fmean(finals):.1f} | {spread:.1f} | "
+            f"{len(group)} | {per_k:.2f} | {cost.get('flops_per_action', float('nan')) / 1e6:.3f} | "
+            f"{cost.get('flops_per_training_step', float('nan')) / 1e9:.3f} |"
+        )
+    return [*lines, ""]
+
+
+def rliable_section(runs: Sequence[Run]) -> list[str]:
+    rows = rliable_aggregates(runs)
+    return [
+        "## rliable aggregates",
+        "",
+        "Scores are final returns min-max normalised per task over all of its runs; tasks are the (algo, env) "
+        "pairs. IQM with stratified-bootstrap 95% confidence intervals; P(X > Y) is rliable's probability of "
+        "improvement, with its CI.",
+        "",
+        "| sparsity | width | method | rr | estimate | 95% CI | runs per task |",
+        "|---:|---:|---|---:|---:|---|---:|",
+        *[
+            f"| {r['sparsity']:g} | {r['width']} | {r['method']} | {r['recovery_ratio']:g} | {r['iqm']:.3f} | "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['runs_per_task']} |"
+            for r in rows
+        ],
+        "",
+    ], rows
+
+
+def figures_section(runs: Sequence[Run], output: Path) -> list[str]:
+    lines = ["## Figures", ""]
+    by_task: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run)
+    for (algo, env), task_runs in sorted(by_task.items()):
+        name = f"curves-{algo}-{env}.png"
+        learning_curves(task_runs, output / name)
+        lines += [f"![learning curves {algo} {env}]({name})", ""]
+        if return_vs_width(task_runs, output / f"width-{algo}-{env}.png"):
+            lines += [f"![return vs width {algo} {env}](width-{algo}-{env}.png)", ""]
+        if return_vs_recovery_ratio(task_runs, output / f"rr-{algo}-{env}.png"):
+            lines += [f"![return vs recovery ratio {algo} {env}](rr-{algo}-{env}.png)", ""]
+    tar_runs = [run for run in runs if run.spec["method"] == "tar" and run.topology]
+    if tar_runs:
+        example = max(tar_runs, key=lambda run: (run.spec["sparsity"], run.spec["criterion"] == "magnitude"))
+        for network, report in sorted(example.topology.items()):
+            name = f"topology-{network}.png"
+            plot_topology(report, output / name, title=f"{example.run_id}: {network}")
+            lines += [f"![topology {network}]({name})", ""]
+    return lines
+
+
+def write_report(results: str | Path, output: str | Path | None = None) -> Path:
+    """Write ``report.md``, ``summary.json`` and PNG figures for the finished runs under ``results``."""
+    results = Path(results)
+    runs = as_runs(load_results(results))
+    if not runs:
+        raise ValueError(f"results={str(results)!r} holds no finished run (no */result.json)")
+    output = Path(output) if output else results / "report"
+    output.mkdir(parents=True, exist_ok=True)
+    gains, stats = gains_section(runs)
+    rliable_lines, rliable_rows = rliable_section(runs)
+    tasks = sorted({run.task for run in runs})
+    lines = [
+        "# sb3-tar sweep report",
+        "",
+        f"{len(runs)} finished runs from `{results}`; tasks: "
+        + ", ".join(f"{algo.upper()} {env}" for algo, env in tasks) + ".",
+        "",
+        *gains,
+        *rliable_lines,
+        *methods_section(runs),
+        *figures_section(runs, output),
+    ]
+    (output / "report.md").write_text("\n".join(lines))
+    summary = {"runs": len(runs), "headline": stats, "gains": [
+        {"panel": list(row.panel), "criterion": row.criterion, "recovery_ratio": row.recovery_ratio,
+         "original": row.original, "tar": row.tar, "best_dst": row.best_dst, "dense": row.dense,
+         "gain_over_original": row.gain_over_original, "gain_over_best_dst": row.gain_over_dst, "seeds": row.seeds}
+        for row in gain_rows(runs)], "rliable": rliable_rows}
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return output / "report.md"

@@ -1,0 +1,100 @@
+"""The sweep report: gains, rliable aggregates and figures computed from finished runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sb3_tar.experiments.aggregate import as_runs, gain_percent, gain_rows, headline
+from sb3_tar.experiments.cost import cost_summary, training_step_flops
+from sb3_tar.experiments.grid import expand_grid
+from sb3_tar.experiments.report import write_report
+from sb3_tar.experiments.store import partial_dir, publish
+
+FINAL = {"dense": -150.0, "static": -400.0, "tar": -200.0, "set": -300.0, "rigl": -250.0}
+
+
+def fake_result(spec, noise: float) -> dict:
+    """A run whose curve rises linearly to a known final return per method."""
+    final = FINAL[spec.method] + noise
+    steps = [250, 500, 750, 1000]
+    returns = [-1200 + (final + 1200) * step / 1000 for step in steps]
+    returns[-3:] = [final] * 3
+    topology = {"actor": {"criterion": spec.criterion, "sparsity": spec.sparsity,
+                          "recovery_ratio": spec.recovery_ratio, "layers": [
+                              {"name": "0.weight", "in_features": 3, "out_features": 64, "size": 192,
+                               "kept_before": 10, "kept_after": 25, "density_before": 10 / 192,
+                               "density_after": 25 / 192, "floor": 30}]}}
+    return {"run_id": spec.run_id, "label": spec.label, "spec": {**spec.to_dict(), "cost": {
+        "flops_per_action": 1e5, "flops_per_training_step": 1e9}},
+        "evaluations": {"timesteps": steps, "mean_return": returns}, "wall_time_s": 10.0,
+        "topology": topology if spec.method == "tar" else {}}
+
+
+@pytest.fixture
+def results(tmp_path):
+    specs = expand_grid({
+        "grid": {"algo": ["sac"], "env": ["Pendulum-v1", "MountainCarContinuous-v0"],
+                 "method": ["dense", "static", "tar", "set", "rigl"], "criterion": ["magnitude"],
+                 "sparsity": [0.9], "recovery_ratio": [0.0, 0.01], "width": [64], "seed": [0, 1, 2]},
+        "settings": {"n_timesteps": 1000, "eval_freq": 250},
+    })
+    for index, spec in enumerate(specs):
+        publish(tmp_path, spec, partial_dir(tmp_path, spec), fake_result(spec, noise=float(index % 3)))
+    return tmp_path
+
+
+def test_gain_is_relative_to_the_magnitude_of_the_baseline():
+    assert gain_percent(-200.0, -400.0) == pytest.approx(50.0)
+    assert gain_percent(120.0, 100.0) == pytest.approx(20.0)
+
+
+def test_gain_rows_compare_tar_with_its_original_and_the_best_dst(results):
+    from sb3_tar.experiments.store import load_results
+
+    rows = gain_rows(as_runs(load_results(results)))
+    assert len(rows) == 2  # one per task
+    for row in rows:
+        assert row.original == pytest.approx(FINAL["static"] + 1.0)  # noise 0, 1, 2 over seeds
+        assert row.tar == pytest.approx(FINAL["tar"] + 1.0)
+        assert row.best_dst == pytest.approx(FINAL["rigl"] + 1.0)
+        assert row.seeds == 3
+    stats = headline(rows)
+    assert stats["median_gain_over_original"] == pytest.approx(gain_percent(-199.0, -399.0))
+    assert stats["median_gain_over_best_dst"] == pytest.approx(gain_percent(-199.0, -249.0))
+
+
+def test_report_writes_markdown_summary_and_every_figure(results):
+    report = write_report(results)
+    text = report.read_text()
+    assert "median TAR gain over the best DST baseline" in text
+    assert "| magnitude | 0.01 |" in text
+    assert "IQM" in text and "P(TAR (magnitude) > Original (magnitude))" in text
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert summary["runs"] == 2 * 5 * 3
+    for figure in ("curves-sac-Pendulum-v1.png", "curves-sac-MountainCarContinuous-v0.png",
+                   "rr-sac-Pendulum-v1.png", "topology-actor.png"):
+        assert (report.parent / figure).stat().st_size > 5_000
+        assert f"]({figure})" in text
+    poi = [row for row in summary["rliable"] if row["method"].startswith("P(")]
+    assert poi and poi[0]["iqm"] == pytest.approx(1.0)  # TAR beats Original in every pairing here
+
+
+def test_report_refuses_an_empty_results_folder(tmp_path):
+    with pytest.raises(ValueError, match="holds no finished run"):
+        write_report(tmp_path)
+
+
+def test_sparse_flops_scale_with_kept_weights():
+    dense = training_step_flops("sac", 1000, [1000, 1000], batch_size=256)
+    sparse = training_step_flops("sac", 100, [100, 100], batch_size=256)
+    assert sparse == pytest.approx(dense / 10)
+    summary = cost_summary("td3", {"actor": 100, "qf0": 50, "qf1": 50}, batch_size=10)
+    assert summary["flops_per_action"] == 200
+    # critic: target actor 200 + target Qs 200 + Qs fwd 200 + bwd 400; actor every 2: (200 + 400 + 300) / 2
+    assert summary["flops_per_training_step"] == pytest.approx(10 * (1000 + 450))
+    with pytest.raises(ValueError, match="algo='ppo' has no FLOP model"):
+        training_step_flops("ppo", 1, [1], 1)
+    assert np.isfinite(dense)
