@@ -209,7 +209,7 @@ def dst_update(
     for name, mask in masks.items():
         if mask.dtype != torch.bool:
             raise ValueError(f"masks[{name!r}] has dtype {mask.dtype}; masks must be torch.bool")
-    _check_tensors("weights", weights, masks, ranked=True)
+    _check_tensors("weights", weights, masks, ranked=False)
     if method == "rigl":
         if dense_gradients is None:
             raise ValueError("method='rigl' needs dense_gradients (layer name -> dense gradient); got None")
@@ -221,23 +221,29 @@ def dst_update(
     records: list[DSTLayerUpdate] = []
     for name, mask in masks.items():
         flat_mask = mask.reshape(-1)
-        active = int(flat_mask.sum())
+        active_positions = flat_mask.nonzero().squeeze(1)  # ascending, so top_k_mask's ties favour earlier positions
+        active = active_positions.numel()
         count = round(drop_fraction * active)
         if count == 0:
             new_masks[name] = mask.clone()
             records.append(DSTLayerUpdate(name, mask.numel(), active, 0, 0, 0))
             continue
-        magnitude = weights[name].detach().reshape(-1).abs().to(device=mask.device, dtype=torch.float64)
-        kept = top_k_mask(magnitude.masked_fill(~flat_mask, -math.inf), active - count)
+        # Only active weights compete to stay: rank those alone, a fraction of the layer when sparse.
+        magnitude = weights[name].detach().to(mask.device).reshape(-1)[active_positions].abs()
+        if not torch.isfinite(magnitude).all():
+            raise ValueError(f"weights[{name!r}] has non-finite values (nan or inf) at active positions; cannot rank")
+        kept = torch.zeros_like(flat_mask)
+        kept[active_positions[top_k_mask(magnitude, active - count)]] = True
         if method == "rigl":
-            grow_scores = dense_gradients[name].detach().reshape(-1).abs().to(device=mask.device, dtype=torch.float64)
+            grow_scores = dense_gradients[name].detach().to(mask.device).reshape(-1).abs()
         else:
             # Float64 keys make ties practically impossible; top_k_mask breaks any by position.
             grow_scores = torch.rand(mask.numel(), generator=generator, dtype=torch.float64, device=generator.device)
             grow_scores = grow_scores.to(mask.device)
         grown = top_k_mask(grow_scores.masked_fill(kept, -math.inf), count)
         new_masks[name] = (kept | grown).reshape(mask.shape)
-        records.append(DSTLayerUpdate(name, mask.numel(), active, count, count, int((grown & flat_mask).sum())))
+        reactivated = int(grown[active_positions].sum())
+        records.append(DSTLayerUpdate(name, mask.numel(), active, count, count, reactivated))
     return DSTUpdate(new_masks, {name: mask.clone() for name, mask in masks.items()}, records, method, drop_fraction)
 
 
