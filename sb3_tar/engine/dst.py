@@ -8,14 +8,15 @@ optimizers' moments and its target networks.
 Semantics (RigL, Evci et al. 2020, and its reference code), per layer with ``n`` active weights:
 
 - ``k = round(drop_fraction * n)`` weights are dropped and ``k`` regrown, so the layer's active count
-  never changes. Nearest-integer rounding (the project's convention for counts) keeps float error
-  out: ``0.29 * 100`` gives 29, where RigL's truncation would give 28. It differs from truncation by
-  at most one weight per layer.
+  never changes. Nearest-integer rounding (Python's ``round``, halves to even; the project's
+  convention for counts) keeps float error out: ``0.29 * 100`` gives 29, where the truncation of
+  RigL's reference code would give 28. It differs from truncation by at most one weight per layer.
 - Drop: the ``n - k`` active weights with the largest ``|w|`` are kept; among equal magnitudes the
   earlier position is kept and the later one dropped (exact top-k, never a threshold).
 - Regrow: the candidates are all positions outside the kept set, *including the ``k`` just
   dropped*. SET picks ``k`` of them uniformly at random; RigL picks the ``k`` with the largest dense
-  gradient magnitude (earlier position first on ties). A dropped position that is regrown at once is
+  gradient magnitude (earlier position first on ties, e.g. among the zero gradients of dead units,
+  where RigL's TF code adds tiny noise instead). A dropped position that is regrown at once is
   "churn": as in RigL's reference code (``reinit_when_same=False``), such a weight simply stays
   active with its value and optimizer state; every other regrown weight starts at 0.0 with zeroed
   optimizer moments.
