@@ -39,7 +39,7 @@ def test_overrides_change_settings_of_matching_runs_only():
 
 
 def test_run_ids_are_readable():
-    spec = RunSpec("sac", "Pendulum-v1", "tar", "erk", 0.9, 0.01, 256, 3, 1000, 500)
+    spec = RunSpec("sac", "Pendulum-v1", "tar", "erk", 0.9, 0.01, 256, 3, eval_freq=500, n_timesteps=1000)
     assert spec.run_id == "sac-Pendulum-v1-tar-erk-s0.9-rr0.01-w256-seed3"
     assert spec.label == "TAR (erk)"
 

@@ -34,8 +34,8 @@ class RunSpec:
     recovery_ratio: float
     width: int
     seed: int
-    n_timesteps: int
     eval_freq: int
+    n_timesteps: int | None = None  # None: the hyperparameter file's budget
     eval_episodes: int = 5
     depth: int = 2
     hyperparams: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
