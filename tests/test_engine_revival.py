@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sb3_tar import connectivity_floor, coverage_probability
+from sb3_tar import connectivity_floor, coverage_probability, top_k_mask
 from sb3_tar.engine.revival import revive_in_layers, revive_uniformly, topology_budgets
 
 
@@ -74,3 +74,15 @@ def test_uniform_revival_spreads_one_budget_over_the_whole_network():
     assert sum(int(mask.sum()) for mask in revived) == 100
     # With a uniform draw the larger layer gets most of the budget (expected 90 of 100).
     assert int(revived[1].sum()) > int(revived[0].sum())
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(200_000, 400_000), st.floats(0.0, 1.0), st.integers(1, 50), st.integers(0, 2**31))
+def test_sampled_selection_picks_exactly_the_top_k_with_ties_broken_by_position(n, fraction, levels, seed):
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (n,), generator=generator).double() + torch.rand(n, generator=generator).double() * (levels > 40)
+    k = max(1, min(n - 1, round(fraction * n)))
+    mask = top_k_mask(scores, k)
+    assert int(mask.sum()) == k
+    order = torch.sort(-scores, stable=True).indices  # descending, earlier position first on ties
+    assert torch.equal(torch.nonzero(mask).squeeze(1), torch.sort(order[:k]).values)
