@@ -19,6 +19,13 @@ def cpu_model() -> str:
         return platform.processor() or "unknown"
 
 
+def invoking_command() -> str:
+    """The command line as typed: ``python -m benchmarks.x ...`` when run as a module."""
+    main_spec = getattr(sys.modules["__main__"], "__spec__", None)
+    entry = ["-m", main_spec.name] if main_spec is not None else [sys.argv[0]]
+    return " ".join(["python", *entry, *sys.argv[1:]])
+
+
 def describe_environment() -> dict[str, str]:
     versions = {}
     for package in ("sb3-tar", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "numpy"):
@@ -28,7 +35,7 @@ def describe_environment() -> dict[str, str]:
             versions[package] = "not installed"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": invoking_command(),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
         "python": platform.python_version(),
         **versions,
