@@ -152,7 +152,7 @@ def test_churn_counts_regrown_positions_that_were_active_before_the_drop():
     assert (record.dropped, record.regrown, record.reactivated, record.changed) == (2, 2, 1, 1)
     assert record.churn == update.churn == 0.5
     assert update.masks["w"].nonzero().squeeze(1).tolist() == [0, 1, 3, 4]
-    assert update.unchanged("w").nonzero().squeeze(1).tolist() == [0, 1, 3]
+    assert update.surviving("w").nonzero().squeeze(1).tolist() == [0, 1]  # (3) was dropped: it restarts
 
 
 def test_set_regrows_only_outside_the_kept_weights_and_is_reproducible_by_seed():
@@ -220,7 +220,7 @@ def test_regrown_weights_and_their_moments_start_at_zero_after_a_real_training_h
         target.weight.copy_(layer.weight + 0.01 * mask)
     gradient = torch.randn(10, 12)
     update = rigl(layer.weight, mask, gradient, drop_fraction=0.5)
-    new_mask, unchanged = update.masks["w"], update.unchanged("w")
+    new_mask, unchanged = update.masks["w"], update.surviving("w")
     regrown, dropped = new_mask & ~mask, mask & ~new_mask
     state_before = {key: optimizer.state[layer.weight][key].clone() for key in moment_keys}
     weight_before, target_before = layer.weight.detach().clone(), target.weight.detach().clone()
@@ -235,6 +235,8 @@ def test_regrown_weights_and_their_moments_start_at_zero_after_a_real_training_h
         assert torch.equal(moment[unchanged], state_before[key][unchanged])
     assert (layer.weight[~unchanged] == 0).all() and (target.weight[~unchanged] == 0).all()
     assert torch.equal(layer.weight[unchanged], weight_before[unchanged])
+    churned = new_mask & mask & ~unchanged  # dropped and regrown at once: starts fresh like any regrown weight
+    assert (layer.weight[churned] == 0).all()
     assert torch.equal(target.weight[unchanged], target_before[unchanged])
 
 

@@ -17,9 +17,9 @@ Semantics (RigL, Evci et al. 2020, and its reference code), per layer with ``n``
   dropped*. SET picks ``k`` of them uniformly at random; RigL picks the ``k`` with the largest dense
   gradient magnitude (earlier position first on ties, e.g. among the zero gradients of dead units,
   where RigL's TF code adds tiny noise instead). A dropped position that is regrown at once is
-  "churn": as in RigL's reference code (``reinit_when_same=False``), such a weight simply stays
-  active with its value and optimizer state; every other regrown weight starts at 0.0 with zeroed
-  optimizer moments.
+  "churn". Every regrown weight, churned ones included, starts at 0.0 with zeroed optimizer
+  moments (RigL's reference code keeps a churned weight's value, ``reinit_when_same=False``; we
+  follow the rule that a regrown connection starts fresh, with no exception).
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class DSTUpdate:
 
     :param masks: layer name -> new bool mask (``True`` = active).
     :param previous_masks: layer name -> the mask before the update.
+    :param kept_masks: layer name -> the positions that survived the drop (regrown ones excluded).
     :param layers: per-layer records, in the order of the masks mapping.
     :param method: ``"set"`` or ``"rigl"``.
     :param drop_fraction: the fraction used.
@@ -142,6 +143,7 @@ class DSTUpdate:
 
     masks: dict[str, torch.Tensor]
     previous_masks: dict[str, torch.Tensor]
+    kept_masks: dict[str, torch.Tensor]
     layers: list[DSTLayerUpdate]
     method: str
     drop_fraction: float
@@ -160,9 +162,9 @@ class DSTUpdate:
         regrown = self.regrown
         return sum(layer.reactivated for layer in self.layers) / regrown if regrown else 0.0
 
-    def unchanged(self, name: str) -> torch.Tensor:
-        """Positions of layer ``name`` active both before and after: the only ones whose values survive."""
-        return self.masks[name] & self.previous_masks[name]
+    def surviving(self, name: str) -> torch.Tensor:
+        """Positions of layer ``name`` kept through the drop: the only ones whose values and moments survive."""
+        return self.kept_masks[name]
 
 
 def _check_tensors(
@@ -219,6 +221,7 @@ def dst_update(
         raise ValueError("method='set' needs a generator (torch.Generator) for its random regrowth; got None")
 
     new_masks: dict[str, torch.Tensor] = {}
+    kept_masks: dict[str, torch.Tensor] = {}
     records: list[DSTLayerUpdate] = []
     for name, mask in masks.items():
         flat_mask = mask.reshape(-1)
@@ -227,6 +230,7 @@ def dst_update(
         count = round(drop_fraction * active)
         if count == 0:
             new_masks[name] = mask.clone()
+            kept_masks[name] = mask.clone()
             records.append(DSTLayerUpdate(name, mask.numel(), active, 0, 0, 0))
             continue
         # Only active weights compete to stay: rank those alone, a fraction of the layer when sparse.
@@ -243,9 +247,11 @@ def dst_update(
             grow_scores = grow_scores.to(mask.device)
         grown = top_k_mask(grow_scores.masked_fill(kept, -math.inf), count)
         new_masks[name] = (kept | grown).reshape(mask.shape)
+        kept_masks[name] = kept.reshape(mask.shape)
         reactivated = int(grown[active_positions].sum())
         records.append(DSTLayerUpdate(name, mask.numel(), active, count, count, reactivated))
-    return DSTUpdate(new_masks, {name: mask.clone() for name, mask in masks.items()}, records, method, drop_fraction)
+    previous = {name: mask.clone() for name, mask in masks.items()}
+    return DSTUpdate(new_masks, previous, kept_masks, records, method, drop_fraction)
 
 
 def dense_gradients(loss: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -271,12 +277,12 @@ def apply_mask_update(
 ) -> None:
     """Push one update into a model: dropped and regrown weights become 0.0, and so do their moments.
 
-    Every position that is not active both before and after the update is zeroed in the weight, in
+    Every position that did not survive the drop (dropped, regrown, or both) is zeroed in the weight, in
     each optimizer's zero-initialised per-element state (``MOMENT_STATE_KEYS``: Adam's ``exp_avg``
     and ``exp_avg_sq``, ``max_exp_avg_sq``, SGD's ``momentum_buffer``, ...), and in the target
     weight. So a regrown weight starts from 0.0 with fresh moments instead of stale ones (RLx2,
     rigl-torch and DS-TD3 leave Adam's moments stale), and a dropped weight leaves no moment behind
-    that could revive it. Positions kept through the update (including churn) are untouched.
+    that could revive it. Positions kept through the drop are untouched.
 
     The masks themselves (mask buffers, step hooks) are the caller's to replace with ``update.masks``.
 
@@ -300,7 +306,7 @@ def apply_mask_update(
                 )
     for name in update.masks:
         parameter = parameters[name]
-        survivors = update.unchanged(name).to(device=parameter.device, dtype=parameter.dtype)
+        survivors = update.surviving(name).to(device=parameter.device, dtype=parameter.dtype)
         parameter.mul_(survivors)
         for optimizer in optimizers:
             state = optimizer.state.get(parameter)
