@@ -1,0 +1,37 @@
+"""Stable-Baselines3 integration: ``TarMlpPolicy``, ``TARCallback``, logging and the training job.
+
+One module per job: ``networks`` (which networks of a policy are pruned), ``settings`` (the flat
+sparsity settings), ``agent`` (drawing and storing the masks), ``masking`` (the one mechanism that
+keeps them through training), ``policies`` (``TarMlpPolicy``), ``callback`` (``TARCallback``,
+``SparsityLogCallback``), ``logging`` (what goes to SB3's logger) and ``training`` (``train_run``).
+Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC and CrossQ.
+"""
+
+from sb3_tar.sb3.agent import SparseAgent, sparse_agent
+from sb3_tar.sb3.callback import SparsityLogCallback, TARCallback
+from sb3_tar.sb3.logging import MaskDriftError
+from sb3_tar.sb3.masking import WeightMasks, enforce_masks
+from sb3_tar.sb3.networks import SparseNetwork, find_networks
+from sb3_tar.sb3.policies import TarCrossQPolicy, TarPolicy, TarSACPolicy, TarTD3Policy, TarTQCPolicy, register_policies
+from sb3_tar.sb3.settings import SparsitySettings
+
+register_policies()
+
+__all__ = [
+    "MaskDriftError",
+    "SparseAgent",
+    "SparseNetwork",
+    "SparsityLogCallback",
+    "SparsitySettings",
+    "TARCallback",
+    "TarCrossQPolicy",
+    "TarPolicy",
+    "TarSACPolicy",
+    "TarTD3Policy",
+    "TarTQCPolicy",
+    "WeightMasks",
+    "enforce_masks",
+    "find_networks",
+    "register_policies",
+    "sparse_agent",
+]

@@ -1,0 +1,131 @@
+"""Callbacks: ``TARCallback`` sparsifies a plain ``MlpPolicy`` model at training start;
+``SparsityLogCallback`` logs and checks the masks of any sb3-tar model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_tar.sb3.agent import (
+    STATE_ATTRIBUTE,
+    SparseAgent,
+    agent_from_state,
+    draw_masks,
+    model_seed_or_torch_seed,
+    sparse_agent,
+)
+from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
+from sb3_tar.sb3.policies import TarPolicy
+from sb3_tar.sb3.settings import SparsitySettings
+
+
+class SparsityLogCallback(BaseCallback):
+    """Log each network's sparsity and topology at training start, and check the masks at each log interval.
+
+    Works with any model trained with ``TarMlpPolicy`` or ``TARCallback`` (which includes it). At
+    training start it records the keys listed in ``sb3_tar.sb3.logging`` and writes them at once;
+    right before each of SB3's log dumps (every ``log_interval`` episodes) it checks that every
+    masked weight of every network and target is still 0.0 and records the measured sparsity.
+
+    :raises MaskDriftError: when a masked weight is found non-zero.
+    """
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.agent: SparseAgent | None = None
+
+    def _sparse_agent(self) -> SparseAgent:
+        return sparse_agent(self.model)
+
+    def _on_training_start(self) -> None:
+        self.agent = self._sparse_agent()
+        record_topology(self.logger, self.agent)
+        self.logger.dump(step=self.num_timesteps)
+
+    def _log_dump_follows(self) -> bool:
+        """Whether SB3 dumps its logs after this step (``log_interval`` episodes completed)."""
+        log_interval, dones = self.locals.get("log_interval"), self.locals.get("dones")
+        if log_interval is None or dones is None:
+            return False
+        episode = self.model._episode_num
+        return any((episode + finished) % log_interval == 0 for finished in range(1, int(np.sum(dones)) + 1))
+
+    def _on_step(self) -> bool:
+        if self._log_dump_follows():
+            record_sparsity(self.logger, check_masks(self.agent))
+        return True
+
+    def _on_training_end(self) -> None:
+        check_masks(self.agent)
+
+
+class TARCallback(SparsityLogCallback):
+    """Sparsify a model with a plain ``MlpPolicy`` at training start: static pruning, then one revival.
+
+    The same settings, defaults and errors as ``TarMlpPolicy``'s ``policy_kwargs``. At the first
+    training start, the actor and each Q-network are pruned and revived on their own, the targets
+    take their online network's mask, and the optimizers get the hooks that keep the masks through
+    training. The masks are stored on the model (``model.sb3_tar_state``) and saved with it; resuming
+    a loaded model with this callback (same settings) keeps its masks instead of pruning again.
+    Without the callback, a loaded model trains dense: resume with it, or use ``TarMlpPolicy``.
+
+    :param sparsity: final fraction of zero weights in each network, in [0, 1).
+    :param actor_sparsity: the actor's sparsity (overrides ``sparsity``).
+    :param critic_sparsity: each Q-network's sparsity (overrides ``sparsity``).
+    :param criterion: ``magnitude`` (default), ``random``, ``erk``, ``synflow`` or a registered name.
+    :param recovery_ratio: revival budget as a fraction of each network's weights (default 0).
+    :param allocation: ``topology`` (TAR, default) or ``uniform`` (Uniform Revival).
+    :param budget: ``reserve`` (default) or ``extra``.
+    :param seed: the masks' seed; default: the model's seed (as ``TarMlpPolicy``, so both draw the
+        same masks for the same seed and initial weights).
+    :param verbose: SB3's verbosity.
+    :param criterion_options: the criterion's options (``scope``, ``iterations``).
+    :raises ValueError: for a bad setting, when the callback is created.
+    """
+
+    def __init__(
+        self,
+        sparsity: float | None = None,
+        *,
+        actor_sparsity: float | None = None,
+        critic_sparsity: float | None = None,
+        criterion: str = "magnitude",
+        recovery_ratio: float = 0.0,
+        allocation: str = "topology",
+        budget: str = "reserve",
+        seed: int | None = None,
+        verbose: int = 0,
+        **criterion_options: Any,
+    ) -> None:
+        super().__init__(verbose)
+        self.settings = SparsitySettings(sparsity, actor_sparsity, critic_sparsity, criterion, recovery_ratio,
+                                         allocation, budget, criterion_options, owner="TARCallback")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+        self.seed = seed
+
+    def _sparse_agent(self) -> SparseAgent:
+        policy = self.model.policy
+        if isinstance(policy, TarPolicy):
+            raise ValueError(
+                "TARCallback sparsifies a model with a dense MlpPolicy, but this model's TarMlpPolicy is sparse "
+                "already; use sb3_tar.SparsityLogCallback() to log it"
+            )
+        state = getattr(self.model, STATE_ATTRIBUTE, None)
+        if state is None:
+            seed = self.seed if self.seed is not None else model_seed_or_torch_seed(self.model.seed)
+            agent = draw_masks(policy, self.settings, seed)
+            setattr(self.model, STATE_ATTRIBUTE, agent.state())
+        else:
+            stored = SparsitySettings.from_kwargs(dict(state["settings"]), owner="TARCallback")
+            if stored != self.settings:
+                raise ValueError(
+                    f"TARCallback: this model was sparsified with {stored.as_kwargs()}, not with "
+                    f"{self.settings.as_kwargs()}; resume it with the settings it was trained with"
+                )
+            agent = agent_from_state(policy, state, policy.device)
+        agent.enforce()
+        return agent

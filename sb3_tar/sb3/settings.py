@@ -1,0 +1,95 @@
+"""The sparsity settings of a whole agent, as ``TarMlpPolicy`` and ``TARCallback`` take them.
+
+One flat set of names (``sparsity``, ``actor_sparsity``, ``critic_sparsity``, ``criterion``,
+``recovery_ratio``, ``allocation``, ``budget`` and the criterion's options) becomes one engine
+``PruningSettings`` per role, validated up front with the engine's errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sb3_tar.engine import PruningSettings, criterion_options, get_criterion
+from sb3_tar.sb3.networks import ACTOR, CRITIC
+
+SETTING_NAMES = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "allocation", "budget")
+# Criterion options that differ per network; sb3-tar sets them itself for each network it prunes.
+PER_NETWORK_OPTIONS = ("forward", "input_width")
+
+
+@dataclass(frozen=True)
+class SparsitySettings:
+    """How every network of an agent is pruned and revived.
+
+    :param sparsity: final fraction of zero weights in each network, in [0, 1).
+    :param actor_sparsity: the actor's sparsity, overriding ``sparsity``.
+    :param critic_sparsity: each Q-network's sparsity, overriding ``sparsity``.
+    :param criterion: static pruning criterion (``magnitude``, ``random``, ``erk``, ``synflow``, ...).
+    :param recovery_ratio: revival budget as a fraction of each network's prunable weights.
+    :param allocation: ``topology`` (TAR) or ``uniform`` (Uniform Revival).
+    :param budget: ``reserve`` (end exactly at the sparsity) or ``extra`` (revive on top).
+    :param criterion_options: the criterion's options, e.g. ``scope`` or ``iterations``.
+    :param owner: who takes the settings, for error messages (``"TarMlpPolicy"``, ``"TARCallback"``).
+    :raises ValueError: naming the setting, the value and what is allowed.
+    """
+
+    sparsity: float | None = None
+    actor_sparsity: float | None = None
+    critic_sparsity: float | None = None
+    criterion: str = "magnitude"
+    recovery_ratio: float = 0.0
+    allocation: str = "topology"
+    budget: str = "reserve"
+    criterion_options: dict[str, Any] = field(default_factory=dict)
+    owner: str = field(default="sb3-tar", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.sparsity is None and (self.actor_sparsity is None or self.critic_sparsity is None):
+            raise ValueError(
+                f"{self.owner} needs a sparsity: set sparsity=<fraction of zero weights in [0, 1)>, "
+                "or both actor_sparsity and critic_sparsity"
+            )
+        get_criterion(self.criterion)
+        allowed = criterion_options(self.criterion)
+        derived = sorted(set(self.criterion_options) & set(PER_NETWORK_OPTIONS))
+        if derived:
+            raise ValueError(
+                f"{self.owner} sets criterion option(s) {derived} itself, for each network it prunes; remove them"
+            )
+        unknown = sorted(set(self.criterion_options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"{self.owner} got unknown setting(s) {unknown}: not one of {list(SETTING_NAMES)}, nor an option "
+                f"of criterion={self.criterion!r} ({sorted(set(allowed) - set(PER_NETWORK_OPTIONS)) or 'none'})"
+            )
+        for role in (ACTOR, CRITIC):
+            self.for_role(role)
+
+    def _sparsity_setting(self, role: str) -> tuple[str, float]:
+        specific = self.actor_sparsity if role == ACTOR else self.critic_sparsity
+        if specific is None:
+            return "sparsity", self.sparsity
+        return f"{role}_sparsity", specific
+
+    def for_role(self, role: str) -> PruningSettings:
+        """The engine's settings for the actor (``role="actor"``) or for each Q-network (``"critic"``)."""
+        setting, value = self._sparsity_setting(role)
+        try:
+            return PruningSettings(value, self.criterion, self.recovery_ratio, self.allocation, self.budget,
+                                   dict(self.criterion_options))
+        except ValueError as error:
+            # The engine names its argument "sparsity"; name the setting the user wrote instead.
+            raise ValueError(str(error).replace(f"sparsity={value!r}", f"{setting}={value!r}", 1)) from None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The settings as keyword arguments (what a user writes in ``policy_kwargs``)."""
+        kwargs = {name: getattr(self, name) for name in SETTING_NAMES}
+        return {**kwargs, **self.criterion_options}
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], owner: str = "sb3-tar") -> SparsitySettings:
+        """Settings from flat keyword arguments: every name not in ``SETTING_NAMES`` is a criterion option."""
+        settings = {name: kwargs[name] for name in SETTING_NAMES if name in kwargs}
+        options = {name: value for name, value in kwargs.items() if name not in SETTING_NAMES}
+        return cls(**settings, criterion_options=options, owner=owner)
