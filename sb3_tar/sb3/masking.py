@@ -1,15 +1,19 @@
-"""The one mechanism that keeps masked weights at exactly 0.0 through training: optimizer step hooks.
+"""The one mechanism that keeps masked weights at exactly 0.0 through training: an optimizer step hook.
 
-For each optimizer, ``enforce_masks`` registers two hooks on its ``step``:
+``enforce_masks`` registers one hook on each optimizer's ``step``. After every step it multiplies,
+in one ``torch._foreach_mul_``, that optimizer's masked weights and their per-element optimizer
+state (Adam's ``exp_avg`` and ``exp_avg_sq``, AMSGrad's maximum, SGD's momentum, ...) by the mask.
+So after every gradient step a masked weight is exactly 0.0 whatever the update rule (weight decay
+included), and its moments are exactly 0, so nothing stale can ever revive it. For element-wise
+optimizers (Adam, AdamW, SGD, RMSprop, ...) the kept weights train exactly as they would in the
+sparse network; the forward and backward passes never see a mask.
 
-- before the step, the gradients of masked weights are zeroed, so Adam's moments of masked
-  entries stay exactly 0 (zero gradient into zero moments moves nothing);
-- after the step, the masked weights are multiplied by their mask, so they are exactly 0.0 whatever
-  the optimizer does (weight decay, other update rules).
+Why not mask the gradients before the step instead: that leaves masked moments at exactly 0
+*during* Adam's update, and ``sqrt(0)`` is about 5x slower than ``sqrt(x)`` on torch's CPU kernel,
+which made a SAC gradient step ~4 % slower; zeroing after the step costs ~1 %.
 
-Each is one ``torch._foreach_mul_`` over that optimizer's own weights; the forward pass never sees a
-mask. A hook touches only the weights its optimizer owns: SAC computes the actor's actions before
-the critic step and backpropagates through them after it, so re-masking the actor from the critic
+A hook touches only the weights its optimizer owns: SAC computes the actor's actions before the
+critic step and backpropagates through them after it, so re-masking the actor from the critic
 optimizer's hook would break autograd. Target networks are masked when the masks are attached;
 Polyak averaging (``(1 - tau) * 0 + tau * 0``) keeps their zeros exactly from then on.
 """
@@ -85,19 +89,17 @@ class WeightMasks(nn.Module):
 
 
 class MaskEnforcement:
-    """The step hooks of one optimizer: mask its gradients before each step, its weights after."""
+    """The step hook of one optimizer: after each step, mask its weights and their optimizer state."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, weights: Sequence[torch.Tensor], masks: WeightMasks,
                  names: Sequence[str]) -> None:
+        self.optimizer = optimizer
         self.weights = list(weights)
         self.masks = masks
         self.names = list(names)
         self._version = -1
         self._multipliers: list[torch.Tensor] = []
-        self._handles = [
-            optimizer.register_step_pre_hook(self._mask_gradients),
-            optimizer.register_step_post_hook(self._mask_weights),
-        ]
+        self._handle = optimizer.register_step_post_hook(self._mask_after_step)
 
     def multipliers(self) -> list[torch.Tensor]:
         """The masks in each weight's dtype and device (a float multiply is ~6x faster than a bool one)."""
@@ -109,19 +111,23 @@ class MaskEnforcement:
             self._version = self.masks.version
         return self._multipliers
 
-    def _mask_gradients(self, *_: object) -> None:
-        pairs = [(w.grad, m) for w, m in zip(self.weights, self.multipliers()) if w.grad is not None]
-        if pairs:
-            gradients, multipliers = zip(*pairs)
-            torch._foreach_mul_(list(gradients), list(multipliers))
-
     @torch.no_grad()
-    def _mask_weights(self, *_: object) -> None:
-        torch._foreach_mul_(self.weights, self.multipliers())
+    def _mask_after_step(self, *_: object) -> None:
+        tensors, multipliers = list(self.weights), list(self.multipliers())
+        state = self.optimizer.state
+        for weight, multiplier in zip(self.weights, self._multipliers):
+            weight_state = state.get(weight)
+            if not weight_state:
+                continue
+            for key in MOMENT_STATE_KEYS:
+                moment = weight_state.get(key)
+                if moment is not None and moment.shape == weight.shape:
+                    tensors.append(moment)
+                    multipliers.append(multiplier)
+        torch._foreach_mul_(tensors, multipliers)
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        self._handle.remove()
 
 
 _ENFORCEMENTS: weakref.WeakKeyDictionary[torch.optim.Optimizer, MaskEnforcement] = weakref.WeakKeyDictionary()
