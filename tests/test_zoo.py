@@ -109,6 +109,24 @@ def test_tar_callback_from_the_zoo_callback_key(tmp_path: Path) -> None:
     assert_sparse(SAC.load(saved_model("sac", tmp_path), device="cpu"), 0.7)
 
 
+def test_dst_callback_from_a_variant_file_trains_through_the_zoo(tmp_path: Path) -> None:
+    if not hasattr(sb3_tar, "DSTCallback"):
+        pytest.skip("the DST variants need sb3_tar.DSTCallback")
+    entry = yaml.safe_load((HYPERPARAMS / "variants" / "td3" / "w256" / "rigl.yml").read_text())[ENV_ID]
+    (dst_kwargs,) = entry["callback"][0].values()
+    dst_kwargs["update_interval"] = 50  # several mask updates within the run's 200 gradient steps
+    conf = tmp_path / "td3-rigl.yml"
+    conf.write_text(yaml.safe_dump({ENV_ID: entry}))
+    result = zoo_train("td3", conf, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    model = TD3.load(saved_model("td3", tmp_path), device="cpu")
+    for name, (network, _) in networks(model).items():
+        weights = linear_weights(network)
+        total = sum(w.numel() for w in weights)
+        # regrown weights start at exactly 0, so a network may hold a few more zeros than its mask
+        assert sum(int(w.count_nonzero()) for w in weights) <= round((1.0 - SPARSITY) * total), name
+
+
 # (where the bad setting goes, the setting, the error that must reach the user)
 MALFORMED = {
     "sparsity-out-of-range": ("policy_kwargs", {"sparsity": 1.5}, "sparsity=1.5 must be in [0, 1)"),
