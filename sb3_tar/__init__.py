@@ -7,6 +7,7 @@
 from sb3_tar.engine import *  # noqa: F401,F403
 from sb3_tar.engine import __all__ as _engine_all
 from sb3_tar.sb3 import (
+    DSTCallback,
     MaskDriftError,
     SparseAgent,
     SparsityLogCallback,
@@ -21,6 +22,7 @@ from sb3_tar.sb3 import (
 __version__ = "0.1.0"
 __all__ = [
     *_engine_all,
+    "DSTCallback",
     "MaskDriftError",
     "SparseAgent",
     "SparsityLogCallback",

@@ -9,6 +9,8 @@ import torch
 from sb3_tar.cli import mlp
 
 matplotlib.use("Agg")
+# Tests run two workers on two cores (pytest -n 2); more torch threads per worker only contend.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@
 One module per job: ``networks`` (which networks of a policy are pruned), ``settings`` (the flat
 sparsity settings), ``agent`` (drawing and storing the masks), ``masking`` (the one mechanism that
 keeps them through training), ``policies`` (``TarMlpPolicy``), ``callback`` (``TARCallback``,
-``SparsityLogCallback``), ``logging`` (what goes to SB3's logger) and ``training`` (``train_run``).
+``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL), ``logging`` (what goes to SB3's logger) and ``training`` (``train_run``).
 Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC and CrossQ.
 """
 
 from sb3_tar.sb3.agent import SparseAgent, sparse_agent
 from sb3_tar.sb3.callback import SparsityLogCallback, TARCallback
+from sb3_tar.sb3.dst_callback import DSTCallback
 from sb3_tar.sb3.logging import MaskDriftError
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
@@ -18,6 +19,7 @@ from sb3_tar.sb3.settings import SparsitySettings
 register_policies()
 
 __all__ = [
+    "DSTCallback",
     "MaskDriftError",
     "SparseAgent",
     "SparseNetwork",

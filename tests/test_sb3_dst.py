@@ -1,0 +1,165 @@
+"""DSTCallback: SET and RigL keep every guarantee of a fixed mask, update for update."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from sb3_contrib import TQC, CrossQ
+from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.logger import configure
+
+import sb3_tar
+from sb3_tar import DSTCallback
+from sb3_tar.sb3.logging import check_masks
+
+ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
+STEPS, LEARNING_STARTS, INTERVAL = 300, 100, 25  # 200 gradient steps, end at 160: updates at 25 .. 150
+
+
+def make_model(algo, policy="MlpPolicy", seed=0, **policy_kwargs):
+    return algo(policy, "Pendulum-v1", learning_starts=LEARNING_STARTS, seed=seed, batch_size=64,
+                policy_kwargs={"net_arch": [32, 32], **policy_kwargs})
+
+
+def layer_sparsities(agent):
+    return {name: 1.0 - float(mask.float().mean()) for name, mask in agent.masks.items()}
+
+
+class CheckedDST(DSTCallback):
+    """Checks, right after every update and before the optimizer step, what must hold at that moment."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checked = 0
+
+    def _apply_update(self, network, update, optimizer):
+        weights = self.agent.weights(network)
+        gradients = {name: weight.grad.detach().clone() for name, weight in weights.items()}
+        super()._apply_update(network, update, optimizer)
+        targets = self.agent.target_weights(network)
+        for name, weight in weights.items():
+            new, kept = update.masks[name], update.surviving(name)
+            regrown = new & ~kept
+            assert int(new.sum()) == int(update.previous_masks[name].sum()), "per-layer sparsity changed"
+            assert torch.equal(self.agent.masks[name], new), "the mask buffer did not take the new mask"
+            assert torch.all(weight.detach()[~kept] == 0.0), "a regrown or dropped weight is not 0.0"
+            state = optimizer.state[weight]
+            for moment in ("exp_avg", "exp_avg_sq"):
+                assert torch.all(state[moment][~kept] == 0.0), f"stale Adam {moment} at a regrown/dropped weight"
+            if name in targets:
+                assert torch.all(targets[name].detach()[~new] == 0.0), "the target kept a dropped weight"
+                assert torch.all(targets[name].detach()[regrown] == 0.0), "the target's regrown weight is not 0.0"
+            if self.method == "rigl" and int(regrown.sum()):
+                candidates = gradients[name].abs()[~kept]
+                chosen = gradients[name].abs()[regrown]
+                # The regrown are the largest |dense gradient| among the positions the drop left open.
+                assert chosen.min() >= candidates.sort(descending=True).values[int(regrown.sum()) - 1]
+        self.checked += 1
+
+
+@pytest.mark.parametrize("algo", ALL_ALGOS)
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_every_update_keeps_sparsity_zeros_fresh_moments_and_target_masks(algo, method):
+    model = make_model(algo)
+    callback = CheckedDST(method, sparsity=0.9, update_interval=INTERVAL)
+    model.learn(STEPS, callback=callback)
+    agent = sb3_tar.sparse_agent(model)
+    updates = len(range(INTERVAL, callback.end_step, INTERVAL))
+    assert callback.checked == updates * len(agent.networks)
+    assert all(record["dropped"] == record["regrown"] for record in callback.history)
+    assert callback.history[0]["dropped"] > 0
+    check_masks(agent)  # every masked weight of every network and target is 0.0 after the last step
+    for network in agent.networks:
+        total = sum(agent.masks[name].numel() for name in agent.weights(network))
+        kept = sum(int(agent.masks[name].sum()) for name in agent.weights(network))
+        assert kept == round(0.1 * total)
+
+
+@pytest.mark.parametrize("algo", [SAC, TD3])
+def test_the_mask_really_moves_and_stops_at_end_fraction(algo):
+    model = make_model(algo)
+    callback = DSTCallback("set", sparsity=0.9, update_interval=INTERVAL, end_fraction=0.5)
+    model.learn(STEPS, callback=callback)
+    assert callback.end_step == (STEPS - LEARNING_STARTS) // 2
+    assert max(record["gradient_step"] for record in callback.history) < callback.end_step
+    fractions = [record["drop_fraction"] for record in callback.history if record["network"] == "qf0"]
+    assert fractions == sorted(fractions, reverse=True) and fractions[0] < 0.1
+    agent = sb3_tar.sparse_agent(model)
+    initial = agent.masks_before_revival  # the ERK masks drawn at training start (no revival)
+    for network in agent.networks:  # (a layer ERK made dense has nowhere to move)
+        assert any(not torch.equal(initial[name].cpu(), agent.masks[name].cpu()) for name in agent.weights(network))
+    # A plain MlpPolicy keeps its current masks on the model, which saves them.
+    assert all(torch.equal(model.sb3_tar_state["masks"][name], mask.cpu()) for name, mask in agent.masks.items())
+
+
+@pytest.mark.parametrize("algo", [SAC, TD3])
+def test_tar_policy_masks_are_the_initial_masks_and_the_callback_takes_no_sparsity(algo):
+    model = make_model(algo, "TarMlpPolicy", sparsity=0.8, criterion="erk")
+    before = layer_sparsities(sb3_tar.sparse_agent(model))
+    callback = DSTCallback("rigl", update_interval=INTERVAL)
+    model.learn(STEPS, callback=callback)
+    assert callback.history
+    assert layer_sparsities(sb3_tar.sparse_agent(model)) == before
+    with pytest.raises(ValueError, match="TarMlpPolicy already sets the sparsity"):
+        make_model(algo, "TarMlpPolicy", sparsity=0.8).learn(10, callback=DSTCallback("set", sparsity=0.5))
+    with pytest.raises(ValueError, match="DSTCallback needs sparsity"):
+        make_model(algo).learn(10, callback=DSTCallback("set"))
+
+
+@pytest.mark.parametrize("policy", ["MlpPolicy", "TarMlpPolicy"])
+def test_save_load_resume_keeps_the_current_masks_and_the_schedule(policy, tmp_path):
+    kwargs = {"sparsity": 0.9} if policy == "TarMlpPolicy" else {}
+    model = make_model(SAC, policy, **kwargs)
+    dst = {} if policy == "TarMlpPolicy" else {"sparsity": 0.9}
+    first = DSTCallback("set", update_interval=INTERVAL, total_gradient_steps=800, **dst)
+    model.learn(STEPS, callback=first)
+    masks = {name: mask.clone() for name, mask in sb3_tar.sparse_agent(model).masks.items()}
+    model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip")
+    if policy == "TarMlpPolicy":
+        assert all(torch.equal(loaded.policy.masks[n], m) for n, m in masks.items())
+    else:
+        assert all(torch.equal(loaded.sb3_tar_state["masks"][n], m.cpu()) for n, m in masks.items())
+    loaded.set_env(model.get_env())
+    second = DSTCallback("set", update_interval=INTERVAL, total_gradient_steps=800, **dst)
+    loaded.learn(200, callback=second, reset_num_timesteps=False)
+    assert second.gradient_steps == first.gradient_steps + 200
+    assert min(record["gradient_step"] for record in second.history) > first.gradient_steps
+    check_masks(sb3_tar.sparse_agent(loaded))
+
+
+def test_same_seed_gives_the_same_updates():
+    histories = []
+    for _ in range(2):
+        callback = DSTCallback("set", sparsity=0.9, update_interval=INTERVAL)
+        make_model(SAC, seed=3).learn(300, callback=callback)
+        histories.append([(r["network"], r["dropped"], r["churn"]) for r in callback.history])
+    assert histories[0] == histories[1]
+
+
+def test_each_update_is_logged(tmp_path):
+    model = make_model(SAC)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(STEPS, callback=DSTCallback("rigl", sparsity=0.9, update_interval=INTERVAL), log_interval=1)
+    with open(tmp_path / "progress.csv") as file:
+        columns = next(csv.reader(file))
+    for key in ("dst/actor/dropped", "dst/qf0/regrown", "dst/qf1/churn", "dst/actor/sparsity/latent_pi.0"):
+        assert key in columns
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "prune"}, r"method='prune' is not a dynamic sparse training method; allowed: \['set', 'rigl'\]"),
+        ({"method": "set", "sparsity": 1.2}, r"sparsity=1.2 must be in \[0, 1\)"),
+        ({"method": "set", "sparsity": 0.9, "update_interval": 0}, "update_interval=0 must be an integer >= 1"),
+        ({"method": "set", "sparsity": 0.9, "drop_fraction": 1.5}, r"drop_fraction=1.5 must be a number in \[0, 1\]"),
+        ({"method": "set", "sparsity": 0.9, "end_fraction": 0}, r"end_fraction=0 must be a number in \(0, 1\]"),
+        ({"method": "rigl", "sparsity": 0.9, "initial": "lottery"}, r"criterion='lottery' is not a registered"),
+    ],
+)
+def test_bad_settings_are_rejected_when_the_callback_is_created(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DSTCallback(**kwargs)
