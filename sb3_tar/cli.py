@@ -18,6 +18,7 @@ from sb3_tar.engine import (
     prune_and_revive,
     topology_report,
 )
+from sb3_tar.experiments.commands import add_experiment_commands
 
 
 def mlp(input_width: int, hidden: Sequence[int], output_width: int) -> nn.Sequential:
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--output", help="folder for topology.json and topology.png")
     add_pruning_arguments(inspect)
     inspect.set_defaults(run=inspect_command)
+    add_experiment_commands(commands)
     return parser
 
 

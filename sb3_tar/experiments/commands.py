@@ -1,0 +1,48 @@
+"""``sb3-tar sweep`` and ``sb3-tar report``: the command-line side of the experiments package."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def sweep_command(args: argparse.Namespace) -> None:
+    from sb3_tar.experiments.backends import run_sweep
+    from sb3_tar.experiments.grid import load_sweep
+
+    specs = load_sweep(args.sweep)  # a malformed sweep fails here, before anything runs
+    if args.list:
+        for spec in specs:
+            print(spec.run_id)
+        return
+    results = Path(args.results or Path("results") / Path(args.sweep).stem)
+    outcome = run_sweep(specs, results, backend=args.backend, workers=args.workers, address=args.address)
+    print(f"{len(outcome.completed)} runs finished now, {outcome.skipped} were already done, "
+          f"{len(outcome.failed)} failed; results in {results.resolve()}")
+    print(f"next: sb3-tar report {results}")
+    if outcome.failed:
+        raise SystemExit(f"sb3-tar sweep: {len(outcome.failed)} runs failed: {sorted(outcome.failed)}")
+
+
+def report_command(args: argparse.Namespace) -> None:
+    from sb3_tar.experiments.report import write_report
+
+    report = write_report(args.results, args.output)
+    print(f"report written to {report.resolve()} (figures beside it)")
+
+
+def add_experiment_commands(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser("sweep", help="train every run of a sweep grid (resumable; local pool or Ray)")
+    sweep.add_argument("sweep", help="sweep YAML, e.g. benchmarks/sweeps/cpu.yml")
+    sweep.add_argument("--results", help="results folder (default: results/<sweep name>)")
+    sweep.add_argument("--backend", default="local", choices=["local", "ray"],
+                       help="local: a process pool on this machine; ray: an existing Ray cluster")
+    sweep.add_argument("--workers", type=int, help="local pool size (default: one run per core)")
+    sweep.add_argument("--address", help="Ray cluster address (default: auto); results must be on a shared disk")
+    sweep.add_argument("--list", action="store_true", help="print the run ids and exit")
+    sweep.set_defaults(run=sweep_command)
+
+    report = commands.add_parser("report", help="tables, rliable aggregates and figures from finished runs")
+    report.add_argument("results", help="a sweep's results folder")
+    report.add_argument("--output", help="report folder (default: RESULTS/report)")
+    report.set_defaults(run=report_command)

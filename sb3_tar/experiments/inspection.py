@@ -1,0 +1,25 @@
+"""What a saved model tells a report: kept weights per network, topology, and FLOPs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rl_zoo3.utils import ALGOS
+
+from sb3_tar.engine import prunable_layers, topology_report
+from sb3_tar.experiments.cost import cost_summary
+from sb3_tar.sb3 import find_networks, sparse_agent
+
+
+def inspect_saved_model(algo: str, model_path: Path, batch_size: int) -> dict[str, Any]:
+    """Kept weights per network (non-zero after training), their topology reports if sparse, and the cost."""
+    model = ALGOS[algo].load(model_path, device="cpu")
+    kept = {}
+    for network in find_networks(model.policy):
+        kept[network.name] = sum(int(layer.weight.count_nonzero()) for layer in prunable_layers(network.module))
+    try:
+        topology = {name: topology_report(plan) for name, plan in sparse_agent(model).plans().items()}
+    except ValueError:  # a dense model has no masks
+        topology = {}
+    return {"kept_weights": kept, "topology": topology, "cost": cost_summary(algo, kept, batch_size)}
