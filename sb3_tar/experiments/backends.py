@@ -79,7 +79,8 @@ def run_sweep(
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     cleared = clear_partial_runs(results)
-    todo = pending_runs(results, specs)
+    # Seed by seed: a sweep stopped early still compares every method on the seeds it finished.
+    todo = sorted(pending_runs(results, specs), key=lambda spec: spec.seed)
     outcome = SweepOutcome(skipped=len(specs) - len(todo))
     print(f"sweep: {len(specs)} runs, {outcome.skipped} already finished, {len(todo)} to train"
           + (f" ({cleared} interrupted runs cleared)" if cleared else ""))
