@@ -1,0 +1,72 @@
+"""Shared helpers of the SB3 integration tests: tiny models on Pendulum-v1 and the mask invariants."""
+
+from __future__ import annotations
+
+import torch
+from sb3_contrib import TQC, CrossQ
+from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+import sb3_tar
+from sb3_tar.sb3.agent import SparseAgent
+
+ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
+ENV_ID = "Pendulum-v1"
+LEARNING_STARTS = 50
+
+
+def make_model(algo: type[BaseAlgorithm], policy: str = "TarMlpPolicy", *, seed: int | None = 0,
+               net_arch: list[int] | dict | None = None, env: object = ENV_ID, **policy_kwargs: object) -> BaseAlgorithm:
+    """A small model: [32, 32] networks, batch 32, learning after 50 steps."""
+    kwargs = {"net_arch": [32, 32] if net_arch is None else net_arch, **policy_kwargs}
+    return algo(policy, env, seed=seed, learning_starts=LEARNING_STARTS, batch_size=32, policy_kwargs=kwargs,
+                device="cpu")
+
+
+def kept_count(agent: SparseAgent, network) -> tuple[int, int]:
+    """``(kept, total)`` prunable weights of one network, from its masks."""
+    masks = [agent.masks[name] for name in agent.weights(network)]
+    return sum(int(mask.sum()) for mask in masks), sum(mask.numel() for mask in masks)
+
+
+def assert_masks_hold(agent: SparseAgent, networks=None) -> None:
+    """Every masked weight is 0.0 in the network and its target, and so are its Adam moments."""
+    for network in networks or agent.networks:
+        for copy, weights in (("online", agent.weights(network)), ("target", agent.target_weights(network))):
+            for name, weight in weights.items():
+                masked = ~agent.masks[name]
+                assert torch.all(weight.detach()[masked] == 0.0), f"{copy} {name} has a non-zero masked weight"
+        for name, weight in agent.weights(network).items():
+            state = network.optimizer.state.get(weight, {})
+            for moment in ("exp_avg", "exp_avg_sq"):
+                if moment in state:
+                    assert torch.all(state[moment][~agent.masks[name]] == 0.0), f"{name}: {moment} of masked weights"
+
+
+def assert_sparsity(agent: SparseAgent, actor: float, critic: float) -> None:
+    """Each network keeps exactly ``round((1 - sparsity) * weights)`` weights, and its weights show it."""
+    for network in agent.networks:
+        sparsity = actor if network.role == "actor" else critic
+        kept, total = kept_count(agent, network)
+        assert kept == round((1.0 - sparsity) * total), f"{network.name}: kept {kept} of {total}"
+        nonzero = sum(int(w.count_nonzero()) for w in agent.weights(network).values())
+        assert nonzero <= kept
+
+
+class StepChecker:
+    """An optimizer step hook, registered after sb3-tar's, that checks the masks after every step."""
+
+    def __init__(self, model: BaseAlgorithm) -> None:
+        self.agent = sb3_tar.sparse_agent(model)
+        self.steps = 0
+        optimizers = {id(n.optimizer): n.optimizer for n in self.agent.networks}
+        for optimizer in optimizers.values():
+            optimizer.register_step_post_hook(self.check)
+
+    def check(self, optimizer: torch.optim.Optimizer, *_: object) -> None:
+        assert_masks_hold(self.agent, [n for n in self.agent.networks if n.optimizer is optimizer])
+        # Targets are Polyak-updated between steps: the previous update is checked here.
+        for network in self.agent.networks:
+            for name, target in self.agent.target_weights(network).items():
+                assert torch.all(target.detach()[~self.agent.masks[name]] == 0.0), f"target {name}"
+        self.steps += 1
