@@ -44,7 +44,7 @@ def check_masks(agent: SparseAgent) -> dict[str, float]:
     """
     sparsity = {}
     for network in agent.networks:
-        zeros = total = 0
+        nonzero = total = 0
         for where, weights in (("", agent.weights(network)), (" (target network)", agent.target_weights(network))):
             for name, weight in weights.items():
                 drifted = int(weight.detach()[~agent.masks[name]].count_nonzero())
@@ -54,9 +54,9 @@ def check_masks(agent: SparseAgent) -> dict[str, float]:
                         "drifted from its mask (were its weights changed outside the optimizer?)"
                     )
                 if not where:
-                    zeros += weight.numel() - int(weight.detach().count_nonzero())
+                    nonzero += int(weight.detach().count_nonzero())
                     total += weight.numel()
-        sparsity[network.name] = zeros / total
+        sparsity[network.name] = 1.0 - nonzero / total  # as RevivalPlan.sparsity: 1 - kept / total
     return sparsity
 
 
