@@ -17,12 +17,10 @@ import pytest
 import torch as th
 import yaml
 
-pytest.importorskip("rl_zoo3", reason="rl-zoo3 is in the `zoo` extra: pip install -e '.[test,zoo]'")
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
 
-from stable_baselines3 import SAC, TD3  # noqa: E402
-from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
-
-import sb3_tar  # noqa: E402,F401  (registers TarMlpPolicy, as --gym-packages sb3_tar does)
+import sb3_tar  # noqa: F401  (registers TarMlpPolicy, as --gym-packages sb3_tar does)
 
 REPO = Path(__file__).resolve().parents[1]
 HYPERPARAMS = REPO / "hyperparams"
@@ -110,8 +108,6 @@ def test_tar_callback_from_the_zoo_callback_key(tmp_path: Path) -> None:
 
 
 def test_dst_callback_from_a_variant_file_trains_through_the_zoo(tmp_path: Path) -> None:
-    if not hasattr(sb3_tar, "DSTCallback"):
-        pytest.skip("the DST variants need sb3_tar.DSTCallback")
     entry = yaml.safe_load((HYPERPARAMS / "variants" / "td3" / "w256" / "rigl.yml").read_text())[ENV_ID]
     (dst_kwargs,) = entry["callback"][0].values()
     dst_kwargs["update_interval"] = 50  # several mask updates within the run's 200 gradient steps
@@ -197,8 +193,6 @@ def build_with_the_zoo(algo: str, conf: Path, log_folder: Path) -> tuple[BaseAlg
 @pytest.mark.parametrize("method", load_generator().METHODS)
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_every_width_256_variant_builds_through_the_zoo(algo: str, method: str, tmp_path: Path) -> None:
-    if method in ("set", "rigl") and not hasattr(sb3_tar, "DSTCallback"):
-        pytest.skip("the DST variants need sb3_tar.DSTCallback")
     model, callbacks = build_with_the_zoo(algo, HYPERPARAMS / "variants" / algo / "w256" / f"{method}.yml", tmp_path)
     if method == "dense":
         assert_sparse(model, 0.0)
