@@ -122,6 +122,17 @@ def test_train_run_is_the_reusable_entry_point(tmp_path):
         train_run(config, tmp_path / "run")
 
 
+def test_the_same_seed_gives_the_same_run(tmp_path):
+    for name in ("first", "second"):
+        main(["train", "--output", str(tmp_path / name), "--seed", "4", *TINY])
+    first, second = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("first", "second"))
+    assert first["final_evaluation"] == second["final_evaluation"]
+    assert (tmp_path / "first" / "monitor.csv").read_text().splitlines()[2:] != []
+    first_returns, second_returns = ([line.split(",")[0] for line in (tmp_path / name / "monitor.csv").read_text()
+                                      .splitlines()[2:]] for name in ("first", "second"))
+    assert first_returns == second_returns
+
+
 def test_python_m_sb3_tar_train_runs_with_a_progress_bar(tmp_path):
     command = [sys.executable, "-m", "sb3_tar", "train", "--output", str(tmp_path / "run"),
                *[argument for argument in TINY if argument != "--no-progress-bar"]]

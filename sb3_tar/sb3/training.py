@@ -37,6 +37,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_tar.engine import format_topology_table, plot_topology, topology_report
 from sb3_tar.sb3.agent import sparse_agent
@@ -63,7 +64,7 @@ class TrainConfig:
     :param budget: ``reserve`` or ``extra``.
     :param criterion_options: the criterion's options (``scope``, ``iterations``).
     :param net_arch: hidden layer widths of the actor and of each Q-network.
-    :param seed: the run's seed (environment, weights and masks).
+    :param seed: the run's seed (environment, weights and masks; evaluation uses ``seed + 1``).
     :param learning_rate: the optimizers' learning rate (rl-zoo3's tuned value for Pendulum-v1).
     :param action_noise: standard deviation of TD3/DDPG's Gaussian exploration noise.
     :param hyperparams: any other keyword arguments of the algorithm (``batch_size``, ``gamma``, ...).
@@ -260,7 +261,9 @@ def _train(config: TrainConfig, work: Path) -> tuple[float, float, float]:
     torch.set_num_threads(config.threads)
     try:
         env = Monitor(gym.make(config.env), str(work / "monitor.csv"))
-        eval_env = Monitor(gym.make(config.env))
+        # Evaluation episodes start from their own seeded stream, so a run is reproducible end to end.
+        eval_env = DummyVecEnv([lambda: Monitor(gym.make(config.env))])
+        eval_env.seed(config.seed + 1)
         model = ALGORITHMS[config.algo](ALIAS, env, **config.algorithm_kwargs(env.action_space))
         formats = ["csv"] + (["tensorboard"] if _has_tensorboard() else [])
         model.set_logger(configure(str(work), formats))
