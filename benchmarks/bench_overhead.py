@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -79,6 +80,7 @@ def time_hooks(model: SAC, repeats: int = 2000) -> float:
 
 
 def measure(rounds: int, steps_per_block: int) -> dict[str, object]:
+    load_before = os.getloadavg()[0]  # other work on the machine shows in the wall-clock figures
     dense = sac("MlpPolicy", {})
     tar = sac("TarMlpPolicy", TAR_SETTINGS)
     dense.learn(BUFFER_SIZE)  # random actions only: fills the buffer
@@ -96,7 +98,8 @@ def measure(rounds: int, steps_per_block: int) -> dict[str, object]:
             cpu[name].append(cpu_ms)
         print(f"round {round_index + 1:3d}/{rounds}: dense {wall['dense'][-1]:.2f} ms/step, "
               f"TarMlpPolicy {wall['tar'][-1]:.2f} ms/step (wall-clock)", flush=True)
-    result: dict[str, object] = {"rounds": rounds, "steps_per_block": steps_per_block}
+    result: dict[str, object] = {"rounds": rounds, "steps_per_block": steps_per_block,
+                                 "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]}}
     for clock, times in (("wall", wall), ("cpu", cpu)):
         dense_ms, tar_ms = statistics.median(times["dense"]), statistics.median(times["tar"])
         result[clock] = {"dense_median_ms": dense_ms, "tar_median_ms": tar_ms, "ratio_of_medians": tar_ms / dense_ms,
@@ -122,6 +125,8 @@ def write_results(result: dict[str, object], output: Path) -> None:
         "gradient steps each, alternating which model goes first.",
         "",
         *(f"- {key}: `{value}`" for key, value in environment.items()),
+        f"- 1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
+        f"`{result['load_average_1min']['after']:.2f}` (other work on the machine slows both models alike)",
         "",
         "| clock | dense MlpPolicy, median ms/step | TarMlpPolicy, median ms/step | ratio of medians | goal <= "
         f"{GOAL} |",
