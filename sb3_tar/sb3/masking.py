@@ -160,7 +160,7 @@ def enforce_masks(
     """Make ``masks`` hold for the ``weights`` of ``optimizer`` through every step from now on.
 
     Zeroes the masked weights, their optimizer state and the target weights now, then registers the
-    step hooks. Calling it again for the same optimizer replaces its hooks (never stacks them).
+    step hook. Calling it again for the same optimizer replaces its hook (never stacks them).
 
     :param optimizer: the optimizer that owns every weight in ``weights``.
     :param weights: mask name -> the weight it masks.
