@@ -24,8 +24,8 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.logger import configure
 
 import sb3_tar
-from benchmarks.bench_overhead import HalfCheetahShapes
 from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.experiments.cost import cost_summary
 from sb3_tar.sb3 import find_networks
 

@@ -20,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3 import SAC
 
 from benchmarks.environment import describe_environment
+from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar import apply_mask_update, apply_masks, dense_gradients, dst_update, prune_and_revive
 
 BATCH_SIZE = 256
@@ -35,20 +34,6 @@ SPARSITY = 0.9
 DROP_FRACTION = 0.1
 UPDATE_INTERVAL = 1_000
 ROUNDS = {256: 300, 1024: 60}
-
-
-class HalfCheetahShapes(gym.Env):
-    """HalfCheetah-v4's spaces with random transitions: a gradient step's cost depends on shapes, not data."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float64)
-    action_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), float(self.np_random.normal()), False, False, {}
 
 
 def sparse_sac(width: int) -> tuple[SAC, dict[str, torch.Tensor]]:

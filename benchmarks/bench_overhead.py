@@ -24,14 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
 from benchmarks.environment import describe_environment
+from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.sb3.masking import enforcement_of
 
 NET_ARCH = [256, 256]
@@ -39,20 +38,6 @@ BATCH_SIZE = 256
 BUFFER_SIZE = 10_000
 TAR_SETTINGS = {"sparsity": 0.9, "criterion": "magnitude", "recovery_ratio": 0.01}
 GOAL = 1.02
-
-
-class HalfCheetahShapes(gym.Env):
-    """HalfCheetah-v4's spaces with random transitions: a gradient step's cost depends on shapes, not data."""
-
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float64)
-    action_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), float(self.np_random.normal()), False, False, {}
 
 
 def sac(policy: str, policy_kwargs: dict[str, object]) -> SAC:

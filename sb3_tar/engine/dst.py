@@ -41,6 +41,13 @@ DST_METHODS = ("set", "rigl")
 MOMENT_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg", "grad_avg")
 
 
+def moment_tensors(optimizer: torch.optim.Optimizer, parameter: torch.Tensor) -> list[torch.Tensor]:
+    """The optimizer's zero-initialised per-element state of ``parameter`` (Adam's moments, momentum, ...)."""
+    state = optimizer.state.get(parameter) or {}
+    return [moment for key in MOMENT_STATE_KEYS
+            if isinstance(moment := state.get(key), torch.Tensor) and moment.shape == parameter.shape]
+
+
 def _check_fraction(setting: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{setting}={value!r} must be a finite number in [0, 1]")
@@ -309,13 +316,8 @@ def apply_mask_update(
         survivors = update.surviving(name).to(device=parameter.device, dtype=parameter.dtype)
         parameter.mul_(survivors)
         for optimizer in optimizers:
-            state = optimizer.state.get(parameter)
-            if not state:
-                continue
-            for key in MOMENT_STATE_KEYS:
-                moment = state.get(key)
-                if isinstance(moment, torch.Tensor) and moment.shape == parameter.shape:
-                    moment.mul_(survivors.to(device=moment.device, dtype=moment.dtype))
+            for moment in moment_tensors(optimizer, parameter):
+                moment.mul_(survivors.to(device=moment.device, dtype=moment.dtype))
         if target_weights is not None and name in target_weights:
             target = target_weights[name]
             target.mul_(survivors.to(device=target.device, dtype=target.dtype))

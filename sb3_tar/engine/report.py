@@ -70,7 +70,7 @@ def plot_topology(plan: RevivalPlan | dict[str, object], path: str | Path | None
 
     report = topology_report(plan) if isinstance(plan, RevivalPlan) else plan
     layers = report["layers"]
-    figure = Figure(figsize=(max(4.0, 1.4 * len(layers) + 2.0), 3.6), layout="constrained")
+    figure = Figure(figsize=(max(5.0, 1.4 * len(layers) + 2.0), 4.0), layout="constrained")
     axes = figure.subplots()
     positions = range(len(layers))
     axes.bar([p - 0.2 for p in positions], [layer["density_before"] for layer in layers], width=0.4,
@@ -88,7 +88,7 @@ def plot_topology(plan: RevivalPlan | dict[str, object], path: str | Path | None
     axes.set_yscale("log")
     axes.set_ylabel("density (kept / all)")
     axes.set_title(title or f"{report['criterion']}, sparsity {report['sparsity']:g}, rr {report['recovery_ratio']:g}")
-    axes.legend(fontsize="small", loc="upper left", framealpha=0.9)
+    axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=3, frameon=False)
     if path is not None:
         figure.savefig(path, dpi=120)
     return figure

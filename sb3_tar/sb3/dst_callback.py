@@ -2,10 +2,9 @@
 
 The mask update runs where gradient steps happen, not where SB3 callbacks run: a global optimizer
 step pre-hook (``torch.optim.optimizer.register_optimizer_step_pre_hook``), filtered to this
-model's optimizers. Global pre-hooks run before an optimizer's own hooks, so at that moment each
-weight's ``.grad`` is still the *dense* gradient of this step's loss on this step's batch (the
-mask enforcement zeroes masked gradients only afterwards): RigL's regrowth score, at no extra
-forward or backward pass. Gradient steps are counted on the critic's optimizer (one critic step
+model's optimizers, before the step. Each weight's ``.grad`` is then the *dense* gradient of this
+step's loss on this step's batch (the mask enforcement never masks gradients; it re-masks weights
+and moments after the step): RigL's regrowth score, at no extra forward or backward pass. Gradient steps are counted on the critic's optimizer (one critic step
 per gradient step in SAC, TD3, DDPG, TQC and CrossQ); the actor is updated at its first optimizer
 step at or after a critic update (TD3's delayed policy updates included).
 """

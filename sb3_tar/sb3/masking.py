@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from sb3_tar.engine.dst import MOMENT_STATE_KEYS
+from sb3_tar.engine.dst import moment_tensors
 
 
 class WeightMasks(nn.Module):
@@ -114,16 +114,10 @@ class MaskEnforcement:
     @torch.no_grad()
     def _mask_after_step(self, *_: object) -> None:
         tensors, multipliers = list(self.weights), list(self.multipliers())
-        state = self.optimizer.state
         for weight, multiplier in zip(self.weights, self._multipliers):
-            weight_state = state.get(weight)
-            if not weight_state:
-                continue
-            for key in MOMENT_STATE_KEYS:
-                moment = weight_state.get(key)
-                if moment is not None and moment.shape == weight.shape:
-                    tensors.append(moment)
-                    multipliers.append(multiplier)
+            moments = moment_tensors(self.optimizer, weight)
+            tensors += moments
+            multipliers += [multiplier] * len(moments)
         torch._foreach_mul_(tensors, multipliers)
 
     def remove(self) -> None:
@@ -141,13 +135,8 @@ def _owned_parameters(optimizer: torch.optim.Optimizer) -> set[int]:
 def zero_masked_state(optimizer: torch.optim.Optimizer, weights: Mapping[str, torch.Tensor], masks: WeightMasks) -> None:
     """Zero the optimizer's per-element state (Adam's moments, momentum, ...) at masked positions."""
     for name, weight in weights.items():
-        state = optimizer.state.get(weight)
-        if not state:
-            continue
-        for key in MOMENT_STATE_KEYS:
-            moment = state.get(key)
-            if isinstance(moment, torch.Tensor) and moment.shape == weight.shape:
-                moment.mul_(masks[name].to(device=moment.device, dtype=moment.dtype))
+        for moment in moment_tensors(optimizer, weight):
+            moment.mul_(masks[name].to(device=moment.device, dtype=moment.dtype))
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The main job: train one sparse agent, evaluate it, and save everything a person wants to look at.
 
-``train_run(config, output_dir)`` is the one code path behind ``sb3-tar train``; sweeps and other
-entry points call it too. It validates every setting before it touches the disk, trains in a
+``train_run(config, output_dir)`` is the code path behind ``sb3-tar train`` (sweeps train through
+``rl_zoo3.train`` instead, with the project's tuned hyperparameter files). It validates every setting before it touches the disk, trains in a
 private folder next to ``output_dir`` and moves it into place only when the run has finished, so
 a failed or interrupted run never leaves half a result behind and never costs an existing one.
 
