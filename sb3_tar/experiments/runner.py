@@ -73,8 +73,9 @@ def execute_run(spec: RunSpec, results: Path) -> Path:
     from sb3_tar.experiments.inspection import inspect_saved_model
 
     work = partial_dir(results, spec)
+    hyperparams = run_hyperparams(spec)
     config = work / "hyperparams.yml"
-    config.write_text(yaml.safe_dump({spec.env: run_hyperparams(spec)}, sort_keys=False))
+    config.write_text(yaml.safe_dump({spec.env: hyperparams}, sort_keys=False))
     log_folder = work / "logs"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
@@ -89,7 +90,7 @@ def execute_run(spec: RunSpec, results: Path) -> Path:
         "spec": {**spec.to_dict(), "cost": None},
         "evaluations": read_evaluations(log_folder),
         "wall_time_s": wall_time,
-        **inspect_saved_model(spec.algo, model_path, batch_size=int(run_hyperparams(spec).get("batch_size", 256))),
+        **inspect_saved_model(spec.algo, model_path, batch_size=int(hyperparams.get("batch_size", 256))),
     }
     result["spec"]["cost"] = result.pop("cost")
     return publish(results, spec, work, result)
