@@ -17,7 +17,7 @@ from sb3_tar.engine.revival import (
     revive_uniformly,
     topology_budgets,
 )
-from sb3_tar.engine.seeding import generator_for, seed_from_global_state
+from sb3_tar.engine.seeding import check_seed, generator_for, seed_from_global_state
 from sb3_tar.engine.settings import PruningSettings
 
 CRITERION_STREAM = 0
@@ -143,8 +143,7 @@ def prune_and_revive(
     :param criterion_options: options of the criterion, e.g. ``scope="layerwise"``, ``iterations=100``.
     """
     settings = PruningSettings(sparsity, criterion, recovery_ratio, allocation, budget, dict(criterion_options))
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+    check_seed(seed)
     layers = prunable_layers(network)
     _check_finite(network, [layer.name for layer in layers])
     seed = seed_from_global_state() if seed is None else seed

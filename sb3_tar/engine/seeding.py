@@ -6,6 +6,12 @@ import numpy as np
 import torch
 
 
+def check_seed(seed: object) -> None:
+    """Reject anything but a non-negative integer or ``None`` before any work is done."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+
+
 def derive_seed(seed: int, *stream: int) -> int:
     """A 63-bit seed for the sub-stream ``stream`` of ``seed`` (NumPy's ``SeedSequence`` spawning).
 

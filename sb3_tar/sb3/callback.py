@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_tar.engine.seeding import check_seed
 from sb3_tar.sb3.agent import (
     STATE_ATTRIBUTE,
     SparseAgent,
@@ -103,8 +104,7 @@ class TARCallback(SparsityLogCallback):
         super().__init__(verbose)
         self.settings = SparsitySettings(sparsity, actor_sparsity, critic_sparsity, criterion, recovery_ratio,
                                          allocation, budget, criterion_options, owner="TARCallback")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+        check_seed(seed)
         self.seed = seed
 
     def _sparse_agent(self) -> SparseAgent:

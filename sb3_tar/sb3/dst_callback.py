@@ -20,6 +20,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from sb3_tar.engine import derive_seed, get_criterion
 from sb3_tar.engine.dst import DST_METHODS, DSTUpdate, apply_mask_update, cosine_drop_fraction, dst_update, is_dst_update_step
+from sb3_tar.engine.seeding import check_seed
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
 from sb3_tar.sb3.callback import SparsityLogCallback, TARCallback
 from sb3_tar.sb3.networks import CRITIC, SparseNetwork
@@ -99,8 +100,7 @@ class DSTCallback(TARCallback):
         self.uses_policy_masks = sparsity is None and actor_sparsity is None and critic_sparsity is None
         if self.uses_policy_masks:  # a TarMlpPolicy's masks: nothing to draw, so no settings to check
             SparsityLogCallback.__init__(self, verbose)
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-                raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+            check_seed(seed)
             self.settings, self.seed = None, seed
         else:
             super().__init__(sparsity, actor_sparsity=actor_sparsity, critic_sparsity=critic_sparsity,
