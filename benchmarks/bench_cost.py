@@ -23,11 +23,11 @@ import torch
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.logger import configure
 
-import sb3_tar
+import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
 from benchmarks.environment import describe_environment, environment_markdown
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.experiments.cost import cost_summary
-from sb3_tar.sb3 import find_networks
+from sb3_tar.experiments.inspection import kept_weights
 
 ALGOS = {"sac": SAC, "td3": TD3}
 BATCH_SIZE = 256
@@ -45,11 +45,6 @@ def build(algo: str, width: int, method: str):
     return model
 
 
-def kept_weights(model) -> dict[str, int]:
-    return {network.name: sum(int(layer.weight.count_nonzero()) for layer in sb3_tar.prunable_layers(network.module))
-            for network in find_networks(model.policy)}
-
-
 def measure(algo: str, width: int, rounds: int, steps: int) -> dict[str, object]:
     models = {method: build(algo, width, method) for method in ("dense", "tar")}
     models["dense"].learn(BUFFER_SIZE)  # random actions: fills the shared buffer
@@ -65,7 +60,7 @@ def measure(algo: str, width: int, rounds: int, steps: int) -> dict[str, object]
             times[method].append((time.perf_counter() - start) * 1e6 / steps)  # ms per 1000 steps
     rows = {}
     for method, model in models.items():
-        kept = kept_weights(model)
+        kept = kept_weights(model.policy)
         rows[method] = {"ms_per_1000_steps": statistics.median(times[method]), "kept_weights": kept,
                         **cost_summary(algo, kept, BATCH_SIZE)}
     for method in rows:
