@@ -152,7 +152,9 @@ def test_churn_counts_regrown_positions_that_were_active_before_the_drop():
     assert (record.dropped, record.regrown, record.reactivated, record.changed) == (2, 2, 1, 1)
     assert record.churn == update.churn == 0.5
     assert update.masks["w"].nonzero().squeeze(1).tolist() == [0, 1, 3, 4]
-    assert update.surviving("w").nonzero().squeeze(1).tolist() == [0, 1]  # (3) was dropped: it restarts
+    assert update.kept_masks["w"].nonzero().squeeze(1).tolist() == [0, 1]
+    # (3) was dropped and regrown at once: as in RigL (reinit_when_same=False), it keeps its value.
+    assert update.surviving("w").nonzero().squeeze(1).tolist() == [0, 1, 3]
 
 
 def test_set_regrows_only_outside_the_kept_weights_and_is_reproducible_by_seed():
@@ -235,8 +237,9 @@ def test_regrown_weights_and_their_moments_start_at_zero_after_a_real_training_h
         assert torch.equal(moment[unchanged], state_before[key][unchanged])
     assert (layer.weight[~unchanged] == 0).all() and (target.weight[~unchanged] == 0).all()
     assert torch.equal(layer.weight[unchanged], weight_before[unchanged])
-    churned = new_mask & mask & ~unchanged  # dropped and regrown at once: starts fresh like any regrown weight
-    assert (layer.weight[churned] == 0).all()
+    churned = new_mask & mask & ~update.kept_masks["w"]  # dropped and regrown at once: kept as it was
+    assert torch.equal(churned & unchanged, churned)
+    assert torch.equal(layer.weight[churned], weight_before[churned])
     assert torch.equal(target.weight[unchanged], target_before[unchanged])
 
 
@@ -359,3 +362,36 @@ def test_any_update_keeps_shapes_and_counts_and_is_deterministic_given_a_seed(
         assert int((before & ~after).sum()) == record.changed
         assert 0.0 <= record.churn <= 1.0
         assert torch.equal(after, again.masks[record.name])
+
+
+def test_a_layer_whose_drop_is_all_regrown_changes_nothing():
+    """RigL on a small output layer where the dropped weights have the largest gradients: no reset."""
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 1)
+    mask = torch.zeros(1, 16, dtype=torch.bool)
+    mask[0, :8] = True
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    train_masked(layer, mask, optimizer, steps=5)
+    gradient = torch.zeros(1, 16)
+    gradient[0, :8] = 1.0  # only active positions have gradient: whatever is dropped is regrown
+    state_before = {key: optimizer.state[layer.weight][key].clone() for key in ("exp_avg", "exp_avg_sq")}
+    weight_before = layer.weight.detach().clone()
+    update = rigl(layer.weight, mask, gradient, drop_fraction=0.5)
+    assert update.churn == 1.0 and torch.equal(update.masks["w"], mask)
+
+    apply_mask_update({"w": layer.weight}, update, [optimizer])
+
+    assert torch.equal(layer.weight, weight_before)
+    for key, moment in state_before.items():  # active positions keep their moments, inactive ones stay at 0
+        assert torch.equal(optimizer.state[layer.weight][key], moment * mask)
+
+
+@pytest.mark.parametrize("active", [1, 3, 7, 10, 29, 100, 257])
+@pytest.mark.parametrize("fraction", [0.0, 0.05, 0.1, 0.25, 0.29, 0.5, 1.0])
+def test_drop_count_is_jaxpruners(active, fraction):
+    mask = torch.zeros(1, 300, dtype=torch.bool)
+    mask[0, :active] = True
+    weight = torch.randn(1, 300)
+    update = dst_update({"w": weight}, {"w": mask}, method="set", drop_fraction=fraction,
+                        generator=torch.Generator().manual_seed(0))
+    assert update.dropped == active - round(active * (1 - fraction))

@@ -5,21 +5,24 @@ The pieces are separate so any training loop can use them: ``cosine_drop_fractio
 masks out, nothing mutated), and ``apply_mask_update`` pushes one update into a model's weights, its
 optimizers' moments and its target networks.
 
-Semantics (RigL, Evci et al. 2020, and its reference code), per layer with ``n`` active weights:
+Semantics (RigL, Evci et al. 2020, and JaxPruner), per layer with ``n`` active weights:
 
-- ``k = round(drop_fraction * n)`` weights are dropped and ``k`` regrown, so the layer's active count
-  never changes. Nearest-integer rounding (Python's ``round``, halves to even; the project's
-  convention for counts) keeps float error out: ``0.29 * 100`` gives 29, where the truncation of
-  RigL's reference code would give 28. It differs from truncation by at most one weight per layer.
+- ``k = n - round((1 - drop_fraction) * n)`` weights are dropped and ``k`` regrown, so the layer's
+  active count never changes. This is JaxPruner's count (it keeps ``round(n * (1 - f))``); RigL's
+  TF code truncates ``f * n`` instead, which float error can push one weight lower (``0.29 * 100``
+  truncates to 28). The two differ by at most one weight per layer.
 - Drop: the ``n - k`` active weights with the largest ``|w|`` are kept; among equal magnitudes the
   earlier position is kept and the later one dropped (exact top-k, never a threshold).
 - Regrow: the candidates are all positions outside the kept set, *including the ``k`` just
   dropped*. SET picks ``k`` of them uniformly at random; RigL picks the ``k`` with the largest dense
   gradient magnitude (earlier position first on ties, e.g. among the zero gradients of dead units,
   where RigL's TF code adds tiny noise instead). A dropped position that is regrown at once is
-  "churn". Every regrown weight, churned ones included, starts at 0.0 with zeroed optimizer
-  moments (RigL's reference code keeps a churned weight's value, ``reinit_when_same=False``; we
-  follow the rule that a regrown connection starts fresh, with no exception).
+  "churn".
+- Only positions that were inactive before the update start fresh: weight 0.0 and zeroed optimizer
+  moments. A churned weight (dropped and regrown in the same update) keeps its value and moments,
+  as RigL (``reinit_when_same=False``) and JaxPruner do: for it nothing changed.
+- No update at gradient step 0 (``is_dst_update_step``): the first is after ``update_interval``
+  steps, as RigL's and JaxPruner's update schedules start at step 1.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class DSTLayerUpdate:
     :param name: the layer's weight name, as in the masks mapping.
     :param size: weights in the layer.
     :param active: active weights, before and after alike.
-    :param dropped: active weights dropped (``round(drop_fraction * active)``).
+    :param dropped: active weights dropped (``active - round((1 - drop_fraction) * active)``).
     :param regrown: positions regrown (always ``dropped``).
     :param reactivated: regrown positions that were dropped in this same update.
     """
@@ -143,6 +146,7 @@ class DSTUpdate:
     :param masks: layer name -> new bool mask (``True`` = active).
     :param previous_masks: layer name -> the mask before the update.
     :param kept_masks: layer name -> the positions that survived the drop (regrown ones excluded).
+        A churned position is not in it, but it is active both before and after (see ``surviving``).
     :param layers: per-layer records, in the order of the masks mapping.
     :param method: ``"set"`` or ``"rigl"``.
     :param drop_fraction: the fraction used.
@@ -170,8 +174,11 @@ class DSTUpdate:
         return sum(layer.reactivated for layer in self.layers) / regrown if regrown else 0.0
 
     def surviving(self, name: str) -> torch.Tensor:
-        """Positions of layer ``name`` kept through the drop: the only ones whose values and moments survive."""
-        return self.kept_masks[name]
+        """Positions of layer ``name`` active before and after the update: their values and moments are kept.
+
+        That is the drop's survivors plus the churned positions (dropped and regrown at once).
+        """
+        return self.masks[name] & self.previous_masks[name]
 
 
 def _check_tensors(
@@ -234,7 +241,7 @@ def dst_update(
         flat_mask = mask.reshape(-1)
         active_positions = flat_mask.nonzero().squeeze(1)  # ascending, so top_k_mask's ties favour earlier positions
         active = active_positions.numel()
-        count = round(drop_fraction * active)
+        count = active - round((1.0 - drop_fraction) * active)
         if count == 0:
             new_masks[name] = mask.clone()
             kept_masks[name] = mask.clone()
@@ -282,14 +289,15 @@ def apply_mask_update(
     *,
     target_weights: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Push one update into a model: dropped and regrown weights become 0.0, and so do their moments.
+    """Push one update into a model: newly grown and dropped weights become 0.0, and so do their moments.
 
-    Every position that did not survive the drop (dropped, regrown, or both) is zeroed in the weight, in
-    each optimizer's zero-initialised per-element state (``MOMENT_STATE_KEYS``: Adam's ``exp_avg``
-    and ``exp_avg_sq``, ``max_exp_avg_sq``, SGD's ``momentum_buffer``, ...), and in the target
-    weight. So a regrown weight starts from 0.0 with fresh moments instead of stale ones (RLx2,
-    rigl-torch and DS-TD3 leave Adam's moments stale), and a dropped weight leaves no moment behind
-    that could revive it. Positions kept through the drop are untouched.
+    Every position that is not active both before and after the update (``update.surviving``) is
+    zeroed in the weight, in each optimizer's zero-initialised per-element state
+    (``MOMENT_STATE_KEYS``: Adam's ``exp_avg`` and ``exp_avg_sq``, ``max_exp_avg_sq``, SGD's
+    ``momentum_buffer``, ...), and in the target weight. So a newly grown weight starts from 0.0 with
+    fresh moments instead of stale ones (RLx2, rigl-torch and DS-TD3 leave Adam's moments stale),
+    and a dropped weight leaves no moment behind that could revive it. Positions active before and
+    after, churned ones included, are untouched.
 
     The masks themselves (mask buffers, step hooks) are the caller's to replace with ``update.masks``.
 

@@ -61,9 +61,13 @@ class LayerTopology:
         return self.kept_after / self.size
 
     @property
-    def coverage(self) -> float:
-        """Chance that revival hit one given pruned connection that later matters (k = 1)."""
-        return coverage_probability(self.size - self.kept_before, 1, self.revived)
+    def coverage(self) -> float | None:
+        """Chance that revival hit one given pruned connection that later matters (k = 1).
+
+        ``None`` for a layer with nothing pruned: there is nothing to cover.
+        """
+        pruned = self.size - self.kept_before
+        return coverage_probability(pruned, 1, self.revived) if pruned else None
 
     def as_dict(self) -> dict[str, object]:
         names = ("name", "in_features", "out_features", "size", "kept_before", "floor", "deficit", "revived",

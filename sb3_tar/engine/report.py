@@ -44,7 +44,7 @@ def format_topology_table(plan: RevivalPlan, title: str | None = None) -> str:
             str(layer.revived),
             f"{layer.isolated_inputs_before}->{layer.isolated_inputs_after}",
             f"{layer.isolated_outputs_before}->{layer.isolated_outputs_after}",
-            f"{layer.coverage:.4f}",
+            "-" if layer.coverage is None else f"{layer.coverage:.4f}",
         )
         for layer in plan.layers
     ]

@@ -13,6 +13,18 @@ from sb3_tar.engine.topk import split_flat, top_k_mask
 
 Forward = Callable[[nn.Module, torch.Tensor], object]
 
+# Output squashes that saturate: with |W| and an all-ones input the pre-activation is large, their
+# derivative is exactly 0 in float64, and every score would be 0 (TD3's tanh actor, gSDE's Hardtanh).
+BOUNDED_SQUASHES = (nn.Tanh, nn.Hardtanh, nn.Sigmoid, nn.Hardsigmoid, nn.Softsign, nn.LogSigmoid)
+
+
+def _without_bounded_squashes(network: nn.Module) -> None:
+    """Replace every bounded squash of ``network`` by the identity, in place (on SynFlow's copy)."""
+    for name, module in list(network.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, BOUNDED_SQUASHES):
+                setattr(module, child_name, nn.Identity())
+
 
 def _sum_outputs(output: object) -> torch.Tensor:
     """``R``: the sum of every output, so a network with several heads counts all of them."""
@@ -35,7 +47,10 @@ def synflow(
 ) -> list[torch.Tensor]:
     """Score ``|w * dR/dw|`` on absolute weights and an all-ones input; prune on an exponential schedule.
 
-    Works on a float64 copy of the network, so the real weights are never touched.
+    Works on a float64 copy of the network, so the real weights are never touched. SynFlow is
+    defined for positively homogeneous activations (ReLU, identity): bounded output squashes
+    (``BOUNDED_SQUASHES``: Tanh, Hardtanh, Sigmoid, ...) are scored as the identity, since a
+    saturated squash has derivative 0 and would zero every score.
 
     :param iterations: pruning rounds; round ``k`` keeps ``density ** (k / iterations)``.
     :param input_width: width of the all-ones input; default: ``in_features`` of the first layer.
@@ -45,6 +60,7 @@ def synflow(
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"synflow option iterations={iterations!r} must be an integer >= 1")
     shadow = copy.deepcopy(target.network).to("cpu", torch.float64).eval()
+    _without_bounded_squashes(shadow)
     for parameter in shadow.parameters():
         parameter.requires_grad_(False)
         parameter.abs_()

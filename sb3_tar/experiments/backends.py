@@ -76,11 +76,10 @@ def run_sweep(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not a sweep backend; allowed: {list(BACKENDS)}")
-    results = Path(results)
+    results = Path(results).resolve()
     results.mkdir(parents=True, exist_ok=True)
     cleared = clear_partial_runs(results)
-    # Seed by seed: a sweep stopped early still compares every method on the seeds it finished.
-    todo = sorted(pending_runs(results, specs), key=lambda spec: spec.seed)
+    todo = pending_runs(results, specs)  # in the sweep's order
     outcome = SweepOutcome(skipped=len(specs) - len(todo))
     print(f"sweep: {len(specs)} runs, {outcome.skipped} already finished, {len(todo)} to train"
           + (f" ({cleared} interrupted runs cleared)" if cleared else ""))

@@ -19,6 +19,7 @@ METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
 SPARSE_STATIC = ("static", "tar", "uniform")
 DYNAMIC = ("set", "rigl")
 GRID_KEYS = ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "seed")
+TOP_LEVEL_KEYS = ("description", "grid", "settings", "overrides", "extra", "order")
 SETTING_KEYS = ("n_timesteps", "eval_freq", "eval_episodes", "depth", "hyperparams", "dst")
 
 
@@ -88,13 +89,13 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunSpec]:
     """All distinct runs of a sweep, in a stable order.
 
     :param sweep: a mapping with ``grid`` (lists for any of ``GRID_KEYS``), ``settings`` (shared run
-        settings such as ``n_timesteps``) and optional ``overrides``: a list of
-        ``{match: {...}, settings: {...}}`` that change settings (e.g. per-env step budgets).
+        settings such as ``n_timesteps``), optional ``overrides``: a list of
+        ``{match: {...}, settings: {...}}`` that change settings (e.g. per-env step budgets), and
+        optional ``order``: the grid keys the runs are trained by (default ``[seed]``).
     """
-    unknown = set(sweep) - {"grid", "settings", "overrides", "description", "extra"}
+    unknown = set(sweep) - set(TOP_LEVEL_KEYS)
     if unknown:
-        raise ValueError(f"sweep has unknown top-level keys {sorted(unknown)}; allowed: "
-                         "['description', 'extra', 'grid', 'overrides', 'settings']")
+        raise ValueError(f"sweep has unknown top-level keys {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     grid = dict(sweep.get("grid", {}))
     missing = [key for key in GRID_KEYS if key not in grid]
     if missing:
@@ -120,7 +121,29 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunSpec]:
                 run_settings.update(override["settings"])
         spec = RunSpec(**combo, **run_settings)
         specs.setdefault(spec.run_id, spec)
-    return list(specs.values())
+    return sorted(specs.values(), key=_order_key(grid, list(sweep.get("order", ["seed"]))))
+
+
+def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
+    """Sort runs by the ``order`` keys, each value ranked by its place in the grid's list.
+
+    A value a method sets itself (dense's sparsity 0) ranks before the listed ones. The default,
+    ``[seed]``, trains seed by seed, so a sweep stopped early still compares every method on the
+    seeds it finished.
+    """
+    unknown = [key for key in order if key not in GRID_KEYS]
+    if unknown:
+        raise ValueError(f"sweep order has unknown keys {unknown}; allowed: {list(GRID_KEYS)}")
+
+    def rank(spec: RunSpec) -> tuple[int, ...]:
+        ranks = []
+        for key in order:
+            values = _as_list(grid[key])
+            value = getattr(spec, key)
+            ranks.append(values.index(value) if value in values else -1)
+        return tuple(ranks)
+
+    return rank
 
 
 def load_sweep(path: str | Path) -> list[RunSpec]:

@@ -26,4 +26,5 @@ def inspect_saved_model(algo: str, model_path: Path, batch_size: int) -> dict[st
         topology = {name: topology_report(plan) for name, plan in sparse_agent(model).plans().items()}
     except ValueError:  # a dense model has no masks
         topology = {}
-    return {"kept_weights": kept, "topology": topology, "cost": cost_summary(algo, kept, batch_size)}
+    return {"num_timesteps": int(model.num_timesteps), "kept_weights": kept, "topology": topology,
+            "cost": cost_summary(algo, kept, batch_size)}

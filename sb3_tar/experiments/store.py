@@ -18,6 +18,7 @@ from sb3_tar.experiments.grid import RunSpec
 
 RESULT_FILE = "result.json"
 PARTIAL = ".partial"
+FAILED = ".failed"  # failed runs' folders, logs included, kept for the user to read
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
