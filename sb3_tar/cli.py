@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+import yaml
 from torch import nn
 
 from sb3_tar.engine import (
@@ -19,8 +23,19 @@ from sb3_tar.engine import (
     prune_and_revive,
     topology_report,
 )
-from sb3_tar.sb3.training import ALGORITHMS, TrainConfig, train_run
+from sb3_tar import __version__
 from sb3_tar.experiments.commands import add_experiment_commands
+from sb3_tar.experiments.config import ALGORITHMS, METHODS, RunConfig, run_hyperparams
+from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, [], False) or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def mlp(input_width: int, hidden: Sequence[int], output_width: int) -> nn.Sequential:
@@ -45,6 +60,7 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
 
 def inspect_command(args: argparse.Namespace) -> None:
     """Prune and revive a fresh MLP and print its topology report (no training)."""
+    torch.manual_seed(args.seed)  # the MLP's initial weights, so the same seed gives the same report
     network = mlp(args.input_width, args.net_arch, args.output_width)
     plan = prune_and_revive(
         network, sparsity=args.sparsity, criterion=args.criterion, recovery_ratio=args.recovery_ratio,
@@ -70,88 +86,138 @@ def key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        algo=args.algo, env=args.env, timesteps=args.timesteps, sparsity=args.sparsity,
-        actor_sparsity=args.actor_sparsity, critic_sparsity=args.critic_sparsity, criterion=args.criterion,
-        recovery_ratio=args.recovery_ratio, allocation=args.allocation, budget=args.budget,
-        criterion_options=dict(args.option), net_arch=tuple(args.net_arch), seed=args.seed,
-        learning_rate=args.learning_rate, action_noise=args.action_noise, hyperparams=dict(args.hyperparam),
-        evaluations=args.evaluations, eval_episodes=args.eval_episodes, device=args.device, threads=args.threads,
-        progress_bar=not args.no_progress_bar,
+SPARSE_FLAGS = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "budget")
+
+
+def train_config(args: argparse.Namespace) -> RunConfig:
+    """The run the flags describe: the tuned file's settings, with every flag given on top."""
+    if args.config:
+        return RunConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
+    given = {flag: getattr(args, flag) for flag in SPARSE_FLAGS if getattr(args, flag) is not None}
+    options = dict(args.option)
+    if args.method == "dense" and (given or options):
+        names = [f"--{name.replace('_', '-')}" for name in given] + ["--option"] * bool(options)
+        raise ValueError(f"method='dense' prunes nothing: leave out {names}")
+    base = RunConfig(algo=args.algo, env=args.env, method=args.method)
+    sparsity = None
+    if given or options:
+        defaults = base.sparsity_settings().as_kwargs()
+        if "criterion" in given and given["criterion"] != defaults["criterion"]:  # the file's options fit its criterion
+            defaults = {key: defaults[key] for key in SETTING_NAMES}
+        if {"actor_sparsity", "critic_sparsity"} <= set(given) and "sparsity" not in given:
+            defaults["sparsity"] = None  # both networks' sparsities given: the file's overall one no longer applies
+        if args.method == "uniform":
+            given["allocation"] = "uniform"
+        sparsity = SparsitySettings.from_kwargs({**defaults, **given, **options}, owner="sb3-tar train")
+    return RunConfig(
+        algo=args.algo, env=args.env, method=args.method, sparsity=sparsity, dst=dict(args.dst),
+        net_arch=tuple(args.net_arch) if args.net_arch else None, seed=args.seed, n_timesteps=args.timesteps,
+        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, checkpoint_freq=args.checkpoint_freq,
+        hyperparams=dict(args.hyperparam), device=args.device,
     )
 
 
+def describe(config: RunConfig) -> str:
+    """One paragraph: what will train, with which settings, and where the defaults came from."""
+    settings = config.sparsity_settings()
+    sparse = "" if settings is None else (
+        f", sparsity {settings.sparsity if settings.sparsity is not None else f'{settings.actor_sparsity} (actor) / {settings.critic_sparsity} (critic)'}"
+        + (f", recovery ratio {settings.recovery_ratio:g}" if config.method in ("tar", "uniform") else ""))
+    hyperparams = run_hyperparams(config)
+    shown = {key: value for key, value in hyperparams.items() if key not in ("policy", "policy_kwargs", "callback")}
+    return (f"training {config.algo.upper()} {config.label}{sparse} on {config.env} for {config.budget()} steps, "
+            f"seed {config.seed}, networks {config.resolved_net_arch()}\n"
+            f"hyperparameters from {config.tuned()[1]}"
+            + (f", with {sorted(config.hyperparams)} overridden" if config.hyperparams else "") + f": {shown}")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM and SIGINT both stop a run cleanly (the last checkpoint is kept), even started in the background."""
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def train_command(args: argparse.Namespace) -> None:
-    """Train one sparse agent, evaluate it, and save the model, its topology and its learning curve."""
+    """Train one agent, evaluate it, and save the model, its topology and its learning curve."""
+    from sb3_tar.experiments.pipeline import RunInterrupted, run_training
+    from sb3_tar.experiments.store import LockedError
+
     config = train_config(args)
-    config.validate()
-    output = Path(args.output or Path("runs") / config.run_name())
+    output = Path(args.output or Path("runs") / config.run_id)
     if output.exists() and not args.overwrite:
         raise SystemExit(f"sb3-tar train: output folder {output} exists; choose another with --output, "
                          "or replace it with --overwrite")
-    print(f"training {config.algo.upper()} (TarMlpPolicy, {config.criterion}, sparsity "
-          f"{config.sparsity if config.sparsity is not None else f'{config.actor_sparsity}/{config.critic_sparsity}'}, "
-          f"recovery ratio {config.recovery_ratio:g}) on {config.env} for {config.timesteps} steps, seed {config.seed}")
+    print(describe(config), flush=True)
+    _stop_on_sigterm()
+    torch.set_num_threads(args.threads)
     try:
-        result = train_run(config, output, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        raise SystemExit(f"sb3-tar train: interrupted; nothing was written to {output}") from None
-    except FileExistsError as error:
+        run = run_training(config, output, overwrite=args.overwrite, progress_bar=not args.no_progress_bar)
+    except RunInterrupted as interrupted:
+        print(f"sb3-tar train: {interrupted}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (FileExistsError, LockedError) as error:
         raise SystemExit(f"sb3-tar train: {error}") from None
-    minutes, seconds = divmod(round(result.wall_time_s), 60)
-    folder = result.output_dir
+    result, folder = run.result, run.output
+    final = result["final_evaluation"]
+    minutes, seconds = divmod(round(result["provenance"]["wall_time_s"]), 60)
     networks = ", ".join(path.name for path in sorted(folder.glob("topology-*.png")))
-    print(f"done in {minutes}m {seconds:02d}s: final return {result.mean_return:.1f} +- {result.std_return:.1f} "
-          f"over {config.eval_episodes} episodes")
+    print(f"done in {minutes}m {seconds:02d}s: final return {final['mean_return']:.1f} +- {final['std_return']:.1f} "
+          f"over {final['episodes']} episodes")
+    for error in result["report_errors"]:
+        print(f"  (not written: {error})")
     print(f"results in {folder}/")
-    print(f"  model           {result.model}   ({config.algo.upper()}.load restores it, masks included)")
-    print(f"  topology        {result.topology}, topology.json, {networks}")
-    print(f"  learning curve  {result.learning_curve}")
-    print(f"  training log    {folder / 'progress.csv'}, monitor.csv, evaluations.npz; settings in run.json")
+    print(f"  model           {folder / 'model.zip'}   ({config.algo.upper()}.load restores it, masks included)")
+    if networks:
+        print(f"  topology        {folder / 'topology.txt'}, topology.json, {networks}")
+    print(f"  learning curve  {folder / 'learning_curve.png'}")
+    print(f"  training log    {folder / 'progress.csv'}, 0.monitor.csv, evaluations.npz; everything in result.json")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    parser.add_argument("--algo", default=defaults.algo, choices=sorted(ALGORITHMS))
-    parser.add_argument("--env", default=defaults.env, help="Gymnasium environment id (continuous actions)")
-    parser.add_argument("--timesteps", type=int, default=defaults.timesteps, help="environment steps to train for")
-    parser.add_argument("--sparsity", type=float, default=defaults.sparsity,
-                        help="final fraction of zero weights in every network, in [0, 1)")
-    parser.add_argument("--actor-sparsity", type=float, help="the actor's sparsity (overrides --sparsity)")
-    parser.add_argument("--critic-sparsity", type=float, help="each Q-network's sparsity (overrides --sparsity)")
-    parser.add_argument("--criterion", default=defaults.criterion, choices=available_criteria())
-    parser.add_argument("--recovery-ratio", type=float, default=defaults.recovery_ratio,
-                        help="revival budget (fraction of each network's weights)")
-    parser.add_argument("--allocation", default=defaults.allocation, choices=ALLOCATIONS)
-    parser.add_argument("--budget", default=defaults.budget, choices=BUDGETS)
-    parser.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--algo", default="sac", choices=ALGORITHMS, help="the algorithm")
+    parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (continuous actions)")
+    parser.add_argument("--method", default="tar", choices=METHODS,
+                        help="dense; static (recovery ratio 0); tar; uniform (Uniform Revival); set; rigl")
+    parser.add_argument("--timesteps", type=int, help="environment steps (default: the tuned file's budget)")
+    sparse = parser.add_argument_group("sparse settings (default: the tuned file's, adapted to --method)")
+    sparse.add_argument("--sparsity", type=float, help="final fraction of zero weights in every network, in [0, 1)")
+    sparse.add_argument("--actor-sparsity", type=float, help="the actor's sparsity (overrides --sparsity)")
+    sparse.add_argument("--critic-sparsity", type=float, help="each Q-network's sparsity (overrides --sparsity)")
+    sparse.add_argument("--criterion", choices=available_criteria(),
+                        help="static pruning criterion (set/rigl: the initial masks')")
+    sparse.add_argument("--recovery-ratio", type=float, help="revival budget (fraction of each network's weights)")
+    sparse.add_argument("--budget", choices=BUDGETS, help="reserve: end exactly at the sparsity; extra: revive on top")
+    sparse.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a criterion option, e.g. --option scope=layerwise or --option iterations=50")
-    parser.add_argument("--net-arch", type=int, nargs="+", default=list(defaults.net_arch),
-                        help="hidden layer widths of the actor and of each Q-network")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--action-noise", type=float, default=defaults.action_noise,
-                        help="std of TD3/DDPG's Gaussian exploration noise")
+    sparse.add_argument("--dst", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="a SET/RigL option, e.g. --dst update_interval=500")
+    parser.add_argument("--net-arch", type=int, nargs="+", help="hidden layer widths (default: the tuned file's)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hyperparam", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="any other argument of the algorithm, e.g. --hyperparam batch_size=512")
-    parser.add_argument("--evaluations", type=int, default=defaults.evaluations,
-                        help="evaluations during training (points on the learning curve)")
-    parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes,
-                        help="episodes per evaluation and for the final one")
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
-    parser.add_argument("--output", help="folder for the results (default: runs/<algo>-<env>-<criterion>-"
-                                         "s<sparsity>-rr<recovery ratio>-seed<seed>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+                        help="override a tuned hyperparameter, e.g. --hyperparam batch_size=512")
+    parser.add_argument("--eval-freq", type=int, help="steps between evaluations (default: a tenth of the budget)")
+    parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
+    parser.add_argument("--checkpoint-freq", type=int,
+                        help="steps between checkpoints a stopped run resumes from (default: --eval-freq)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
+    parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "
+                                         "replaces the settings above")
+    parser.add_argument("--output", help="folder for the results (default: runs/<run id>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output folder, once the new run is complete")
     parser.add_argument("--no-progress-bar", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sb3-tar", description="Sparse SB3 agents with Topology-Aware Revival.")
+    parser.add_argument("--version", action="version", version=f"sb3-tar {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    inspect = commands.add_parser("inspect", help="prune and revive a fresh MLP and print its topology report")
+    inspect = commands.add_parser("inspect", help="prune and revive a fresh MLP and print its topology report",
+                                  formatter_class=HelpFormatter)
     inspect.add_argument("--input-width", type=int, default=376, help="observation (+ action) width")
     inspect.add_argument("--net-arch", type=int, nargs="+", default=[256, 256], help="hidden layer widths")
     inspect.add_argument("--output-width", type=int, default=17, help="action width (1 for a Q-network)")
@@ -160,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=inspect_command)
 
     train = commands.add_parser("train", help="train a sparse agent; save the model, its topology and learning curve",
-                                description=train_command.__doc__)
+                                description=train_command.__doc__ + " Stopped runs resume from their last checkpoint "
+                                "when the same command is run again.",
+                                formatter_class=HelpFormatter)
     add_train_arguments(train)
     train.set_defaults(run=train_command)
     add_experiment_commands(commands)

@@ -25,6 +25,7 @@ class Run:
     mean_returns: list[float]
     wall_time_s: float
     topology: dict[str, Any]
+    seconds_per_1000_steps: float | None = None
 
     @property
     def final_return(self) -> float:
@@ -41,9 +42,11 @@ class Run:
 
 
 def as_runs(results: Iterable[dict[str, Any]]) -> list[Run]:
+    """Runs from ``result.json`` data: ``summary`` holds what runs are grouped by, ``cost`` their FLOPs."""
     return [
-        Run(r["run_id"], r["spec"], r["label"], r["evaluations"]["timesteps"], r["evaluations"]["mean_return"],
-            r["wall_time_s"], r.get("topology", {}))
+        Run(r["run_id"], {**r["summary"], "cost": r["cost"]}, r["label"], r["evaluations"]["timesteps"],
+            r["evaluations"]["mean_return"], r["provenance"]["wall_time_s"], r.get("topology", {}),
+            r.get("seconds_per_1000_steps"))
         for r in results
     ]
 

@@ -1,101 +1,232 @@
-"""Where a sweep's runs execute: a local process pool (default) or an existing Ray cluster.
+"""Where a sweep's runs execute: child processes on this machine (default) or an existing Ray cluster.
 
-Both backends call the same ``execute_run``, so a run is the same code on a laptop and a cluster.
+Every run is the same command, ``python -m sb3_tar train --config RUN.json --output RESULTS/<run_id>``:
+the one run pipeline, with its checkpoints, its resume and its atomic publishing. The sweep only
+schedules those commands and keeps their logs (``RESULTS/.sb3-tar-logs/<run_id>.log``, appended on
+every attempt, never deleted). Under faults:
+
+- Ctrl-C (or SIGTERM) stops the sweep: each run in flight gets SIGTERM, stops at once keeping its
+  last checkpoint, and the sweep exits with status 130 within seconds; a second Ctrl-C kills them.
+- If the sweep process itself is killed, its runs get SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
+- A results folder is locked by one sweep at a time; a second one is refused, naming the first.
+- Re-running the sweep skips finished runs, resumes interrupted ones from their checkpoints, moves
+  a corrupt result aside (naming it) and trains it again, and removes leftovers that have nothing
+  to resume.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import ctypes
+import json
 import os
-import traceback
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sb3_tar.experiments.grid import RunSpec
-from sb3_tar.experiments.runner import execute_run
-from sb3_tar.experiments.store import clear_partial_runs, pending_runs
+from sb3_tar.experiments.checkpoint import find_checkpoint
+from sb3_tar.experiments.config import RunConfig
+from sb3_tar.experiments.store import PARTIAL, LockedError, ResultError, locked, read_result, remove_work
 
 BACKENDS = ("local", "ray")
+LOGS = ".sb3-tar-logs"
+CORRUPT = ".sb3-tar-corrupt"
+STOP_GRACE_S = 15.0
+INTERRUPTED = 130
 
 
 @dataclass
 class SweepOutcome:
-    """What a sweep call did: runs skipped as already finished, completed now, and failed."""
+    """What a sweep call did: runs skipped as already finished, completed now, failed, and interrupted."""
 
     skipped: int = 0
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
 
 
-def _guarded(spec: RunSpec, results: str) -> tuple[str, str | None]:
-    """Run one spec; a failure is reported, not raised, so one bad run does not stop the sweep."""
+def run_command(config_path: Path, output: Path) -> list[str]:
+    return [sys.executable, "-m", "sb3_tar", "train", "--config", str(config_path), "--output", str(output),
+            "--no-progress-bar", "--threads", "1"]
+
+
+def _die_with_parent() -> None:
+    """In the child: ask the kernel for SIGTERM when the sweep process dies (Linux)."""
     try:
-        execute_run(spec, Path(results))
-        return spec.run_id, None
-    except Exception:  # noqa: BLE001 - reported to the user with its traceback
-        return spec.run_id, traceback.format_exc()
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except OSError:
+        pass
 
 
-def _run_local(todo: Sequence[RunSpec], results: Path, workers: int, done: Callable[[str, str | None], None]) -> None:
-    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker: no inherited torch threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_guarded, spec, str(results)) for spec in todo]
-        for future in as_completed(futures):
-            done(*future.result())
+def start_run(config: RunConfig, results: Path) -> subprocess.Popen:
+    """Start one run as a child process, its output appended to its log."""
+    logs = results / LOGS
+    logs.mkdir(exist_ok=True)
+    config_path = logs / f"{config.run_id}.json"
+    config_path.write_text(json.dumps(config.to_dict(), indent=2))
+    command = run_command(config_path, results / config.run_id)
+    log = open(logs / f"{config.run_id}.log", "a")
+    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
+    log.flush()
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    try:
+        return subprocess.Popen(command, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+    finally:
+        log.close()
 
 
-def _run_ray(todo: Sequence[RunSpec], results: Path, address: str | None, done: Callable[[str, str | None], None]) -> None:
+def log_tail(results: Path, run_id: str, lines: int = 15) -> str:
+    try:
+        return "\n".join((results / LOGS / f"{run_id}.log").read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def tidy(results: Path, configs: Sequence[RunConfig]) -> list[str]:
+    """Before a sweep: move corrupt results aside and remove leftovers with nothing to resume; returns messages."""
+    messages = []
+    for config in configs:
+        output = results / config.run_id
+        if output.exists():
+            try:
+                read_result(output)
+            except ResultError as error:
+                corrupt = results / CORRUPT / f"{config.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+                corrupt.parent.mkdir(exist_ok=True)
+                os.rename(output, corrupt)
+                messages.append(f"{error}; moved to {corrupt}, the run trains again")
+    partial = results / PARTIAL
+    for work in sorted(partial.iterdir()) if partial.exists() else []:
+        if find_checkpoint(work) is None:
+            try:
+                with locked(work / "lock", f"run {work.name}"):
+                    pass
+            except LockedError:
+                continue  # a run in flight (another sweep or a train command): not ours to touch
+            remove_work(work)
+            messages.append(f"removed {work}: an interrupted run with no checkpoint to resume from")
+    return messages
+
+
+def _run_local(todo: Sequence[RunConfig], results: Path, workers: int, done: Callable[[str, int], None]) -> None:
+    queue, running = list(todo), {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                config = queue.pop(0)
+                running[config.run_id] = start_run(config, results)
+            for run_id, process in list(running.items()):
+                if process.poll() is not None:
+                    del running[run_id]
+                    done(run_id, process.returncode)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        _stop(running)
+        raise
+
+
+def _stop(running: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM every run (each keeps its last checkpoint), wait a little, then SIGKILL what is left."""
+    for process in running.values():
+        _signal(process, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    try:
+        while any(process.poll() is None for process in running.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+        pass
+    for process in running.values():
+        if process.poll() is None:
+            _signal(process, signal.SIGKILL)
+            process.wait()
+
+
+def _signal(process: subprocess.Popen, number: int) -> None:
+    try:
+        os.killpg(process.pid, number)  # the run and anything it started (its own session)
+    except ProcessLookupError:
+        pass
+
+
+def _ray_run(config: dict, results: str) -> tuple[str, int]:
+    """On a Ray worker: the same child process as a local run."""
+    run = RunConfig.from_dict(config)
+    process = start_run(run, Path(results))
+    return run.run_id, process.wait()
+
+
+def _run_ray(todo: Sequence[RunConfig], results: Path, address: str | None, done: Callable[[str, int], None]) -> None:
     import ray
 
     ray.init(address=address, ignore_reinit_error=True)
-    remote_run = ray.remote(num_cpus=1)(_guarded)
-    pending = [remote_run.remote(spec, str(results)) for spec in todo]
-    while pending:
-        finished, pending = ray.wait(pending, num_returns=1)
-        done(*ray.get(finished[0]))
+    remote_run = ray.remote(num_cpus=1)(_ray_run)
+    pending = [remote_run.remote(config.to_dict(), str(results)) for config in todo]
+    try:
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            done(*ray.get(finished[0]))
+    except KeyboardInterrupt:
+        for reference in pending:
+            ray.cancel(reference, force=True)
+        raise
 
 
 def run_sweep(
-    specs: Sequence[RunSpec],
+    configs: Sequence[RunConfig],
     results: str | Path,
     *,
     backend: str = "local",
     workers: int | None = None,
     address: str | None = None,
 ) -> SweepOutcome:
-    """Train every unfinished run of ``specs`` into ``results``; finished runs are skipped.
+    """Train every unfinished run of ``configs`` into ``results`` (resuming interrupted ones).
 
-    :param backend: ``local`` (process pool, one run per core) or ``ray`` (tasks on the cluster at
-        ``address``; ``results`` must then be on a file system every node shares).
-    :param workers: local pool size (default: the number of cores).
+    :param backend: ``local`` (child processes, one run per core) or ``ray`` (tasks on the cluster
+        at ``address``; ``results`` must then be on a file system every node shares).
+    :param workers: runs at a time on this machine (default: the number of cores).
     :param address: Ray cluster address, e.g. ``ray://head:10001`` or ``auto``.
+    :raises LockedError: if another sweep is using ``results``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not a sweep backend; allowed: {list(BACKENDS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers={workers!r} must be an integer >= 1")
     results = Path(results).resolve()
     results.mkdir(parents=True, exist_ok=True)
-    cleared = clear_partial_runs(results)
-    todo = pending_runs(results, specs)  # in the sweep's order
-    outcome = SweepOutcome(skipped=len(specs) - len(todo))
-    print(f"sweep: {len(specs)} runs, {outcome.skipped} already finished, {len(todo)} to train"
-          + (f" ({cleared} interrupted runs cleared)" if cleared else ""))
-    progress = tqdm(total=len(todo), desc="runs", unit="run")
+    with locked(results / ".sweep.lock", f"results folder {results}"):
+        for message in tidy(results, configs):
+            print(f"sweep: {message}")
+        todo = [config for config in configs if not (results / config.run_id).exists()]
+        outcome = SweepOutcome(skipped=len(configs) - len(todo))
+        resumable = sum(find_checkpoint(results / PARTIAL / config.run_id) is not None for config in todo)
+        print(f"sweep: {len(configs)} runs, {outcome.skipped} already finished, {len(todo)} to train"
+              + (f" ({resumable} resume from a checkpoint)" if resumable else ""), flush=True)
+        progress = tqdm(total=len(todo), desc="runs", unit="run")
 
-    def done(run_id: str, error: str | None) -> None:
-        if error is None:
-            outcome.completed.append(run_id)
-        else:
-            outcome.failed[run_id] = error
-            progress.write(f"run {run_id} failed:\n{error}")
-        progress.update(1)
+        def done(run_id: str, returncode: int) -> None:
+            if returncode == 0 and (results / run_id).exists():
+                outcome.completed.append(run_id)
+            elif returncode != INTERRUPTED:
+                outcome.failed[run_id] = log_tail(results, run_id)
+                progress.write(f"run {run_id} failed (exit {returncode}); its log: "
+                               f"{results / LOGS / (run_id + '.log')}\n{outcome.failed[run_id]}")
+            progress.update(1)
 
-    if todo and backend == "local":
-        _run_local(todo, results, workers or os.cpu_count() or 1, done)
-    elif todo:
-        _run_ray(todo, results, address, done)
-    progress.close()
+        try:
+            if todo and backend == "local":
+                _run_local(todo, results, workers or os.cpu_count() or 1, done)
+            elif todo:
+                _run_ray(todo, results, address, done)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        finally:
+            progress.close()
     return outcome
+

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 
 def sweep_command(args: argparse.Namespace) -> None:
-    from sb3_tar.experiments.backends import run_sweep
+    from sb3_tar.experiments.backends import INTERRUPTED, run_sweep
     from sb3_tar.experiments.grid import load_sweep
+    from sb3_tar.experiments.store import LockedError
 
-    specs = load_sweep(args.sweep)  # a malformed sweep fails here, before anything runs
+    configs = load_sweep(args.sweep)  # a malformed sweep fails here, before anything runs
     if args.list:
-        for spec in specs:
-            print(spec.run_id)
+        for config in configs:
+            print(config.run_id)
         return
     results = Path(args.results or Path("results") / Path(args.sweep).stem)
-    outcome = run_sweep(specs, results, backend=args.backend, workers=args.workers, address=args.address)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops a sweep as Ctrl-C does
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        outcome = run_sweep(configs, results, backend=args.backend, workers=args.workers, address=args.address)
+    except LockedError as error:
+        raise SystemExit(f"sb3-tar sweep: {error}") from None
     print(f"{len(outcome.completed)} runs finished now, {outcome.skipped} were already done, "
           f"{len(outcome.failed)} failed; results in {results.resolve()}")
+    if outcome.interrupted:
+        print("sb3-tar sweep: interrupted; runs in flight kept their last checkpoint: run the same command again "
+              "to resume", file=sys.stderr)
+        raise SystemExit(INTERRUPTED)
     print(f"next: sb3-tar report {results}")
     if outcome.failed:
         raise SystemExit(f"sb3-tar sweep: {len(outcome.failed)} runs failed: {sorted(outcome.failed)}")
@@ -37,7 +49,7 @@ def add_experiment_commands(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--results", help="results folder (default: results/<sweep name>)")
     sweep.add_argument("--backend", default="local", choices=["local", "ray"],
                        help="local: a process pool on this machine; ray: an existing Ray cluster")
-    sweep.add_argument("--workers", type=int, help="local pool size (default: one run per core)")
+    sweep.add_argument("--workers", type=int, help="runs at a time on this machine (default: one per core)")
     sweep.add_argument("--address", help="Ray cluster address (default: auto); results must be on a shared disk")
     sweep.add_argument("--list", action="store_true", help="print the run ids and exit")
     sweep.set_defaults(run=sweep_command)

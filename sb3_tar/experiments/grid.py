@@ -1,91 +1,62 @@
-"""A sweep is a YAML grid; expanding it gives one ``RunSpec`` per distinct training run.
+"""A sweep is a YAML grid; expanding it gives one ``RunConfig`` per distinct training run.
 
 The grid crosses algo x env x method x criterion x sparsity x recovery ratio x width x seed, then
 drops the settings a method ignores (dense has no criterion, SET/RigL start from ERK and revive
-nothing, static pruning has ``recovery_ratio=0``), so no run is trained twice.
+nothing, static pruning has ``recovery_ratio=0``), so no run is trained twice. Every run is
+validated when the grid is read, so a bad value stops the sweep before any run starts.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
-SPARSE_STATIC = ("static", "tar", "uniform")
-DYNAMIC = ("set", "rigl")
+from sb3_tar.experiments.config import DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig
+from sb3_tar.sb3.settings import SparsitySettings
+
 GRID_KEYS = ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "seed")
 TOP_LEVEL_KEYS = ("description", "grid", "settings", "overrides", "extra", "order")
-SETTING_KEYS = ("n_timesteps", "eval_freq", "eval_episodes", "depth", "hyperparams", "dst")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of a sweep, fully determined by its fields."""
-
-    algo: str
-    env: str
-    method: str
-    criterion: str | None
-    sparsity: float
-    recovery_ratio: float
-    width: int
-    seed: int
-    eval_freq: int
-    n_timesteps: int | None = None  # None: the hyperparameter file's budget
-    eval_episodes: int = 5
-    depth: int = 2
-    hyperparams: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    dst: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def run_id(self) -> str:
-        """A readable folder name that differs for every distinct run."""
-        parts = [self.algo, self.env, self.method]
-        if self.method in SPARSE_STATIC:
-            parts.append(str(self.criterion))
-        if self.method != "dense":
-            parts.append(f"s{self.sparsity:g}")
-        if self.method in ("tar", "uniform"):
-            parts.append(f"rr{self.recovery_ratio:g}")
-        parts += [f"w{self.width}", f"seed{self.seed}"]
-        return "-".join(parts)
-
-    @property
-    def label(self) -> str:
-        """Method name as figures and tables show it, e.g. ``TAR (magnitude)``."""
-        names = {"dense": "Dense", "static": "Original", "tar": "TAR", "uniform": "Uniform revival",
-                 "set": "SET", "rigl": "RigL"}
-        name = names[self.method]
-        return f"{name} ({self.criterion})" if self.method in SPARSE_STATIC else name
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+SETTING_KEYS = ("n_timesteps", "eval_freq", "eval_episodes", "checkpoint_freq", "depth", "hyperparams", "dst")
 
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _canonical(combo: dict[str, Any]) -> dict[str, Any] | None:
-    """The run a grid point stands for, or ``None`` if the point is meaningless (static with rr > 0)."""
-    method = combo["method"]
+def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | None:
+    """The run a grid point stands for, or ``None`` if the point is meaningless (tar with rr 0).
+
+    Settings a method ignores are dropped, so equal runs get equal configs: dense has no sparse
+    settings, static and SET/RigL revive nothing, SET/RigL start from the point's criterion only
+    if it is ``erk`` (their initial masks are always ERK).
+    """
+    method = point["method"]
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not a sweep method; allowed: {list(METHODS)}")
-    if method == "dense":
-        return {**combo, "criterion": None, "sparsity": 0.0, "recovery_ratio": 0.0}
-    if method in DYNAMIC:
-        return {**combo, "criterion": None, "recovery_ratio": 0.0}
-    if method == "static":
-        return {**combo, "recovery_ratio": 0.0}
-    return combo if combo["recovery_ratio"] > 0 else None
+        raise ValueError(f"method={method!r} is not a method; allowed: {list(METHODS)}")
+    width, depth = point["width"], settings.pop("depth", 2)
+    if method not in DYNAMIC_METHODS:
+        settings.pop("dst", None)  # the sweep's SET/RigL options
+    for setting, value in (("width", width), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{setting}={value!r} must be an integer >= 1")
+    sparsity = None
+    if method in DYNAMIC_METHODS:
+        sparsity = SparsitySettings(point["sparsity"], criterion="erk", owner="sweep")
+    elif method in STATIC_METHODS:
+        recovery_ratio = 0.0 if method == "static" else point["recovery_ratio"]
+        if method != "static" and recovery_ratio == 0:
+            return None
+        sparsity = SparsitySettings(point["sparsity"], criterion=point["criterion"], recovery_ratio=recovery_ratio,
+                                    allocation="uniform" if method == "uniform" else "topology", owner="sweep")
+    return RunConfig(algo=point["algo"], env=point["env"], method=method, sparsity=sparsity,
+                     net_arch=(width,) * depth, seed=point["seed"], **settings)
 
 
-def expand_grid(sweep: Mapping[str, Any]) -> list[RunSpec]:
+def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     """All distinct runs of a sweep, in a stable order.
 
     :param sweep: a mapping with ``grid`` (lists for any of ``GRID_KEYS``), ``settings`` (shared run
@@ -108,20 +79,22 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunSpec]:
     if unknown_settings:
         raise ValueError(f"sweep settings has unknown keys {sorted(unknown_settings)}; allowed: {list(SETTING_KEYS)}")
 
-    specs: dict[str, RunSpec] = {}
+    configs: dict[str, RunConfig] = {}
     points = [dict(zip(GRID_KEYS, values)) for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
     points += [dict(point) for point in sweep.get("extra", [])]
     for point in points:
-        combo = _canonical(point)
-        if combo is None:
-            continue
         run_settings = dict(settings)
         for override in sweep.get("overrides", []):
-            if all(combo.get(key) in _as_list(value) for key, value in override["match"].items()):
+            if all(point.get(key) in _as_list(value) for key, value in override["match"].items()):
                 run_settings.update(override["settings"])
-        spec = RunSpec(**combo, **run_settings)
-        specs.setdefault(spec.run_id, spec)
-    return sorted(specs.values(), key=_order_key(grid, list(sweep.get("order", ["seed"]))))
+        try:
+            config = _run_config(point, run_settings)
+        except (TypeError, ValueError) as error:
+            shown = ", ".join(f"{key}={point.get(key)!r}" for key in GRID_KEYS)
+            raise ValueError(f"sweep grid point ({shown}): {error}") from None
+        if config is not None:
+            configs.setdefault(config.run_id, config)
+    return sorted(configs.values(), key=_order_key(grid, list(sweep.get("order", ["seed"]))))
 
 
 def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
@@ -135,17 +108,18 @@ def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
     if unknown:
         raise ValueError(f"sweep order has unknown keys {unknown}; allowed: {list(GRID_KEYS)}")
 
-    def rank(spec: RunSpec) -> tuple[int, ...]:
+    def rank(config: RunConfig) -> tuple[int, ...]:
         ranks = []
+        summary = config.summary()
         for key in order:
             values = _as_list(grid[key])
-            value = getattr(spec, key)
+            value = summary[key]
             ranks.append(values.index(value) if value in values else -1)
         return tuple(ranks)
 
     return rank
 
 
-def load_sweep(path: str | Path) -> list[RunSpec]:
+def load_sweep(path: str | Path) -> list[RunConfig]:
     with open(path) as file:
         return expand_grid(yaml.safe_load(file))

@@ -1,11 +1,10 @@
-"""What a saved model tells a report: kept weights per network, topology, and FLOPs."""
+"""What a trained model tells a report: kept weights per network, topology plans, and FLOPs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from sb3_tar.engine import prunable_layers, topology_report
+from sb3_tar.engine import prunable_layers
 from sb3_tar.experiments.cost import cost_summary
 from sb3_tar.sb3 import find_networks, sparse_agent
 
@@ -16,15 +15,11 @@ def kept_weights(policy: Any) -> dict[str, int]:
             for network in find_networks(policy)}
 
 
-def inspect_saved_model(algo: str, model_path: Path, batch_size: int) -> dict[str, Any]:
-    """Kept weights per network (non-zero after training), their topology reports if sparse, and the cost."""
-    from rl_zoo3.utils import ALGOS
-
-    model = ALGOS[algo].load(model_path, device="cpu")
+def inspect_model(algo: str, model: Any, batch_size: int) -> dict[str, Any]:
+    """Kept weights per network (non-zero after training), the networks' ``RevivalPlan``s if sparse, the cost."""
     kept = kept_weights(model.policy)
     try:
-        topology = {name: topology_report(plan) for name, plan in sparse_agent(model).plans().items()}
+        plans = sparse_agent(model).plans()
     except ValueError:  # a dense model has no masks
-        topology = {}
-    return {"num_timesteps": int(model.num_timesteps), "kept_weights": kept, "topology": topology,
-            "cost": cost_summary(algo, kept, batch_size)}
+        plans = {}
+    return {"kept_weights": kept, "plans": plans, "cost": cost_summary(algo, kept, batch_size)}

@@ -62,8 +62,9 @@ def methods_section(runs: Sequence[Run]) -> list[str]:
     lines = [
         "## Final return and cost of every method",
         "",
-        "Wall time per 1000 environment steps is measured inside sweep runs, which share the machine; "
-        "`benchmarks/results/` has side-by-side timings. FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`).",
+        "Seconds per 1000 environment steps: the median over a run's 1000-step blocks after learning starts "
+        "(blocks with an evaluation are slower; the median leaves them out), measured inside runs that share the "
+        "machine two at a time. FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`).",
         "",
         "| algo | env | sparsity | width | method | final return | std | seeds | s / 1000 steps | MFLOPs / action | GFLOPs / train step |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -71,7 +72,8 @@ def methods_section(runs: Sequence[Run]) -> list[str]:
     for (task, sparsity, width, label), group in sorted(groups.items(), key=lambda item: item[0]):
         finals = [run.final_return for run in group]
         spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        per_k = statistics.fmean(1000 * run.wall_time_s / run.timesteps[-1] for run in group)
+        timed = [run.seconds_per_1000_steps for run in group if run.seconds_per_1000_steps is not None]
+        per_k = statistics.median(timed) if timed else float("nan")
         cost = group[0].spec.get("cost", {})
         lines.append(
             f"| {task[0]} | {task[1]} | {sparsity:g} | {width} | {label} | {statistics.fmean(finals):.1f} | {spread:.1f} | "

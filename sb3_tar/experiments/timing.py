@@ -7,48 +7,64 @@ runs of one sweep measured this way compare side by side on the same machine.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
+from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
 
 class StepTimeCallback(BaseCallback):
-    """Write ``{"interval": N, "timesteps": [...], "wall_s": [...], "cpu_s": [...]}`` to ``path`` at training end.
+    """Cumulative wall and CPU time at every ``interval`` environment steps.
 
-    :param path: the JSON file to write.
+    ``state()`` is ``{"interval", "timesteps", "wall_s", "cpu_s"}``; a run resumed from a
+    checkpoint passes it back to ``restore``, and the clock continues from the last stamp (the time
+    the run was stopped is not counted).
+
     :param interval: environment steps per block.
     """
 
-    def __init__(self, path: str, interval: int = 1000, verbose: int = 0) -> None:
+    def __init__(self, interval: int = 1000, verbose: int = 0) -> None:
         super().__init__(verbose)
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval={interval!r} must be an integer >= 1")
-        self.path = Path(path)
         self.interval = interval
         self.timesteps: list[int] = []
         self.wall: list[float] = []
         self.cpu: list[float] = []
+        self._origin = (0.0, 0.0)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.timesteps, self.wall, self.cpu = list(state["timesteps"]), list(state["wall_s"]), list(state["cpu_s"])
+
+    def state(self) -> dict[str, Any]:
+        return {"interval": self.interval, "timesteps": list(self.timesteps), "wall_s": list(self.wall),
+                "cpu_s": list(self.cpu)}
+
+    def _on_training_start(self) -> None:
+        last_wall, last_cpu = (self.wall[-1], self.cpu[-1]) if self.wall else (0.0, 0.0)
+        self._origin = (time.perf_counter() - last_wall, time.process_time() - last_cpu)
+        if not self.timesteps:
+            self._stamp()
 
     def _stamp(self) -> None:
         self.timesteps.append(int(self.num_timesteps))
-        self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-
-    def _on_training_start(self) -> None:
-        self._stamp()
+        self.wall.append(time.perf_counter() - self._origin[0])
+        self.cpu.append(time.process_time() - self._origin[1])
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.interval == 0:
             self._stamp()
         return True
 
-    def _on_training_end(self) -> None:
-        start_wall, start_cpu = self.wall[0], self.cpu[0]
-        self.path.write_text(json.dumps({
-            "interval": self.interval,
-            "timesteps": self.timesteps,
-            "wall_s": [t - start_wall for t in self.wall],
-            "cpu_s": [t - start_cpu for t in self.cpu],
-        }))
+
+def median_block_seconds(step_times: dict[str, Any] | None, after: int = 0) -> float | None:
+    """Median wall seconds per ``interval`` steps, over blocks that end after step ``after``."""
+    if not step_times or len(step_times["timesteps"]) < 2:
+        return None
+    stamps = list(zip(step_times["timesteps"], step_times["wall_s"]))
+    blocks = [(t1 - t0, w1 - w0) for (t0, w0), (t1, w1) in zip(stamps, stamps[1:]) if t1 > after and t1 > t0]
+    if not blocks:
+        return None
+    per_interval = sorted(seconds * step_times["interval"] / steps for steps, seconds in blocks)
+    middle = len(per_interval) // 2
+    return per_interval[middle] if len(per_interval) % 2 else (per_interval[middle - 1] + per_interval[middle]) / 2

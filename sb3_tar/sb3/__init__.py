@@ -1,9 +1,9 @@
-"""Stable-Baselines3 integration: ``TarMlpPolicy``, ``TARCallback``, logging and the training job.
+"""Stable-Baselines3 integration: ``TarMlpPolicy``, ``TARCallback``, ``DSTCallback`` and logging.
 
 One module per job: ``networks`` (which networks of a policy are pruned), ``settings`` (the flat
 sparsity settings), ``agent`` (drawing and storing the masks), ``masking`` (the one mechanism that
 keeps them through training), ``policies`` (``TarMlpPolicy``), ``callback`` (``TARCallback``,
-``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL), ``logging`` (what goes to SB3's logger) and ``training`` (``train_run``).
+``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL) and ``logging`` (what goes to SB3's logger).
 Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC and CrossQ.
 """
 

@@ -1,0 +1,147 @@
+"""Mid-run checkpoints: everything a run needs to continue after it was stopped.
+
+A checkpoint is a folder with the model (``model.zip``: weights, masks, optimizer state, the
+sb3-tar callbacks' state and the step counters, as SB3 saves them), the filled part of the replay
+buffer (``replay_buffer.npz``: a Humanoid buffer is allocated for 10^6 transitions, but a 50,000-step
+run fills 5 % of it, and SB3's own pickle would write all of it), and ``state.json`` (the run
+configuration, the evaluations so far and the step timer). It is written to a fresh folder and
+renamed into place, so the latest checkpoint is always complete.
+
+Not restored: the environment's episode in progress (training resumes with a fresh episode, as
+SB3's ``load`` does), and the random generators of the environment and of the replay sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+from sb3_tar.experiments.timing import StepTimeCallback
+
+CHECKPOINT = "checkpoint"
+BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def save_replay_buffer(buffer: ReplayBuffer, path: Path) -> None:
+    """The filled part of ``buffer`` and its position, as one ``.npz`` file."""
+    size = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {name: getattr(buffer, name)[:size] for name in BUFFER_FIELDS if getattr(buffer, name, None) is not None}
+    with open(path, "wb") as file:
+        np.savez(file, pos=buffer.pos, full=buffer.full, **arrays)
+
+
+def load_replay_buffer(buffer: ReplayBuffer, path: Path) -> None:
+    """Fill ``buffer`` (freshly allocated, same shapes) from ``save_replay_buffer``'s file."""
+    with np.load(path) as data:
+        for name in BUFFER_FIELDS:
+            if name in data.files:
+                stored = data[name]
+                getattr(buffer, name)[: len(stored)] = stored
+        buffer.pos, buffer.full = int(data["pos"]), bool(data["full"])
+
+
+def _eval_state(callback: EvalCallback) -> dict[str, Any]:
+    return {
+        "timesteps": [int(t) for t in callback.evaluations_timesteps],
+        "results": [[float(r) for r in row] for row in callback.evaluations_results],
+        "lengths": [[int(n) for n in row] for row in callback.evaluations_length],
+        "best_mean_reward": float(callback.best_mean_reward),
+        "last_mean_reward": float(callback.last_mean_reward),
+    }
+
+
+def _restore_eval(callback: EvalCallback, state: dict[str, Any], num_timesteps: int, n_envs: int) -> None:
+    callback.evaluations_timesteps = list(state["timesteps"])
+    callback.evaluations_results = [list(row) for row in state["results"]]
+    callback.evaluations_length = [list(row) for row in state["lengths"]]
+    callback.best_mean_reward = state["best_mean_reward"]
+    callback.last_mean_reward = state["last_mean_reward"]
+    callback.n_calls = num_timesteps // n_envs  # the next evaluation falls where it would have
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: where it is, and its ``state.json``."""
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.state["num_timesteps"])
+
+    def restore(self, model: BaseAlgorithm, eval_callback: EvalCallback | None, timer: StepTimeCallback) -> None:
+        """Put the buffer, the evaluations so far and the step timer back into a freshly loaded run."""
+        buffer_path = self.path / "replay_buffer.npz"
+        if buffer_path.exists():
+            load_replay_buffer(model.replay_buffer, buffer_path)
+        if eval_callback is not None and self.state.get("evaluations") is not None:
+            _restore_eval(eval_callback, self.state["evaluations"], self.num_timesteps, model.n_envs)
+        timer.restore(self.state["step_times"])
+
+
+def find_checkpoint(work: Path) -> Checkpoint | None:
+    """The latest complete checkpoint in ``work``, or ``None``; half-written ones are removed."""
+    shutil.rmtree(work / f"{CHECKPOINT}.new", ignore_errors=True)
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old is complete: kept until the new one was in place
+        path = work / name
+        try:
+            state = json.loads((path / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if (path / "model.zip").exists():
+            return Checkpoint(path, state)
+    return None
+
+
+def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], eval_callback: EvalCallback | None,
+                     timer: StepTimeCallback, extra_state: dict[str, Any] | None = None) -> Path:
+    """Save the run as it is now into ``work/checkpoint``, replacing the previous one only when complete."""
+    fresh, current, previous = work / f"{CHECKPOINT}.new", work / CHECKPOINT, work / f"{CHECKPOINT}.old"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    model.save(fresh / "model.zip")
+    if getattr(model, "replay_buffer", None) is not None:
+        save_replay_buffer(model.replay_buffer, fresh / "replay_buffer.npz")
+    state = {"num_timesteps": int(model.num_timesteps), "config": config,
+             "evaluations": _eval_state(eval_callback) if eval_callback is not None else None,
+             "step_times": timer.state(), **(extra_state or {})}
+    (fresh / "state.json").write_text(json.dumps(state))
+    shutil.rmtree(previous, ignore_errors=True)
+    if current.exists():
+        os.rename(current, previous)
+    os.rename(fresh, current)
+    shutil.rmtree(previous, ignore_errors=True)
+    return current
+
+
+class CheckpointCallback(BaseCallback):
+    """Write a checkpoint every ``frequency`` environment steps (put it after the evaluation callback).
+
+    :param work: the run's private folder.
+    :param frequency: environment steps between checkpoints.
+    :param config: the run configuration, stored so a resume can check it is the same run.
+    :param eval_callback: the run's evaluation callback, whose results so far are saved.
+    :param timer: the run's step timer.
+    """
+
+    def __init__(self, work: Path, frequency: int, config: dict[str, Any], eval_callback: EvalCallback | None,
+                 timer: StepTimeCallback) -> None:
+        super().__init__()
+        self.work, self.frequency, self.config = work, frequency, config
+        self.eval_callback, self.timer = eval_callback, timer
+        self.extra_state: dict[str, Any] = {}
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.frequency == 0:
+            write_checkpoint(self.work, self.model, self.config, self.eval_callback, self.timer, self.extra_state)
+        return True

@@ -1,0 +1,395 @@
+"""One run configuration, and the one function from a method to the hyperparameters it trains with.
+
+Every result of the project travels from a ``RunConfig`` to a result folder through
+``sb3_tar.experiments.pipeline.run_training``: ``sb3-tar train``, every sweep run and the variant
+files for rl-zoo3 all build their hyperparameters with ``run_hyperparams``. The defaults for a task
+are the project's tuned rl-zoo3 files (``sb3_tar/hyperparams/<algo>.yml``: the task's entry, else
+the file's ``default`` entry), and ``BUILT_IN_DEFAULTS`` only for an algorithm without a file.
+
+Methods (one vocabulary for train, sweeps and the variant files):
+
+- ``dense``: SB3's ``MlpPolicy``, no pruning;
+- ``static``: ``TarMlpPolicy`` with ``recovery_ratio=0`` (the paper's "Original");
+- ``tar``: ``TarMlpPolicy`` with Topology-Aware Revival (``recovery_ratio > 0``, topology allocation);
+- ``uniform``: the Uniform Revival ablation (``allocation="uniform"``);
+- ``set``, ``rigl``: ``MlpPolicy`` with ``sb3_tar.DSTCallback`` (the criterion is the initial mask's).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+import math
+import numbers
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
+
+METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
+STATIC_METHODS = ("static", "tar", "uniform")
+DYNAMIC_METHODS = ("set", "rigl")
+ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
+HYPERPARAMS_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
+# For an algorithm without a tuned file: SB3's defaults, the paper's width, and the exploration
+# noise a deterministic actor needs (SB3's default is none).
+BUILT_IN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sac": {"n_timesteps": 1_000_000},
+    "tqc": {"n_timesteps": 1_000_000},
+    "crossq": {"n_timesteps": 1_000_000},
+    "td3": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1},
+    "ddpg": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1},
+}
+DEFAULT_NET_ARCH = [256, 256]
+# Keys of a zoo entry that are not arguments of the algorithm's constructor.
+ZOO_KEYS = ("n_timesteps", "noise_type", "noise_std", "normalize", "n_envs", "env_wrapper", "vec_env_wrapper",
+            "frame_stack", "monitor_kwargs", "env_kwargs", "callback")
+# Set by the run configuration itself: a hyperparameter override may not set them.
+RESERVED = {"policy": "method", "env": "env", "seed": "seed", "device": "device", "n_timesteps": "n_timesteps",
+            "tensorboard_log": "the run's folder", "verbose": "the run's log"}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DST_OPTIONS = ("update_interval", "drop_fraction", "end_fraction", "total_gradient_steps")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _check_int(setting: str, value: object, minimum: int) -> None:
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{setting}={value!r} must be an integer >= {minimum}")
+
+
+# Value checks of the hyperparameters a tuned entry commonly sets (everything else goes to the
+# algorithm, which checks it when the model is built, still before any environment step).
+def _check_hyperparam(key: str, value: Any) -> None:
+    setting = f"hyperparam {key}"
+    if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay"):
+        _check_int(setting, value, 1 if key != "gradient_steps" else -1)
+    elif key == "learning_starts":
+        _check_int(setting, value, 0)
+    elif key in ("gamma", "tau", "target_policy_noise", "target_noise_clip", "noise_std"):
+        if not _is_real(value) or value < 0 or (key in ("gamma", "tau") and value > 1):
+            allowed = "in [0, 1]" if key in ("gamma", "tau") else ">= 0"
+            raise ValueError(f"{setting}={value!r} must be a finite number {allowed}")
+    elif key == "learning_rate":
+        if isinstance(value, str):
+            schedule, _, initial = value.partition("_")
+            if schedule != "lin" or not _is_real(_float_or_none(initial)) or float(initial) <= 0:
+                raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
+        elif not _is_real(value) or value <= 0:
+            raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
+    elif key == "train_freq":
+        ok = _is_int(value) and value >= 1
+        ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and _is_int(value[0]) and value[0] >= 1
+                    and value[1] in ("step", "episode"))
+        if not ok:
+            raise ValueError(f"{setting}={value!r} must be an integer >= 1 or [n, 'step' | 'episode']")
+    elif key == "noise_type" and value not in ("normal", "ornstein-uhlenbeck"):
+        raise ValueError(f"{setting}={value!r} is not a noise type; allowed: ['normal', 'ornstein-uhlenbeck']")
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+@cache
+def _algorithm_arguments(algo: str) -> frozenset[str]:
+    from rl_zoo3.utils import ALGOS
+
+    return frozenset(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "env", "_init_setup_model"}
+
+
+def tuned_entry(algo: str, env: str, hyperparams_dir: Path = HYPERPARAMS_DIR) -> tuple[dict[str, Any], str]:
+    """The project's zoo entry for ``(algo, env)`` and where it came from, e.g. ``"sac.yml: HalfCheetah-v4"``."""
+    path = hyperparams_dir / f"{algo}.yml"
+    if not path.exists():
+        return copy.deepcopy(BUILT_IN_DEFAULTS[algo]), f"built-in defaults for {algo} (no {path.name})"
+    entries = yaml.safe_load(path.read_text())
+    name = env if env in entries else "default"
+    return copy.deepcopy(entries[name]), f"{path.name}: {name}"
+
+
+def file_sparsity(entry: dict[str, Any]) -> dict[str, Any]:
+    """The sparse-training keys of a tuned entry's ``policy_kwargs`` (sparsity, criterion, ...)."""
+    return {key: value for key, value in dict(entry.get("policy_kwargs") or {}).items()
+            if key in SETTING_NAMES or key in ("scope", "iterations")}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: everything that determines it.
+
+    :param algo: ``sac``, ``td3``, ``ddpg``, ``tqc`` or ``crossq``.
+    :param env: a registered Gymnasium environment id with continuous actions.
+    :param method: ``dense``, ``static``, ``tar``, ``uniform``, ``set`` or ``rigl``.
+    :param sparsity: the sparse settings (``None``: the tuned file's, for a sparse method). For
+        ``set``/``rigl`` its ``criterion`` is the initial mask's (default ERK) and its
+        ``recovery_ratio`` must be 0.
+    :param dst: ``DSTCallback`` options (``update_interval``, ``drop_fraction``, ``end_fraction``).
+    :param net_arch: hidden widths of the actor and each Q-network (``None``: the file's).
+    :param seed: the run's seed (environment, weights, masks).
+    :param n_timesteps: the step budget (``None``: the file's).
+    :param eval_freq: environment steps between evaluations (``None``: a tenth of the budget).
+    :param eval_episodes: episodes per evaluation.
+    :param checkpoint_freq: environment steps between checkpoints (``None``: ``eval_freq``).
+    :param hyperparams: overrides of the tuned entry (``batch_size``, ``gamma``, ...).
+    :param device: ``auto``, ``cpu``, ``cuda`` (or ``cuda:N``) or ``mps``.
+    """
+
+    algo: str = "sac"
+    env: str = "Pendulum-v1"
+    method: str = "tar"
+    sparsity: SparsitySettings | None = None
+    dst: dict[str, Any] = field(default_factory=dict, hash=False)
+    net_arch: tuple[int, ...] | None = None
+    seed: int = 0
+    n_timesteps: int | None = None
+    eval_freq: int | None = None
+    eval_episodes: int = 5
+    checkpoint_freq: int | None = None
+    hyperparams: dict[str, Any] = field(default_factory=dict, hash=False)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"algo={self.algo!r} is not supported; allowed: {list(ALGORITHMS)}")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
+        _check_env(self.env)
+        _check_int("seed", self.seed, 0)
+        for setting in ("n_timesteps", "eval_freq", "checkpoint_freq"):
+            if getattr(self, setting) is not None:
+                _check_int(setting, getattr(self, setting), 1)
+        _check_int("eval_episodes", self.eval_episodes, 1)
+        if self.net_arch is not None:
+            if not isinstance(self.net_arch, (list, tuple)) or not self.net_arch or not all(
+                    _is_int(width) and width >= 1 for width in self.net_arch):
+                raise ValueError(f"net_arch={self.net_arch!r} must be one or more layer widths >= 1")
+            object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
+            raise ValueError(f"device={self.device!r} is not a torch device; allowed: {list(DEVICES)} (or 'cuda:N')")
+        self._check_sparsity()
+        self._check_dst()
+        self._check_hyperparams()
+
+    def _check_sparsity(self) -> None:
+        settings = self.sparsity
+        if self.method == "dense":
+            if settings is not None:
+                raise ValueError("method='dense' trains no sparse network: leave the sparsity settings out")
+            return
+        if settings is None:
+            return
+        if not isinstance(settings, SparsitySettings):
+            raise ValueError(f"sparsity must be a SparsitySettings, got {type(settings).__name__}")
+        if self.method in ("static", *DYNAMIC_METHODS) and settings.recovery_ratio != 0:
+            raise ValueError(f"method={self.method!r} revives nothing, but recovery_ratio={settings.recovery_ratio!r}; "
+                             "use method='tar' (or 'uniform') to revive")
+        if self.method in ("tar", "uniform") and settings.recovery_ratio == 0:
+            raise ValueError(f"method={self.method!r} revives weights: recovery_ratio must be > 0 "
+                             "(recovery_ratio=0 is method='static')")
+        expected = {"tar": "topology", "uniform": "uniform"}.get(self.method)
+        if expected is not None and settings.allocation != expected:
+            raise ValueError(f"method={self.method!r} uses allocation={expected!r}, not {settings.allocation!r}")
+
+    def _check_dst(self) -> None:
+        if self.dst and self.method not in DYNAMIC_METHODS:
+            raise ValueError(f"dst options {sorted(self.dst)} apply only to methods {list(DYNAMIC_METHODS)}, "
+                             f"not method={self.method!r}")
+        unknown = sorted(set(self.dst) - set(DST_OPTIONS))
+        if unknown:
+            raise ValueError(f"dst has unknown option(s) {unknown}; allowed: {list(DST_OPTIONS)}")
+
+    def _check_hyperparams(self) -> None:
+        allowed = _algorithm_arguments(self.algo) | set(ZOO_KEYS)
+        for key, value in self.hyperparams.items():
+            if key in RESERVED:
+                raise ValueError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"hyperparam {key!r} is not an argument of {self.algo.upper()} nor an rl-zoo3 "
+                                 f"key{hint} (allowed: {sorted(allowed)})")
+            _check_hyperparam(key, value)
+
+    # -- resolution against the tuned files -------------------------------------------------------
+
+    def tuned(self) -> tuple[dict[str, Any], str]:
+        return tuned_entry(self.algo, self.env)
+
+    def sparsity_settings(self) -> SparsitySettings | None:
+        """The sparse settings the run trains with: this config's, else the tuned file's for the method."""
+        if self.method == "dense":
+            return None
+        if self.sparsity is not None:
+            return self.sparsity
+        from_file = file_sparsity(self.tuned()[0])
+        if "sparsity" not in from_file and not {"actor_sparsity", "critic_sparsity"} <= set(from_file):
+            raise ValueError(f"method={self.method!r} needs a sparsity, and {self.tuned()[1]} sets none: "
+                             "give one (e.g. --sparsity 0.9)")
+        if self.method == "static" or self.method in DYNAMIC_METHODS:
+            from_file["recovery_ratio"] = 0.0
+        if self.method in DYNAMIC_METHODS:
+            from_file["criterion"] = "erk"
+            from_file = {k: v for k, v in from_file.items() if k not in ("scope", "iterations")}
+        if self.method == "uniform":
+            from_file["allocation"] = "uniform"
+        return SparsitySettings.from_kwargs(from_file, owner=f"{self.tuned()[1]} (method={self.method!r})")
+
+    def budget(self) -> int:
+        return int(self.n_timesteps if self.n_timesteps is not None else float(self.tuned()[0]["n_timesteps"]))
+
+    def resolved_eval_freq(self) -> int:
+        return self.eval_freq if self.eval_freq is not None else max(1, self.budget() // 10)
+
+    def resolved_checkpoint_freq(self) -> int:
+        return self.checkpoint_freq if self.checkpoint_freq is not None else self.resolved_eval_freq()
+
+    def resolved_net_arch(self) -> list[int]:
+        if self.net_arch is not None:
+            return list(self.net_arch)
+        net_arch = dict(self.tuned()[0].get("policy_kwargs") or {}).get("net_arch", DEFAULT_NET_ARCH)
+        return list(net_arch)
+
+    @property
+    def run_id(self) -> str:
+        """A readable folder name that differs for every distinct run, e.g. ``sac-HalfCheetah-v4-tar-magnitude-s0.9-rr0.02-w256-seed0``."""
+        parts = [self.algo, self.env, self.method]
+        settings = self.sparsity_settings()
+        if settings is not None:
+            if self.method in STATIC_METHODS or settings.criterion != "erk":
+                parts.append(settings.criterion)
+            parts += [f"{letter}{value:g}" for letter, value in (
+                ("s", settings.sparsity), ("a", settings.actor_sparsity), ("c", settings.critic_sparsity))
+                if value is not None]
+            if self.method in ("tar", "uniform"):
+                parts.append(f"rr{settings.recovery_ratio:g}")
+            if settings.budget != "reserve":
+                parts.append(settings.budget)
+            parts += [f"{key}{value}" for key, value in sorted(settings.criterion_options.items())]
+        widths = self.resolved_net_arch()
+        parts.append(f"w{widths[0]}" if len(set(widths)) == 1 and len(widths) == 2 else "w" + "x".join(map(str, widths)))
+        parts.append(f"seed{self.seed}")
+        return "-".join(parts)
+
+    @property
+    def label(self) -> str:
+        """The method as figures and tables show it, e.g. ``TAR (magnitude)``."""
+        names = {"dense": "Dense", "static": "Original", "tar": "TAR", "uniform": "Uniform revival",
+                 "set": "SET", "rigl": "RigL"}
+        settings = self.sparsity_settings()
+        if self.method in STATIC_METHODS and settings is not None:
+            return f"{names[self.method]} ({settings.criterion})"
+        return names[self.method]
+
+    def summary(self) -> dict[str, Any]:
+        """The flat fields a report groups runs by (algo, env, method, criterion, sparsity, rr, width, seed)."""
+        settings = self.sparsity_settings()
+        widths = self.resolved_net_arch()
+        return {
+            "algo": self.algo, "env": self.env, "method": self.method,
+            "criterion": settings.criterion if settings is not None and self.method in STATIC_METHODS else None,
+            "sparsity": 0.0 if settings is None else (settings.sparsity if settings.sparsity is not None
+                                                       else settings.critic_sparsity),
+            "recovery_ratio": 0.0 if settings is None else settings.recovery_ratio,
+            "width": widths[0], "depth": len(widths), "seed": self.seed, "n_timesteps": self.budget(),
+            "eval_freq": self.resolved_eval_freq(), "eval_episodes": self.eval_episodes,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/YAML-ready); ``RunConfig.from_dict`` reads it back."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["sparsity"] = None if self.sparsity is None else self.sparsity.as_kwargs()
+        data["net_arch"] = None if self.net_arch is None else list(self.net_arch)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """A config from ``to_dict``'s data.
+
+        :raises ValueError: for an unknown key or a bad value, naming it.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"run configuration has unknown key(s) {unknown}; allowed: {sorted(names)}")
+        data = dict(data)
+        if data.get("sparsity") is not None:
+            data["sparsity"] = SparsitySettings.from_kwargs(dict(data["sparsity"]), owner="run configuration")
+        return cls(**data)
+
+
+def _check_env(env: object) -> None:
+    import gymnasium as gym
+
+    if not isinstance(env, str):
+        raise ValueError(f"env={env!r} must be a Gymnasium environment id (a string)")
+    try:
+        gym.spec(env)
+    except gym.error.Error as error:
+        raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
+
+
+def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
+    """``TarMlpPolicy``'s keyword arguments for ``settings``, leaving out those at their defaults."""
+    defaults = SparsitySettings(sparsity=0.5)
+    kwargs = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
+              if getattr(settings, key) is not None}
+    kwargs.update(criterion=settings.criterion, recovery_ratio=settings.recovery_ratio)
+    for key in ("allocation", "budget"):
+        if getattr(settings, key) != getattr(defaults, key):
+            kwargs[key] = getattr(settings, key)
+    return {**kwargs, **settings.criterion_options}
+
+
+def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings | None, *,
+                 net_arch: list[int] | None = None, dst: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A zoo entry that trains ``method``: ``entry`` with the method's policy, sparse settings and callback.
+
+    The one translation from a method to hyperparameters: ``run_hyperparams`` (``sb3-tar train``
+    and sweeps) and the rl-zoo3 variant files (``hyperparams/generate_variants.py``) both use it.
+
+    :param entry: a tuned zoo entry (its sparse ``policy_kwargs`` keys are replaced).
+    :param method: one of ``METHODS``.
+    :param settings: the sparse settings (``None`` for ``dense``).
+    :param net_arch: hidden widths (default: the entry's).
+    :param dst: ``DSTCallback`` options for ``set``/``rigl``.
+    """
+    entry = copy.deepcopy(entry)
+    policy_kwargs = {key: value for key, value in dict(entry.get("policy_kwargs") or {}).items()
+                     if key not in SETTING_NAMES and key not in ("scope", "iterations")}
+    policy_kwargs["net_arch"] = list(net_arch or policy_kwargs.get("net_arch", DEFAULT_NET_ARCH))
+    entry.pop("callback", None)
+    if method in STATIC_METHODS:
+        entry["policy"] = "TarMlpPolicy"
+        policy_kwargs.update(sparse_policy_kwargs(settings))
+    else:
+        entry["policy"] = "MlpPolicy"
+    entry["policy_kwargs"] = policy_kwargs
+    if method in DYNAMIC_METHODS:
+        sparsities = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
+                      if getattr(settings, key) is not None}
+        entry["callback"] = [{"sb3_tar.DSTCallback": {"method": method, **sparsities, "initial": settings.criterion,
+                                                      **(dst or {})}}]
+    return entry
+
+
+def run_hyperparams(config: RunConfig) -> dict[str, Any]:
+    """The zoo entry ``config`` trains with: the tuned entry, the overrides, then the method on top."""
+    entry = {**config.tuned()[0], **copy.deepcopy(config.hyperparams), "n_timesteps": config.budget()}
+    return method_entry(entry, config.method, config.sparsity_settings(), net_arch=config.resolved_net_arch(),
+                        dst=config.dst)

@@ -1,0 +1,285 @@
+"""The one run pipeline: a ``RunConfig`` in, a published result folder out.
+
+``run_training`` is what ``sb3-tar train`` runs, what every sweep run runs (in a child process),
+and what the training benchmarks run. It trains through rl-zoo3's own experiment setup
+(``ExperimentManager``: the tuned entry's schedules, action noise, environment wrappers and
+evaluation callback, exactly as ``python -m rl_zoo3.train`` builds them), in a private folder,
+checkpointing every ``checkpoint_freq`` steps; re-running the same configuration on the same
+output resumes from the last checkpoint. The result is published (renamed into place) only once
+the run has trained its whole budget and its ``result.json`` is written.
+
+The result folder:
+
+- ``result.json``: configuration, hyperparameters, evaluation curve, final evaluation, per-network
+  topology and kept weights, FLOPs, step times and provenance;
+- ``model.zip`` (``Algo.load`` restores it, masks included), ``hyperparams.yml`` (the zoo entry it
+  trained with), ``evaluations.npz``, ``0.monitor.csv``, ``progress.csv`` (SB3's log with the
+  ``sparsity/...`` keys), ``best_model.zip`` (the zoo's best evaluation), ``zoo/`` (the zoo's config);
+- ``topology.txt``/``.json``/``-<network>.png`` and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sb3_tar.experiments.checkpoint import CheckpointCallback, find_checkpoint
+from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, run_hyperparams
+from sb3_tar.experiments.provenance import provenance
+from sb3_tar.experiments.store import (
+    partial_dir,
+    publish,
+    recover,
+    remove_work,
+    write_json_atomically,
+    locked,
+)
+from sb3_tar.experiments.timing import StepTimeCallback, median_block_seconds
+
+STEP_TIME_INTERVAL = 1000
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C, SIGTERM); the message says what was kept and how to resume."""
+
+
+class IncompleteRunError(RuntimeError):
+    """Training ended before the step budget (a callback stopped it); nothing is published."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A published run: its folder and its ``result.json`` data."""
+
+    output: Path
+    result: dict[str, Any]
+
+    @property
+    def final_return(self) -> float:
+        return float(self.result["final_evaluation"]["mean_return"])
+
+
+def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress_bar: bool = False,
+                 echo: Callable[[str], None] = print) -> RunResult:
+    """Train ``config`` and publish its result at ``output``, resuming from a checkpoint if there is one.
+
+    :param config: the run.
+    :param output: the result folder to create (it must not exist unless ``overwrite``).
+    :param overwrite: replace an existing result at ``output``, once the new one is complete.
+    :param progress_bar: show SB3's progress bar.
+    :param echo: where progress messages go.
+    :raises ValueError: for a bad setting, before anything is written.
+    :raises FileExistsError: if ``output`` exists and ``overwrite`` is false.
+    :raises LockedError: if another process is training the same output.
+    :raises RunInterrupted: on Ctrl-C/SIGTERM; the last checkpoint is kept for the next call.
+    """
+    output = Path(output).absolute()
+    hyperparams = run_hyperparams(config)
+    message = recover(output)
+    if message:
+        echo(f"sb3-tar: {message}")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
+    work = partial_dir(output)
+    with locked(work / "lock", f"output folder {output}"):
+        checkpoint = find_checkpoint(work)
+        if checkpoint is not None and not _same_run(checkpoint.state["config"], config):
+            echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings")
+            shutil.rmtree(checkpoint.path)
+            checkpoint = None
+        run_dir = work / "run"
+        if checkpoint is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            echo(f"sb3-tar: resuming from the checkpoint at step {checkpoint.num_timesteps} of {config.budget()}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = _train(config, hyperparams, work, run_dir, checkpoint, progress_bar)
+        except KeyboardInterrupt:
+            kept = find_checkpoint(work)
+            if kept is None:
+                remove_work(work)
+                raise RunInterrupted(f"interrupted before the first checkpoint; nothing was kept, and {output} "
+                                     "is as it was") from None
+            raise RunInterrupted(f"interrupted; the checkpoint at step {kept.num_timesteps} of {config.budget()} is "
+                                 f"kept in {work}: run the same command again to resume") from None
+        except BaseException:
+            if find_checkpoint(work) is None:
+                remove_work(work)  # nothing to resume from: leave nothing behind
+            raise
+        publish(run_dir, output, overwrite=overwrite)
+    remove_work(work)
+    return RunResult(output, result)
+
+
+def _same_run(stored: dict[str, Any], config: RunConfig) -> bool:
+    try:
+        return RunConfig.from_dict(stored) == config
+    except (TypeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_simulators(log: io.StringIO) -> Iterator[None]:
+    """Keep MuJoCo's warnings out of the working directory (MUJOCO_LOG.TXT) and the terminal, once each in the log.
+
+    The paper's tasks are the v4 MuJoCo environments, which gymnasium marks out of date (v5 changed
+    the tasks); the deprecation warning is expected and silenced here.
+    """
+    seen: set[str] = set()
+
+    def record(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            log.write(f"MuJoCo: {message}\n")
+
+    try:
+        import mujoco
+    except ImportError:
+        mujoco = None
+    previous = mujoco.get_mju_user_warning() if mujoco is not None else None
+    if mujoco is not None:
+        mujoco.set_mju_user_warning(record)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
+        try:
+            yield
+        finally:
+            if mujoco is not None:
+                mujoco.set_mju_user_warning(previous)
+
+
+def _experiment_manager(config: RunConfig, hyperparams_file: Path, run_dir: Path, resuming: bool) -> Any:
+    """rl-zoo3's experiment setup, writing into ``run_dir`` (the same folder on every resume)."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    class RunManager(ExperimentManager):
+        def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> Any:
+            if resuming:  # continue the training episodes' monitor file instead of replacing it
+                self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}
+            return super().create_envs(n_envs, eval_env=eval_env, no_log=no_log)
+
+    arguments = argparse.Namespace(algo=config.algo, env=config.env, seed=config.seed, sb3_tar=config.to_dict())
+    manager = RunManager(
+        arguments, config.algo, config.env, str(run_dir), n_timesteps=config.budget(),
+        eval_freq=config.resolved_eval_freq(), n_eval_episodes=config.eval_episodes, seed=config.seed,
+        verbose=0, device=config.device, config=str(hyperparams_file), n_eval_envs=1, log_interval=-1,
+    )
+    manager.save_path, manager.params_path = str(run_dir), str(run_dir / "zoo")
+    return manager
+
+
+def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: Path, checkpoint: Any,
+           progress_bar: bool) -> dict[str, Any]:
+    from rl_zoo3.utils import ALGOS
+    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.logger import configure
+
+    from sb3_tar.sb3 import SparsityLogCallback
+
+    start = time.perf_counter()
+    hyperparams_file = run_dir / "hyperparams.yml"
+    hyperparams_file.write_text(yaml.safe_dump({config.env: hyperparams}, sort_keys=False))
+    log = io.StringIO()
+    with _quiet_simulators(log):
+        manager = _experiment_manager(config, hyperparams_file, run_dir, checkpoint is not None)
+        with contextlib.redirect_stdout(log):
+            model, _ = manager.setup_experiment()
+        eval_callback = next(c for c in manager.callbacks if isinstance(c, EvalCallback))
+        eval_callback.verbose = 0  # the zoo's default prints every evaluation; the result records them
+        timer = StepTimeCallback(STEP_TIME_INTERVAL)
+        resumes = [] if checkpoint is None else [*checkpoint.state.get("resumes", []), checkpoint.num_timesteps]
+        if checkpoint is not None:
+            model = ALGOS[config.algo].load(checkpoint.path / "model.zip", env=model.env, device=config.device)
+            checkpoint.restore(model, eval_callback, timer)
+            progress = run_dir / "progress.csv"
+            if progress.exists():
+                progress.rename(run_dir / f"progress.until-{checkpoint.num_timesteps}.csv")
+        model.set_logger(configure(str(run_dir), ["csv"]))
+        callbacks = [*manager.callbacks]
+        if config.method in STATIC_METHODS:
+            callbacks.append(SparsityLogCallback())
+        saver = CheckpointCallback(work, config.resolved_checkpoint_freq(), config.to_dict(), eval_callback, timer)
+        saver.extra_state = {"resumes": resumes}
+        callbacks += [timer, saver]
+        remaining = config.budget() - model.num_timesteps
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None,
+                        progress_bar=progress_bar)
+        if model.num_timesteps < config.budget():
+            raise IncompleteRunError(f"training stopped at step {model.num_timesteps} of {config.budget()}")
+        model.save(run_dir / "model.zip")  # before anything else can fail: the trained model is kept
+        final = _final_evaluation(model, eval_callback, config)
+    (run_dir / "train.log").write_text(log.getvalue())
+    result = _result(config, hyperparams, model, eval_callback, final, timer, resumes, run_dir)
+    result["provenance"] = provenance(device=str(model.device), wall_time_s=time.perf_counter() - start)
+    write_json_atomically(run_dir / "result.json", result)
+    return result
+
+
+def _final_evaluation(model: Any, eval_callback: Any, config: RunConfig) -> dict[str, Any]:
+    """The evaluation at the budget: the last scheduled one if it fell there, else one run now."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    if eval_callback.evaluations_timesteps and eval_callback.evaluations_timesteps[-1] >= config.budget():
+        returns = np.asarray(eval_callback.evaluations_results[-1], dtype=float)
+    else:
+        returns, _ = evaluate_policy(model, eval_callback.eval_env, n_eval_episodes=config.eval_episodes,
+                                     deterministic=True, return_episode_rewards=True)
+        returns = np.asarray(returns, dtype=float)
+    return {"timesteps": int(model.num_timesteps), "mean_return": float(returns.mean()),
+            "std_return": float(returns.std()), "episodes": len(returns), "returns": returns.tolist()}
+
+
+def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_callback: Any, final: dict[str, Any],
+            timer: StepTimeCallback, resumes: list[int], run_dir: Path) -> dict[str, Any]:
+    from sb3_tar.experiments.inspection import inspect_model
+    from sb3_tar.experiments.outputs import plot_learning_curve, write_topology
+
+    returns = [np.asarray(row, dtype=float) for row in eval_callback.evaluations_results]
+    evaluations = {
+        "timesteps": [int(t) for t in eval_callback.evaluations_timesteps],
+        "mean_return": [float(row.mean()) for row in returns],
+        "std_return": [float(row.std()) for row in returns],
+        "returns": [row.tolist() for row in returns],
+    }
+    inspection = inspect_model(config.algo, model, batch_size=int(hyperparams.get("batch_size", 256)))
+    plans = inspection.pop("plans")
+    errors = []
+    try:
+        inspection["topology"] = write_topology(plans, run_dir) if plans else {}
+    except Exception as error:  # noqa: BLE001 - a report failure is recorded; the trained run is kept
+        errors.append(f"topology report: {type(error).__name__}: {error}")
+        inspection["topology"] = {}
+    try:
+        plot_learning_curve(run_dir, evaluations, final, title=f"{config.algo.upper()} {config.env}: {config.label}"
+                            + ("" if config.method == "dense" else f", sparsity {config.summary()['sparsity']:g}"))
+    except Exception as error:  # noqa: BLE001
+        errors.append(f"learning curve: {type(error).__name__}: {error}")
+    step_times = timer.state()
+    return {
+        "run_id": config.run_id,
+        "label": config.label,
+        "config": config.to_dict(),
+        "summary": config.summary(),
+        "hyperparams": hyperparams,
+        "num_timesteps": int(model.num_timesteps),
+        "evaluations": evaluations,
+        "final_evaluation": final,
+        "step_times": step_times,
+        "seconds_per_1000_steps": median_block_seconds(step_times, after=int(hyperparams.get("learning_starts", 0))),
+        "resumed_at": resumes,
+        **inspection,
+        "report_errors": errors,
+    }
