@@ -1,22 +1,11 @@
-"""Where a benchmark ran: date, machine and package versions, written beside every result."""
+"""Where a benchmark ran: the project's provenance record (command, date, commit, versions, machine, load)."""
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 import sys
-from importlib import metadata
+from typing import Any
 
-import torch
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
+from sb3_tar.experiments.provenance import provenance
 
 
 def invoking_command() -> str:
@@ -26,20 +15,9 @@ def invoking_command() -> str:
     return " ".join(["python", *entry, *sys.argv[1:]])
 
 
-def describe_environment() -> dict[str, str]:
-    versions = {}
-    for package in ("sb3-tar", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": invoking_command(),
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
-        "python": platform.python_version(),
-        **versions,
-    }
+def describe_environment() -> dict[str, Any]:
+    """``sb3_tar.experiments.provenance.provenance`` with the command as the user typed it."""
+    return provenance(command=[invoking_command()])
 
 
 def environment_markdown() -> str:
