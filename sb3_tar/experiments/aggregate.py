@@ -119,19 +119,34 @@ def headline(rows: Sequence[GainRow]) -> dict[str, float | None]:
     }
 
 
-def normalised_scores(runs: Sequence[Run]) -> dict[str, dict[tuple, list[float]]]:
-    """Final returns min-max normalised per task (algo, env) over every run of that task.
+def dense_random_anchors(runs: Sequence[Run], random_returns: dict[str, float]) -> dict[tuple, tuple[float, float]]:
+    """Per task (algo, env): (a random policy's return, the dense runs' mean final return).
 
-    Tasks have incomparable return scales; this puts them on [0, 1] so rliable can aggregate
-    across tasks. Keyed ``label -> (task, sparsity, width, recovery_ratio) -> scores``.
+    Tasks without dense runs or without a random-policy return get no anchors.
+    """
+    anchors = {}
+    for task in sorted({run.task for run in runs}):
+        dense = _mean_final([run for run in runs if run.task == task and run.spec["method"] == "dense"])
+        if dense is not None and task[1] in random_returns and dense != random_returns[task[1]]:
+            anchors[task] = (random_returns[task[1]], dense)
+    return anchors
+
+
+def normalised_scores(runs: Sequence[Run], anchors: dict[tuple, tuple[float, float]] | None = None
+                      ) -> dict[str, dict[tuple, list[float]]]:
+    """Final returns on a common scale per task (algo, env), for rliable to aggregate across tasks.
+
+    With ``anchors`` (task -> (low, high), e.g. ``dense_random_anchors``): ``(R - low) / (high - low)``,
+    so a random policy scores 0 and dense training 1. Without: min-max over every run of the task.
+    Keyed ``label -> (task, sparsity, width, recovery_ratio) -> scores``.
     """
     by_task: dict[tuple, list[float]] = defaultdict(list)
     for run in runs:
         by_task[run.task].append(run.final_return)
     scores: dict[str, dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        low, high = min(by_task[run.task]), max(by_task[run.task])
-        value = (run.final_return - low) / (high - low) if high > low else 0.5
+        low, high = (anchors or {}).get(run.task, (min(by_task[run.task]), max(by_task[run.task])))
+        value = (run.final_return - low) / (high - low) if high != low else 0.5
         key = (run.task, run.spec["sparsity"], run.spec["width"], run.spec["recovery_ratio"])
         scores[run.label][key].append(value)
     return scores
@@ -146,15 +161,17 @@ def score_matrix(per_task: dict[tuple, list[float]], tasks: Sequence[tuple]) -> 
     return np.array([column[:depth] for column in columns]).T
 
 
-def rliable_aggregates(runs: Sequence[Run], reps: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+def rliable_aggregates(runs: Sequence[Run], reps: int = 2000, seed: int = 0,
+                       anchors: dict[tuple, tuple[float, float]] | None = None) -> list[dict[str, Any]]:
     """IQM with stratified-bootstrap 95% CIs per method, and P(TAR > Original), per (sparsity, width).
 
     Tasks are the (algo, env) pairs; dense runs are shared by every sparsity of their width.
+    ``anchors`` as in ``normalised_scores``.
     """
     from rliable import library, metrics
 
     warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)  # rliable 1.2 on arch 7
-    scores = normalised_scores(runs)
+    scores = normalised_scores(runs, anchors)
     settings = sorted({(r.spec["sparsity"], r.spec["width"]) for r in runs if r.spec["method"] != "dense"})
     tasks = sorted({run.task for run in runs})
     rows = []

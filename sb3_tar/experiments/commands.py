@@ -39,7 +39,7 @@ def sweep_command(args: argparse.Namespace) -> None:
 def report_command(args: argparse.Namespace) -> None:
     from sb3_tar.experiments.report import write_report
 
-    report = write_report(args.results, args.output)
+    report = write_report(args.results, args.output, random_returns=args.random_returns)
     print(f"report written to {report.resolve()} (figures beside it)")
 
 
@@ -57,4 +57,6 @@ def add_experiment_commands(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="tables, rliable aggregates and figures from finished runs")
     report.add_argument("results", help="a sweep's results folder")
     report.add_argument("--output", help="report folder (default: RESULTS/report)")
+    report.add_argument("--random-returns", help="random-policy returns per task (benchmarks/results/random_policy.json): "
+                                                 "normalise rliable scores between random (0) and dense (1)")
     report.set_defaults(run=report_command)

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from sb3_tar.engine.report import plot_topology
-from sb3_tar.experiments.aggregate import FINAL_EVALUATIONS, Run, as_runs, gain_rows, headline, rliable_aggregates
+from sb3_tar.experiments.aggregate import (
+    FINAL_EVALUATIONS,
+    Run,
+    as_runs,
+    dense_random_anchors,
+    gain_rows,
+    headline,
+    rliable_aggregates,
+)
 from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
 from sb3_tar.experiments.store import load_results
 
@@ -66,31 +74,44 @@ def methods_section(runs: Sequence[Run]) -> list[str]:
         "(blocks with an evaluation are slower; the median leaves them out), measured inside runs that share the "
         "machine two at a time. FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`).",
         "",
-        "| algo | env | sparsity | width | method | final return | std | seeds | s / 1000 steps | MFLOPs / action | GFLOPs / train step |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| algo | env | sparsity | width | method | final return | std | seeds | s / 1000 steps | vs dense | MFLOPs / action | GFLOPs / train step |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    dense_time = {}
+    for (task, _, width, label), group in groups.items():
+        timed = [run.seconds_per_1000_steps for run in group if run.seconds_per_1000_steps is not None]
+        if label == "Dense" and timed:
+            dense_time[(task, width)] = statistics.median(timed)
     for (task, sparsity, width, label), group in sorted(groups.items(), key=lambda item: item[0]):
         finals = [run.final_return for run in group]
         spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
         timed = [run.seconds_per_1000_steps for run in group if run.seconds_per_1000_steps is not None]
         per_k = statistics.median(timed) if timed else float("nan")
         cost = group[0].spec.get("cost", {})
+        ratio = per_k / dense_time[(task, width)] if (task, width) in dense_time else float("nan")
         lines.append(
             f"| {task[0]} | {task[1]} | {sparsity:g} | {width} | {label} | {statistics.fmean(finals):.1f} | {spread:.1f} | "
-            f"{len(group)} | {per_k:.2f} | {cost.get('flops_per_action', float('nan')) / 1e6:.3f} | "
+            f"{len(group)} | {per_k:.2f} | {ratio:.2f}x | {cost.get('flops_per_action', float('nan')) / 1e6:.3f} | "
             f"{cost.get('flops_per_training_step', float('nan')) / 1e9:.3f} |"
         )
     return [*lines, ""]
 
 
-def rliable_section(runs: Sequence[Run]) -> list[str]:
-    rows = rliable_aggregates(runs)
+def rliable_section(runs: Sequence[Run], anchors: dict[tuple, tuple[float, float]] | None = None
+                    ) -> tuple[list[str], list[dict]]:
+    rows = rliable_aggregates(runs, anchors=anchors)
+    if anchors:
+        scale = ("Scores are final returns normalised per task by a random policy's return (0) and the dense "
+                 "runs' mean final return (1): " + ", ".join(
+                     f"{env}: random {low:.1f}, dense {high:.1f}" for (_, env), (low, high) in sorted(anchors.items()))
+                 + ".")
+    else:
+        scale = "Scores are final returns min-max normalised per task over all of its runs."
     return [
         "## rliable aggregates",
         "",
-        "Scores are final returns min-max normalised per task over all of its runs; tasks are the (algo, env) "
-        "pairs. IQM with stratified-bootstrap 95% confidence intervals; P(X > Y) is rliable's probability of "
-        "improvement, with its CI.",
+        f"{scale} Tasks are the (algo, env) pairs. IQM with stratified-bootstrap 95% confidence intervals; "
+        "P(X > Y) is rliable's probability of improvement, with its CI.",
         "",
         "| sparsity | width | method | rr | estimate | 95% CI | runs per task |",
         "|---:|---:|---|---:|---:|---|---:|",
@@ -101,6 +122,62 @@ def rliable_section(runs: Sequence[Run]) -> list[str]:
         ],
         "",
     ], rows
+
+
+def seeds_section(runs: Sequence[Run]) -> list[str]:
+    """Every run's final return, seed by seed, so a reader sees the spread behind each mean."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.task, run.spec["sparsity"], run.spec["width"], curve_label(run))].append(run)
+    seeds = sorted({run.spec["seed"] for run in runs})
+    lines = [
+        "## Final return of every run",
+        "",
+        f"Final return = mean of the run's last {FINAL_EVALUATIONS} evaluations.",
+        "",
+        "| algo | env | sparsity | width | method | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean |",
+        "|---|---|---:|---:|---|" + "---:|" * (len(seeds) + 1),
+    ]
+    for (task, sparsity, width, label), group in sorted(groups.items(), key=lambda item: item[0]):
+        by_seed = {run.spec["seed"]: run.final_return for run in group}
+        cells = [f"{by_seed[seed]:.1f}" if seed in by_seed else "" for seed in seeds]
+        lines.append(f"| {task[0]} | {task[1]} | {sparsity:g} | {width} | {label} | " + " | ".join(cells)
+                     + f" | {statistics.fmean(by_seed.values()):.1f} |")
+    return [*lines, ""]
+
+
+def topology_section(runs: Sequence[Run]) -> list[str]:
+    """The networks at the start of training, static against TAR: what revival changed, layer by layer.
+
+    From each configuration's lowest-seed run: per layer, density after static pruning and after
+    revival, the edges short of the connectivity floor, and the input/output units left without
+    any edge after revival.
+    """
+    chosen: dict[tuple, Run] = {}
+    for run in sorted(runs, key=lambda run: run.spec["seed"]):
+        if run.spec["method"] in ("static", "tar", "uniform") and run.topology:
+            chosen.setdefault((run.task, run.spec["sparsity"], run.spec["width"], curve_label(run)), run)
+    if not chosen:
+        return []
+    lines = [
+        "## The networks at the start of training",
+        "",
+        "Per layer: density after static pruning -> after revival, the deficit below the connectivity floor "
+        "(edges short of ceil(N ln N / 2) after static pruning) and isolated input/output units after revival; "
+        "from each configuration's lowest-seed run.",
+        "",
+    ]
+    for (task, sparsity, width, label), run in sorted(chosen.items(), key=lambda item: item[0]):
+        lines += [f"### {task[0].upper()} {task[1]}, sparsity {sparsity:g}, width {width}: {label} (seed {run.spec['seed']})",
+                  "", "| network | layer | in x out | density | deficit | isolated in/out |", "|---|---|---|---|---:|---|"]
+        for network, report in sorted(run.topology.items()):
+            for layer in report["layers"]:
+                lines.append(
+                    f"| {network} | {layer['name'].removesuffix('.weight')} | {layer['in_features']}x{layer['out_features']} | "
+                    f"{layer['density_before']:.4f} -> {layer['density_after']:.4f} | {layer['deficit']} | "
+                    f"{layer['isolated_inputs_after']}/{layer['isolated_outputs_after']} |")
+        lines.append("")
+    return lines
 
 
 def figures_section(runs: Sequence[Run], output: Path) -> list[str]:
@@ -126,16 +203,26 @@ def figures_section(runs: Sequence[Run], output: Path) -> list[str]:
     return lines
 
 
-def write_report(results: str | Path, output: str | Path | None = None) -> Path:
-    """Write ``report.md``, ``summary.json`` and PNG figures for the finished runs under ``results``."""
+def load_random_returns(path: str | Path) -> dict[str, float]:
+    """A random policy's mean return per environment, from ``benchmarks/random_policy.py``'s JSON."""
+    return {env: task["mean_return"] for env, task in json.loads(Path(path).read_text())["tasks"].items()}
+
+
+def write_report(results: str | Path, output: str | Path | None = None, random_returns: str | Path | None = None) -> Path:
+    """Write ``report.md``, ``summary.json`` and PNG figures for the finished runs under ``results``.
+
+    :param random_returns: ``benchmarks/random_policy.py``'s JSON; with it (and dense runs), rliable
+        scores are normalised between a random policy (0) and dense training (1) per task.
+    """
     results = Path(results)
     runs = as_runs(load_results(results))
     if not runs:
         raise ValueError(f"results={str(results)!r} holds no finished run (no */result.json)")
     output = Path(output) if output else results / "report"
     output.mkdir(parents=True, exist_ok=True)
+    anchors = dense_random_anchors(runs, load_random_returns(random_returns)) if random_returns else None
     gains, stats = gains_section(runs)
-    rliable_lines, rliable_rows = rliable_section(runs)
+    rliable_lines, rliable_rows = rliable_section(runs, anchors)
     tasks = sorted({run.task for run in runs})
     lines = [
         "# sb3-tar sweep report",
@@ -145,7 +232,9 @@ def write_report(results: str | Path, output: str | Path | None = None) -> Path:
         "",
         *gains,
         *rliable_lines,
+        *seeds_section(runs),
         *methods_section(runs),
+        *topology_section(runs),
         *figures_section(runs, output),
     ]
     (output / "report.md").write_text("\n".join(lines))
