@@ -1,6 +1,6 @@
 """One-shot cost of ``prune_and_revive`` per criterion on actor-sized MLPs (376 -> W -> W -> 17).
 
-Run: python benchmarks/bench_engine.py [--widths 256 1024 4096] [--output benchmarks/results]
+Run (from the repository root): python -m benchmarks.bench_engine [--widths 256 1024 4096] [--output benchmarks/results]
 Every criterion of one width is timed in alternating rounds, so machine noise hits them alike;
 the figure quoted is the median over rounds.
 """
