@@ -11,7 +11,7 @@ from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.logger import configure
 
 import sb3_tar
-from sb3_tar import DSTCallback
+from sb3_tar import DSTCallback, cosine_drop_fraction
 from sb3_tar.sb3.logging import check_masks
 
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
@@ -34,10 +34,13 @@ class CheckedDST(DSTCallback):
         super().__init__(*args, **kwargs)
         self.checked = 0
 
-    def _apply_update(self, network, update, optimizer):
+    def _apply_update(self, network, update, optimizer, step):
         weights = self.agent.weights(network)
         gradients = {name: weight.grad.detach().clone() for name, weight in weights.items()}
-        super()._apply_update(network, update, optimizer)
+        if network.name != "actor":  # (TD3 and CrossQ step the actor less often)
+            # The update comes after `step` applied critic steps, on the dense gradient of the next one.
+            assert all(int(optimizer.state[weight]["step"]) == step for weight in weights.values())
+        super()._apply_update(network, update, optimizer, step)
         targets = self.agent.target_weights(network)
         for name, weight in weights.items():
             new, kept = update.masks[name], update.surviving(name)
@@ -110,7 +113,7 @@ def test_tar_policy_masks_are_the_initial_masks_and_the_callback_takes_no_sparsi
 
 @pytest.mark.parametrize("policy", ["MlpPolicy", "TarMlpPolicy"])
 def test_save_load_resume_keeps_the_current_masks_and_the_schedule(policy, tmp_path):
-    kwargs = {"sparsity": 0.9} if policy == "TarMlpPolicy" else {}
+    kwargs = {"sparsity": 0.9, "criterion": "erk"} if policy == "TarMlpPolicy" else {}  # DST starts from ERK
     model = make_model(SAC, policy, **kwargs)
     dst = {} if policy == "TarMlpPolicy" else {"sparsity": 0.9}
     first = DSTCallback("set", update_interval=INTERVAL, total_gradient_steps=800, **dst)
@@ -126,8 +129,62 @@ def test_save_load_resume_keeps_the_current_masks_and_the_schedule(policy, tmp_p
     second = DSTCallback("set", update_interval=INTERVAL, total_gradient_steps=800, **dst)
     loaded.learn(200, callback=second, reset_num_timesteps=False)
     assert second.gradient_steps == first.gradient_steps + 200
-    assert min(record["gradient_step"] for record in second.history) > first.gradient_steps
+    # No update is lost or repeated across the resume: one every INTERVAL steps, counted on.
+    steps = sorted({record["gradient_step"] for record in first.history + second.history})
+    assert steps == list(range(INTERVAL, second.gradient_steps, INTERVAL))
     check_masks(sb3_tar.sparse_agent(loaded))
+
+
+def test_updates_follow_jaxpruners_schedule_after_every_interval_of_applied_steps():
+    """Not at step 0; then after 25, 50, ... applied gradient steps, each with the cosine fraction at that count."""
+    model = make_model(SAC)
+    callback = CheckedDST("set", sparsity=0.9, update_interval=INTERVAL)
+    model.learn(STEPS, callback=callback)
+    for network in ("actor", "qf0", "qf1"):
+        records = [record for record in callback.history if record["network"] == network]
+        assert [record["gradient_step"] for record in records] == list(range(INTERVAL, callback.end_step, INTERVAL))
+        for record in records:
+            assert record["drop_fraction"] == cosine_drop_fraction(record["gradient_step"], end_step=callback.end_step)
+
+
+class ChurnProbe(DSTCallback):
+    """Keeps, for every layer an update regrew entirely at the positions it dropped (churn 1.0), the
+    weight, its Adam moments and its target weight before and after the update."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fully_churned: list[tuple[str, dict, dict]] = []
+
+    def _apply_update(self, network, update, optimizer, step):
+        def snapshot(name):
+            weight = self.agent.weights(network)[name]
+            state = optimizer.state[weight]
+            target = self.agent.target_weights(network).get(name)
+            return {"weight": weight.detach().clone(), "exp_avg": state["exp_avg"].clone(),
+                    "exp_avg_sq": state["exp_avg_sq"].clone(),
+                    "target": None if target is None else target.detach().clone()}
+
+        churned = [layer.name for layer in update.layers if layer.regrown and layer.churn == 1.0]
+        before = {name: snapshot(name) for name in churned}
+        super()._apply_update(network, update, optimizer, step)
+        self.fully_churned += [(name, before[name], snapshot(name)) for name in churned]
+
+
+def test_a_rigl_update_with_churn_one_leaves_the_layer_its_weights_and_adam_moments():
+    """ERK keeps SAC's 32x1 output layers dense at sparsity 0.5: whatever RigL drops there is the only
+    place to regrow, so it regrows exactly what it dropped, and nothing may change (RigL's
+    reinit_when_same=False; zeroing them would throw trained weights and moments away)."""
+    model = make_model(SAC)
+    callback = ChurnProbe("rigl", sparsity=0.5, update_interval=INTERVAL)
+    model.learn(STEPS, callback=callback)
+    assert callback.fully_churned, "no update had a layer with churn 1.0"
+    churned_layers = {name for name, _, _ in callback.fully_churned}
+    assert {"actor.mu.weight", "critic.qf0.4.weight", "critic.qf1.4.weight"} <= churned_layers
+    for name, before, after in callback.fully_churned:
+        assert int((before["weight"] != 0).sum()) > 0, name
+        for key in ("weight", "exp_avg", "exp_avg_sq", "target"):
+            if before[key] is not None:
+                assert torch.equal(after[key], before[key]), f"{name}: {key} changed"
 
 
 def test_same_seed_gives_the_same_updates():

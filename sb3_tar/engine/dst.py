@@ -15,14 +15,19 @@ Semantics (RigL, Evci et al. 2020, and JaxPruner), per layer with ``n`` active w
   earlier position is kept and the later one dropped (exact top-k, never a threshold).
 - Regrow: the candidates are all positions outside the kept set, *including the ``k`` just
   dropped*. SET picks ``k`` of them uniformly at random; RigL picks the ``k`` with the largest dense
-  gradient magnitude (earlier position first on ties, e.g. among the zero gradients of dead units,
-  where RigL's TF code adds tiny noise instead). A dropped position that is regrown at once is
-  "churn".
+  gradient magnitude (earlier position first on ties, e.g. among the zero gradients of dead units).
+  Ties go to the earlier position in JaxPruner's top-k (a stable argsort) and in the
+  ``tf.math.top_k`` of RigL's SAC code too; RigL's TF1 optimizers add 1e-5 noise to the drop scores
+  instead. A dropped position that is regrown at once is "churn".
 - Only positions that were inactive before the update start fresh: weight 0.0 and zeroed optimizer
   moments. A churned weight (dropped and regrown in the same update) keeps its value and moments,
   as RigL (``reinit_when_same=False``) and JaxPruner do: for it nothing changed.
-- No update at gradient step 0 (``is_dst_update_step``): the first is after ``update_interval``
-  steps, as RigL's and JaxPruner's update schedules start at step 1.
+- When (``is_dst_update_step``): after every ``update_interval`` gradient steps *applied*, never at
+  step 0, while the drop fraction is positive. This is JaxPruner's ``PeriodicSchedule``, which
+  tests the count of optimizer updates already applied, with ``update_start_step`` between 1 and
+  ``update_interval``. RigL's SAC code (``rigl/rl/tfagents``) also updates at its step 0, right
+  after the first gradient step, with the full initial drop fraction; that one extra update, on
+  weights that have not been trained yet, is not reproduced.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> f
     and decaying smoothly to 0 at ``end_step`` so the final topology gets time to train. 0 at and
     after ``end_step``.
 
-    :param step: gradient steps taken so far, ``>= 0``.
+    :param step: gradient steps applied so far, ``>= 0`` (JaxPruner evaluates its
+        ``optax.cosine_decay_schedule`` at the same count).
     :param initial: the fraction at step 0, in [0, 1] (RigL's SAC setting: 0.1).
     :param end_step: the step from which the mask stops changing (``end_fraction`` times the planned
         gradient steps), ``>= 1``.
@@ -86,9 +92,13 @@ def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> f
 
 
 def is_dst_update_step(step: int, *, update_interval: int, end_step: int) -> bool:
-    """Whether the mask is updated after ``step`` gradient steps: every ``update_interval``, before ``end_step``.
+    """Whether the mask is updated after ``step`` applied gradient steps: every ``update_interval`` before ``end_step``.
 
-    Step 0 is excluded: the initial mask has not been trained yet, so its gradients say little.
+    ``step`` counts the gradient steps already applied, as JaxPruner's ``PeriodicSchedule`` counts
+    optimizer updates: the update at ``step = update_interval`` comes after that many steps, on the
+    gradient of the next one. Step 0 is excluded (JaxPruner's ``update_start_step >= 1``): the
+    initial mask has not been trained yet. At and after ``end_step`` the drop fraction is 0, so
+    JaxPruner's inclusive end and this exclusive one update the same masks.
     """
     _check_step("step", step, 0)
     _check_step("update_interval", update_interval, 1)

@@ -4,9 +4,16 @@ The mask update runs where gradient steps happen, not where SB3 callbacks run: a
 step pre-hook (``torch.optim.optimizer.register_optimizer_step_pre_hook``), filtered to this
 model's optimizers, before the step. Each weight's ``.grad`` is then the *dense* gradient of this
 step's loss on this step's batch (the mask enforcement never masks gradients; it re-masks weights
-and moments after the step): RigL's regrowth score, at no extra forward or backward pass. Gradient steps are counted on the critic's optimizer (one critic step
-per gradient step in SAC, TD3, DDPG, TQC and CrossQ); the actor is updated at its first optimizer
-step at or after a critic update (TD3's delayed policy updates included).
+and moments after the step): RigL's regrowth score, at no extra forward or backward pass.
+
+Gradient steps are counted on the critic's optimizer (one critic step per gradient step in SAC,
+TD3, DDPG, TQC and CrossQ). An update is due when the gradient steps completed so far, ``t``, are a
+positive multiple of ``update_interval`` below the end step (``is_dst_update_step(t)``), and its
+drop fraction is ``cosine_drop_fraction(t)``: JaxPruner's schedule, which counts the optimizer
+updates already applied (``PeriodicSchedule`` with ``update_start_step`` in ``[1, update_interval]``).
+So the first update comes after ``update_interval`` gradient steps, before step ``update_interval
++ 1`` is applied, on that step's gradient. The actor is updated at its first optimizer step at or
+after a critic update (TD3's delayed policy updates included), with the same ``t``.
 """
 
 from __future__ import annotations
@@ -52,10 +59,12 @@ class DSTCallback(TARCallback):
     Initial masks: a ``TarMlpPolicy``'s own masks, or (for a plain ``MlpPolicy``) masks drawn at
     training start with the ``initial`` criterion at ``sparsity``. Every ``update_interval`` gradient
     steps, each layer drops its ``drop_fraction(t)`` smallest-magnitude active weights and regrows as
-    many, at random (SET) or where the dense gradient is largest (RigL). Regrown weights start at
-    0.0 with zeroed optimizer moments; targets take the new mask at once; per-layer sparsity never
-    changes. ``drop_fraction`` decays on a cosine to 0 at ``end_fraction`` of the planned gradient
-    steps, after which the mask is frozen. Defaults are those of the RigL authors' SAC configuration.
+    many, at random (SET) or where the dense gradient is largest (RigL). Newly grown weights start at
+    0.0 with zeroed optimizer moments; a weight dropped and regrown in the same update keeps its value
+    and moments (RigL's ``reinit_when_same=False``); targets take the new mask at once; per-layer
+    sparsity never changes. ``drop_fraction`` decays on a cosine to 0 at ``end_fraction`` of the
+    planned gradient steps, after which the mask is frozen. Defaults are those of the RigL authors'
+    SAC configuration.
 
     :param method: ``"set"`` or ``"rigl"``.
     :param sparsity: each network's sparsity (plain ``MlpPolicy`` only; a ``TarMlpPolicy`` brings its own).
@@ -113,7 +122,7 @@ class DSTCallback(TARCallback):
         self.gradient_steps = 0
         self.end_step = 1
         self.history: list[dict[str, Any]] = []
-        self._actor_update_due = False
+        self._actor_update_step: int | None = None  # a critic update's step, until the actor's update
         self._hook: Any = None
         self._generators: dict[str, torch.Generator] = {}
 
@@ -165,17 +174,19 @@ class DSTCallback(TARCallback):
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         if optimizer is self._critic_optimizer:
-            self.gradient_steps += 1
-            if is_dst_update_step(self.gradient_steps, update_interval=self.update_interval, end_step=self.end_step):
-                self._update(self._critics, optimizer)
-                self._actor_update_due = True
+            completed = self.gradient_steps  # steps already applied; this one is about to be
+            if is_dst_update_step(completed, update_interval=self.update_interval, end_step=self.end_step):
+                self._update(self._critics, optimizer, completed)
+                self._actor_update_step = completed
+            self.gradient_steps = completed + 1
             self._progress["gradient_steps"] = self.gradient_steps
-        if optimizer is self._actor.optimizer and self._actor_update_due:
-            self._actor_update_due = False
-            self._update([self._actor], optimizer)
+        if optimizer is self._actor.optimizer and self._actor_update_step is not None:
+            step, self._actor_update_step = self._actor_update_step, None
+            self._update([self._actor], optimizer, step)
 
-    def _update(self, networks: list[SparseNetwork], optimizer: torch.optim.Optimizer) -> None:
-        fraction = cosine_drop_fraction(self.gradient_steps, initial=self.drop_fraction, end_step=self.end_step)
+    def _update(self, networks: list[SparseNetwork], optimizer: torch.optim.Optimizer, step: int) -> None:
+        """One SET/RigL update of ``networks`` after ``step`` completed gradient steps."""
+        fraction = cosine_drop_fraction(step, initial=self.drop_fraction, end_step=self.end_step)
         for network in networks:
             weights = self.agent.weights(network)
             masks = {name: self.agent.masks[name] for name in weights}
@@ -185,9 +196,10 @@ class DSTCallback(TARCallback):
                              for name, weight in weights.items()}
             update = dst_update(weights, masks, method=self.method, drop_fraction=fraction,
                                 generator=self._generators[network.name], dense_gradients=gradients)
-            self._apply_update(network, update, optimizer)
+            self._apply_update(network, update, optimizer, step)
 
-    def _apply_update(self, network: SparseNetwork, update: DSTUpdate, optimizer: torch.optim.Optimizer) -> None:
+    def _apply_update(self, network: SparseNetwork, update: DSTUpdate, optimizer: torch.optim.Optimizer,
+                      step: int) -> None:
         """Push one network's update into its weights, moments, targets, mask buffers and the log."""
         weights = self.agent.weights(network)
         apply_mask_update(weights, update, [optimizer], target_weights=self.agent.target_weights(network) or None)
@@ -196,7 +208,7 @@ class DSTCallback(TARCallback):
         state = getattr(self.model, STATE_ATTRIBUTE, None)
         if state is not None:  # a plain MlpPolicy keeps its masks on the model: save the new ones
             state["masks"].update({name: mask.cpu() for name, mask in update.masks.items()})
-        record = {"gradient_step": self.gradient_steps, "network": network.name, "drop_fraction": update.drop_fraction,
+        record = {"gradient_step": step, "network": network.name, "drop_fraction": update.drop_fraction,
                   "dropped": update.dropped, "regrown": update.regrown, "churn": update.churn,
                   "layer_sparsity": {layer.name: layer.sparsity for layer in update.layers}}
         self.history.append(record)
