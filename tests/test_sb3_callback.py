@@ -121,6 +121,18 @@ def test_callback_seed_overrides_the_model_seed():
     assert all(torch.equal(sb3_tar.sparse_agent(model).masks[name], mask) for name, mask in reference.masks.items())
 
 
+@pytest.mark.parametrize("algo", ALL_ALGOS)
+def test_callback_on_unseeded_models_draws_from_fresh_recorded_seeds(algo):
+    agents = []
+    for _ in range(2):
+        model = make_model(algo, "MlpPolicy", seed=None)
+        model.learn(1, callback=TARCallback(0.9, criterion="random"))
+        agents.append(sb3_tar.sparse_agent(model))
+        assert model.sb3_tar_state["seed"] == agents[-1].seed
+    assert agents[0].seed != agents[1].seed
+    assert any(not torch.equal(agents[0].masks[name], agents[1].masks[name]) for name in agents[0].masks.names())
+
+
 class Records(KVWriter):
     """Everything SB3's logger writes, dump by dump."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from sb3_tar.engine.criteria import check_criterion_options, get_criterion
@@ -11,7 +12,23 @@ from sb3_tar.engine.revival import ALLOCATIONS
 BUDGETS = ("reserve", "extra")
 
 
-def _check_number(setting: str, value: object) -> float:
+def plain_number(value: object) -> object:
+    """``value`` as a Python number if it is a NumPy (or other) real scalar, else unchanged.
+
+    ``np.float32(0.8)`` becomes ``0.800000011920929`` (the float32's exact value), ``np.int64(3)``
+    becomes ``3``; booleans, strings and everything else are returned as they are, for the checks
+    to refuse.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value) in (int, float):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
+
+
+def check_number(setting: str, value: object) -> float:
+    """``value`` as a float; raises unless it is a finite real number (Python or NumPy), not a bool."""
+    value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{setting}={value!r} must be a finite number")
     return float(value)
@@ -38,10 +55,13 @@ class PruningSettings:
     criterion_options: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        sparsity = _check_number("sparsity", self.sparsity)
+        # NumPy scalars are taken as the Python numbers they hold, so counts use Python arithmetic.
+        for name in ("sparsity", "recovery_ratio"):
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
+        sparsity = check_number("sparsity", self.sparsity)
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity={self.sparsity!r} must be in [0, 1)")
-        ratio = _check_number("recovery_ratio", self.recovery_ratio)
+        ratio = check_number("recovery_ratio", self.recovery_ratio)
         if ratio < 0.0:
             raise ValueError(f"recovery_ratio={self.recovery_ratio!r} must be >= 0")
         if self.budget not in BUDGETS:

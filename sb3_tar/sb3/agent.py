@@ -8,10 +8,15 @@ callback, the logger and the command line share, wherever the masks are stored:
   ``policy.masks_before_revival``, ``policy.mask_seed``), saved and loaded with its weights;
 - ``TARCallback`` stores them on the model (``model.sb3_tar_state``, CPU tensors), which SB3 saves
   with the model's other attributes, so resuming with the callback finds them.
+
+Masks that come from a file are never trusted: ``check_loaded_masks`` refuses masks and weights
+that no agent with the saved settings could hold (a masked weight that is not 0.0, a wrong kept
+count, a static mask that revival shrank).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,7 @@ from sb3_tar.engine import (
     prunable_layers,
     prune_and_revive,
 )
+from sb3_tar.engine.revival import topology_budgets
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
 from sb3_tar.sb3.settings import SparsitySettings
@@ -35,15 +41,25 @@ from sb3_tar.sb3.settings import SparsitySettings
 STATE_ATTRIBUTE = "sb3_tar_state"
 
 
-def model_seed_or_torch_seed(seed: int | None) -> int:
-    """The seed masks are drawn from: ``seed``, or else the seed of torch's global generator.
+class MaskMismatchError(ValueError, RuntimeError):
+    """Weights and masks that do not belong together (a masked weight not 0.0, a wrong kept count, ...).
 
-    SB3 seeds torch's global generator with the model's ``seed`` right before it builds the
-    policy, so inside a policy ``torch.initial_seed()`` is the model's seed. A model without a seed
-    gets whatever torch was last seeded with (``torch.manual_seed``, or torch's fixed default seed
-    in a fresh process): reproducible, but unseeded models built in one process share it.
+    A ``ValueError`` (the input is wrong) that is also a ``RuntimeError`` only so that SB3's
+    ``Algo.load`` passes it on unchanged: it re-raises a ``RuntimeError`` from ``set_parameters``
+    as it is, but turns any ``ValueError`` into a ``KeyError('policy.optimizer')`` while retrying
+    an old DQN file format.
     """
-    return (torch.initial_seed() if seed is None else seed) % 2**63
+
+
+def mask_seed_for(model_seed: int | None) -> int:
+    """The seed a model's masks are drawn from: the model's ``seed``, or a fresh one if it has none.
+
+    A seeded model draws its masks from its seed, so the same seed gives the same masks. An
+    unseeded model (``seed=None``) gets a fresh seed from the operating system's entropy, so two
+    unseeded models never share their masks; the seed is recorded (``policy.mask_seed``,
+    ``SparseAgent.seed``), so the masks can still be redrawn.
+    """
+    return secrets.randbits(63) if model_seed is None else int(model_seed) % 2**63
 
 
 def _isolated_units(mask: torch.Tensor) -> tuple[int, int]:
@@ -66,6 +82,19 @@ class SparseAgent:
     masks_before_revival: Mapping[str, torch.Tensor]
     settings: SparsitySettings
     seed: int
+
+    def summary(self) -> str:
+        """One line for the settings, then one per network: kept/total weights, sparsity, revived."""
+        settings = self.settings
+        lines = [f"SparseAgent(criterion={settings.criterion!r}, recovery_ratio={settings.recovery_ratio!r}, "
+                 f"allocation={settings.allocation!r}, budget={settings.budget!r}, seed={self.seed})"]
+        for name, plan in self.plans().items():
+            lines.append(f"  {name}: {plan.kept}/{plan.total} weights kept, sparsity {plan.sparsity:.4f}, "
+                         f"{plan.revived} revived")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
 
     def layer_names(self, network: SparseNetwork) -> list[str]:
         """The network's prunable weights, by their name inside the network, in module order."""
@@ -140,9 +169,38 @@ def draw_masks(policy: nn.Module, settings: SparsitySettings, seed: int) -> Spar
             recovery_ratio=pruning.recovery_ratio, allocation=pruning.allocation, budget=pruning.budget,
             seed=derive_seed(seed, network.index), **options,
         )
+        if not settings.allow_empty_layers:
+            _refuse_empty_layers(network, plan, settings)
         masks.update({network.weight_name(name): mask for name, mask in plan.masks.items()})
         before.update({network.weight_name(name): mask for name, mask in plan.masks_before_revival.items()})
-    return SparseAgent(networks, WeightMasks(masks), WeightMasks(before), settings, seed)
+    return SparseAgent(networks, WeightMasks(masks, count_updates=True), WeightMasks(before), settings, seed)
+
+
+def _refuse_empty_layers(network: SparseNetwork, plan: RevivalPlan, settings: SparsitySettings) -> None:
+    empty = [layer for layer in plan.layers if layer.kept_after == 0]
+    if not empty:
+        return
+    setting, value = settings.sparsity_setting(network.role)
+    layers = ", ".join(f"{network.weight_name(layer.name)} ({layer.out_features}x{layer.in_features})"
+                       for layer in empty)
+    revival = " and revival does not restore it" if settings.recovery_ratio else ""
+    raise ValueError(
+        f"{settings.owner}: {setting}={value!r} (criterion={settings.criterion!r}) leaves the {network.name} network "
+        f"with no kept weight in {layers}{revival}, so the network would be disconnected; lower {setting}, widen "
+        "net_arch, raise recovery_ratio, or set allow_empty_layers=True to train it as it is"
+    )
+
+
+def placeholder_agent(policy: nn.Module, settings: SparsitySettings) -> SparseAgent:
+    """All-kept masks of the right names and shapes, for a policy whose real masks are about to be loaded.
+
+    Cheap (no scoring): SB3's ``load`` builds the policy and then loads its saved state dict,
+    which overwrites every mask.
+    """
+    networks = find_networks(policy)
+    masks = {network.weight_name(layer.name): torch.ones(layer.weight.shape, dtype=torch.bool)
+             for network in networks for layer in prunable_layers(network.module)}
+    return SparseAgent(networks, WeightMasks(masks, count_updates=True), WeightMasks(masks), settings, 0)
 
 
 def agent_from_state(policy: nn.Module, state: Mapping[str, Any], device: torch.device | str) -> SparseAgent:
@@ -158,6 +216,112 @@ def agent_from_state(policy: nn.Module, state: Mapping[str, Any], device: torch.
     settings = SparsitySettings.from_kwargs(dict(state["settings"]))
     return SparseAgent(networks, WeightMasks(state["masks"]).to(device),
                        WeightMasks(state["masks_before_revival"]).to(device), settings, int(state["seed"]))
+
+
+def _describe(settings: SparsitySettings, role: str) -> str:
+    setting, value = settings.sparsity_setting(role)
+    return (f"{setting}={value!r}, recovery_ratio={settings.recovery_ratio!r}, allocation={settings.allocation!r}, "
+            f"budget={settings.budget!r}")
+
+
+@torch.no_grad()
+def check_loaded_masks(
+    networks: list[SparseNetwork],
+    settings: SparsitySettings,
+    masks: Mapping[str, torch.Tensor],
+    masks_before_revival: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor],
+    target_weights: Mapping[str, torch.Tensor],
+    *,
+    masks_moved: bool | None,
+    source: str,
+) -> None:
+    """Refuse masks and weights that no sparse agent with ``settings`` could hold.
+
+    For each network: every masked weight is 0.0, in the network and in its target; the static
+    masks keep exactly what the settings give before revival (``PruningSettings.kept_counts``),
+    and the masks exactly that plus the revived; revival never shrank a layer. If the masks are the
+    drawn ones (``masks_moved=False``), revival only added weights (``masks_before_revival`` is a
+    subset of ``masks``) and, with ``allocation="topology"``, each layer got exactly its TAR budget.
+
+    :param networks: the agent's networks.
+    :param settings: the settings the masks were drawn with.
+    :param masks: weight name -> mask after revival (what training keeps).
+    :param masks_before_revival: weight name -> static mask.
+    :param weights: weight name -> the weight.
+    :param target_weights: weight name -> the weight's copy in its target network (names of
+        networks with a target only).
+    :param masks_moved: ``False`` for masks as drawn, ``True`` after dynamic sparse training moved
+        them within their layers, ``None`` if unknown (both are accepted).
+    :param source: where the masks come from, for the error message.
+    :raises MaskMismatchError: (a ``ValueError``) naming the weight (or network), what was found and
+        what was expected.
+    """
+    for network in networks:
+        names = [network.weight_name(layer.name) for layer in prunable_layers(network.module)]
+        mask = {name: masks[name].to(torch.bool) for name in names}
+        before = {name: masks_before_revival[name].to(device=mask[name].device, dtype=torch.bool) for name in names}
+        for name in names:
+            copies = [(name, weights[name])]
+            if network.target is not None:
+                copies.append((network.target_weight_name(name.removeprefix(network.prefix)), target_weights[name]))
+            for copy_name, weight in copies:
+                nonzero = int(weight.detach()[~mask[name].to(weight.device)].count_nonzero())
+                if nonzero:
+                    where = "" if copy_name == name else f" (the target network's copy of {name})"
+                    raise MaskMismatchError(
+                        f"{source}: {nonzero} weights of {copy_name}{where} are non-zero where the mask of {name} "
+                        "prunes them; a sparse model's pruned weights are exactly 0.0, so these weights and masks do "
+                        "not belong together"
+                    )
+        if masks_moved is False:
+            for name in names:
+                lost = int((before[name] & ~mask[name]).sum())
+                if lost:
+                    raise MaskMismatchError(
+                        f"{source}: {lost} weights of {name} are kept in its static mask (masks_before_revival) but "
+                        "pruned in its mask; revival only adds weights to the static mask"
+                    )
+        kept_before = [int(before[name].sum()) for name in names]
+        kept_after = [int(mask[name].sum()) for name in names]
+        for name, kept, was in zip(names, kept_after, kept_before):
+            if kept < was:
+                raise MaskMismatchError(f"{source}: {name} keeps {kept} weights after revival but {was} before it; "
+                                 "revival only adds weights")
+        total = sum(mask[name].numel() for name in names)
+        static, revived = settings.for_role(network.role).kept_counts(total)
+        if sum(kept_before) != static:
+            raise MaskMismatchError(
+                f"{source}: the static masks (masks_before_revival) of the {network.name} network keep "
+                f"{sum(kept_before)} weights, but its settings ({_describe(settings, network.role)}) keep {static} "
+                "before revival"
+            )
+        if masks_moved is False and settings.allocation == "topology":
+            floors = [connectivity_floor(mask[name].shape[1], mask[name].shape[0]) for name in names]
+            budgets = topology_budgets(kept_before, [mask[name].numel() for name in names], floors, revived)
+            for name, kept, was, budget in zip(names, kept_after, kept_before, budgets):
+                if kept != was + budget:
+                    raise MaskMismatchError(
+                        f"{source}: {name} keeps {kept} weights, but its static mask keeps {was} and TAR revives "
+                        f"{budget} there ({_describe(settings, network.role)})"
+                    )
+        if sum(kept_after) != static + revived:
+            layers = ", ".join(f"{name}: {kept}" for name, kept in zip(names, kept_after))
+            raise MaskMismatchError(
+                f"{source}: the {network.name} network keeps {sum(kept_after)} weights ({layers}), but its settings "
+                f"({_describe(settings, network.role)}) keep {static + revived} ({static} static + {revived} revived)"
+            )
+
+
+def check_agent(agent: SparseAgent, *, masks_moved: bool | None, source: str) -> None:
+    """``check_loaded_masks`` for an agent's own masks and weights."""
+    weights: dict[str, torch.Tensor] = {}
+    targets: dict[str, torch.Tensor] = {}
+    for network in agent.networks:
+        weights.update(agent.weights(network))
+        targets.update(agent.target_weights(network))
+    check_loaded_masks(agent.networks, agent.settings, agent.masks.as_dict(), agent.masks_before_revival, weights,
+                       targets, masks_moved=masks_moved, source=source)
 
 
 def sparse_agent(model: Any) -> SparseAgent:

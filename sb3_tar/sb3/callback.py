@@ -10,17 +10,22 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_tar.engine.seeding import check_seed
+from sb3_tar.engine.settings import plain_number
 from sb3_tar.sb3.agent import (
     STATE_ATTRIBUTE,
     SparseAgent,
     agent_from_state,
+    check_agent,
     draw_masks,
-    model_seed_or_torch_seed,
+    mask_seed_for,
     sparse_agent,
 )
 from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
 from sb3_tar.sb3.policies import TarPolicy
 from sb3_tar.sb3.settings import SparsitySettings
+
+# Where DSTCallback keeps its schedule on the model (sb3_tar.sb3.dst_callback, which imports this module).
+DST_STATE_ATTRIBUTE = "sb3_tar_dst_state"
 
 
 class SparsityLogCallback(BaseCallback):
@@ -70,7 +75,8 @@ class TARCallback(SparsityLogCallback):
     training start, the actor and each Q-network are pruned and revived on their own, the targets
     take their online network's mask, and the optimizers get the hooks that keep the masks through
     training. The masks are stored on the model (``model.sb3_tar_state``) and saved with it; resuming
-    a loaded model with this callback (same settings) keeps its masks instead of pruning again.
+    a loaded model with this callback (same settings) keeps its masks instead of pruning again,
+    after checking them against the model's weights as ``TarMlpPolicy`` checks a loaded state dict.
     Without the callback, a loaded model trains dense: resume with it, or use ``TarMlpPolicy``.
 
     :param sparsity: final fraction of zero weights in each network, in [0, 1).
@@ -80,8 +86,9 @@ class TARCallback(SparsityLogCallback):
     :param recovery_ratio: revival budget as a fraction of each network's weights (default 0).
     :param allocation: ``topology`` (TAR, default) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (default) or ``extra``.
+    :param allow_empty_layers: train even if a layer keeps no weight after revival (default: refuse).
     :param seed: the masks' seed; default: the model's seed (as ``TarMlpPolicy``, so both draw the
-        same masks for the same seed and initial weights).
+        same masks for the same seed and initial weights), or a fresh one for an unseeded model.
     :param verbose: SB3's verbosity.
     :param criterion_options: the criterion's options (``scope``, ``iterations``).
     :raises ValueError: for a bad setting, when the callback is created.
@@ -97,13 +104,16 @@ class TARCallback(SparsityLogCallback):
         recovery_ratio: float = 0.0,
         allocation: str = "topology",
         budget: str = "reserve",
+        allow_empty_layers: bool = False,
         seed: int | None = None,
         verbose: int = 0,
         **criterion_options: Any,
     ) -> None:
         super().__init__(verbose)
         self.settings = SparsitySettings(sparsity, actor_sparsity, critic_sparsity, criterion, recovery_ratio,
-                                         allocation, budget, criterion_options, owner="TARCallback")
+                                         allocation, budget, criterion_options, allow_empty_layers,
+                                         owner="TARCallback", other_arguments=("TARCallback", ("seed", "verbose")))
+        seed = plain_number(seed)
         check_seed(seed)
         self.seed = seed
 
@@ -116,7 +126,7 @@ class TARCallback(SparsityLogCallback):
             )
         state = getattr(self.model, STATE_ATTRIBUTE, None)
         if state is None:
-            seed = self.seed if self.seed is not None else model_seed_or_torch_seed(self.model.seed)
+            seed = self.seed if self.seed is not None else mask_seed_for(self.model.seed)
             agent = draw_masks(policy, self.settings, seed)
             setattr(self.model, STATE_ATTRIBUTE, agent.state())
         else:
@@ -127,5 +137,9 @@ class TARCallback(SparsityLogCallback):
                     f"{self.settings.as_kwargs()}; resume it with the settings it was trained with"
                 )
             agent = agent_from_state(policy, state, policy.device)
+            # Dynamic sparse training (DSTCallback) moves the masks within their layers and leaves its
+            # schedule on the model; without it the masks must be the ones drawn.
+            masks_moved = getattr(self.model, DST_STATE_ATTRIBUTE, None) is not None
+            check_agent(agent, masks_moved=masks_moved, source=f"TARCallback: the stored masks ({STATE_ATTRIBUTE})")
         agent.enforce()
         return agent

@@ -37,9 +37,13 @@ class WeightMasks(nn.Module):
     between devices. ``True`` = kept.
 
     :param masks: weight name -> bool mask of the weight's shape.
+    :param count_updates: keep a persistent count of the masks replaced by ``set`` since they were
+        drawn (buffer ``updates``): 0 means the masks are the drawn ones (static sparse training),
+        more means dynamic sparse training moved them. A state dict saved without the count (before
+        it existed) loads with the current one.
     """
 
-    def __init__(self, masks: Mapping[str, torch.Tensor]) -> None:
+    def __init__(self, masks: Mapping[str, torch.Tensor], count_updates: bool = False) -> None:
         super().__init__()
         self._names = list(masks)
         for name, mask in masks.items():
@@ -50,6 +54,8 @@ class WeightMasks(nn.Module):
                     node.add_module(part, nn.Module())
                 node = node._modules[part]
             node.register_buffer(leaf, mask.detach().to(torch.bool).clone())
+        if count_updates:
+            self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
         # Bumped whenever the mask tensors may have changed (device or dtype move, state-dict load,
         # ``set``), so step hooks know when to refresh their multipliers.
         self.version = 0
@@ -57,6 +63,16 @@ class WeightMasks(nn.Module):
 
     def _changed(self, *_: object) -> None:
         self.version += 1
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if "updates" in self._buffers and prefix + "updates" not in state_dict:
+            state_dict[prefix + "updates"] = self.updates.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        kept = sum(int(mask.sum()) for _, mask in self.items())
+        total = sum(mask.numel() for _, mask in self.items())
+        return f"{type(self).__name__}({len(self)} masks, {kept}/{total} weights kept)"
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         result = super()._apply(fn, recurse)
@@ -85,6 +101,8 @@ class WeightMasks(nn.Module):
     def set(self, name: str, mask: torch.Tensor) -> None:
         """Replace one mask in place (dynamic sparse training); the step hooks follow at once."""
         self[name].copy_(mask)
+        if "updates" in self._buffers:
+            self.updates += 1
         self._changed()
 
 

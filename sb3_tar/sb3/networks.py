@@ -30,6 +30,8 @@ class SparseNetwork:
         is stored under ``prefix + "<layer>.weight"``, the weight's own name in the policy.
     :param optimizer: the optimizer that owns the module's weights.
     :param target: the same network in the target network (Polyak copy), or ``None``.
+    :param target_prefix: qualified name of ``target`` in the policy, with a trailing dot (``""``
+        without a target): a layer's copy in the target is ``target_prefix + "<layer>.weight"``.
     :param forward: ``forward(module, inputs) -> outputs`` for criteria that run the network
         (SynFlow), where ``module(inputs)`` is not the network's function.
     """
@@ -41,11 +43,18 @@ class SparseNetwork:
     prefix: str
     optimizer: torch.optim.Optimizer
     target: nn.Module | None = None
+    target_prefix: str = ""
     forward: Callable[[nn.Module, torch.Tensor], object] | None = None
 
     def weight_name(self, layer: str) -> str:
         """The policy-qualified name of layer ``layer`` (``"latent_pi.0.weight"`` -> ``"actor.latent_pi.0.weight"``)."""
         return self.prefix + layer
+
+    def target_weight_name(self, layer: str) -> str:
+        """The policy-qualified name of layer ``layer``'s copy in the target network (``"critic_target.qf0.0.weight"``)."""
+        if self.target is None:
+            raise ValueError(f"the {self.name} network has no target network")
+        return self.target_prefix + layer
 
 
 def stochastic_actor_forward(heads: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
@@ -70,8 +79,9 @@ def _actor_network(policy: nn.Module, names: dict[int, str]) -> SparseNetwork:
         return SparseNetwork(ACTOR, ACTOR, 0, nn.ModuleDict(heads), names[id(actor)] + ".", actor.optimizer,
                              forward=stochastic_actor_forward)
     # A deterministic actor (TD3, DDPG): the whole MLP is ``mu``.
-    return SparseNetwork(ACTOR, ACTOR, 0, actor.mu, names[id(actor.mu)] + ".", actor.optimizer,
-                         target=actor_target.mu if actor_target is not None else None)
+    target = actor_target.mu if actor_target is not None else None
+    return SparseNetwork(ACTOR, ACTOR, 0, actor.mu, names[id(actor.mu)] + ".", actor.optimizer, target=target,
+                         target_prefix=names[id(target)] + "." if target is not None else "")
 
 
 def find_networks(policy: nn.Module) -> list[SparseNetwork]:
@@ -91,8 +101,9 @@ def find_networks(policy: nn.Module) -> list[SparseNetwork]:
     networks = [_actor_network(policy, names)]
     for index, q_network in enumerate(critic.q_networks):
         name = names[id(q_network)].rsplit(".", 1)[-1]
+        target = critic_target.q_networks[index] if critic_target is not None else None
         networks.append(SparseNetwork(
-            name, CRITIC, 1 + index, q_network, names[id(q_network)] + ".", critic.optimizer,
-            target=critic_target.q_networks[index] if critic_target is not None else None,
+            name, CRITIC, 1 + index, q_network, names[id(q_network)] + ".", critic.optimizer, target=target,
+            target_prefix=names[id(target)] + "." if target is not None else "",
         ))
     return networks

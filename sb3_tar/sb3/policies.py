@@ -5,32 +5,104 @@ class subclasses that algorithm's ``MlpPolicy``, so every policy option keeps wo
 settings are extra keyword arguments (``policy_kwargs``), and every other unknown keyword is an
 option of the criterion.
 
-While the policy is built (``_build``, which SB3 runs from the constructor and again in
-``Algo.load``), the actor and each Q-network are pruned and revived on their own, the masks become
-persistent buffers (so ``save``/``load`` keep them), the weights and targets are masked, and the
-optimizers get the step hooks that keep the masks through training (``sb3_tar.sb3.masking``).
+While a fresh model builds its policy (``_build``, run from the constructor), the actor and each
+Q-network are pruned and revived on their own, the masks become persistent buffers (so
+``save``/``load`` keep them), the weights and targets are masked, and the optimizers get the step
+hooks that keep the masks through training (``sb3_tar.sb3.masking``).
+
+SB3's ``Algo.load`` and ``BasePolicy.load`` build the policy and then load its saved state dict.
+There the policy is built with placeholder masks, without scoring (SynFlow at width 1024 takes
+seconds per network), and the masks come from the state dict. Every state dict loaded into the
+policy (``Algo.load``, ``model.set_parameters`` with or without ``exact_match``,
+``policy.load_state_dict``, ``BasePolicy.load``) is checked before any tensor is copied
+(``sb3_tar.sb3.agent.check_loaded_masks``), and the masks are attached again after it.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 import torch
+from gymnasium import spaces
 from sb3_contrib import TQC, CrossQ
 from sb3_contrib.crossq.policies import CrossQPolicy
 from sb3_contrib.tqc.policies import TQCPolicy
 from stable_baselines3 import DDPG, SAC, TD3
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BaseModel, BasePolicy
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
-from sb3_tar.sb3.agent import SparseAgent, draw_masks, find_networks, model_seed_or_torch_seed
+from sb3_tar.engine import prunable_layers
+from sb3_tar.sb3.agent import (
+    MaskMismatchError,
+    SparseAgent,
+    check_loaded_masks,
+    draw_masks,
+    find_networks,
+    mask_seed_for,
+    placeholder_agent,
+)
 from sb3_tar.sb3.masking import WeightMasks
 from sb3_tar.sb3.settings import SparsitySettings
 
 ALIAS = "TarMlpPolicy"
+
+# SB3's own functions, recognised on the call stack by identity (not by name).
+_ALGORITHM_SETUP = OffPolicyAlgorithm._setup_model.__code__
+_LOADERS = (BaseAlgorithm.load.__func__.__code__, BaseModel.load.__func__.__code__)
+
+
+def _who_builds() -> tuple[BaseAlgorithm | None, bool]:
+    """The algorithm whose ``_setup_model`` is building the policy (if any), and whether SB3's ``load`` is.
+
+    SB3 builds a policy from its spaces, learning-rate schedule and ``policy_kwargs`` only: it never
+    tells the policy its model's seed, nor that a saved state dict will overwrite it right away.
+    Both are read from the call stack, where SB3's ``OffPolicyAlgorithm._setup_model`` (its ``self``
+    is the algorithm) and ``BaseAlgorithm.load`` / ``BaseModel.load`` are recognised by their code
+    objects. A policy built by hand finds neither.
+    """
+    algorithm, loading = None, False
+    frame = sys._getframe(1)
+    try:
+        while frame is not None:
+            if frame.f_code is _ALGORITHM_SETUP and algorithm is None:
+                algorithm = frame.f_locals.get("self")
+            elif frame.f_code in _LOADERS:
+                loading = True
+                break
+            frame = frame.f_back
+    finally:
+        del frame
+    return algorithm, loading
+
+
+def _expected_policy(algorithm: BaseAlgorithm) -> type[BasePolicy] | None:
+    return next((TAR_POLICIES[base] for base in type(algorithm).__mro__ if base in TAR_POLICIES), None)
+
+
+def _check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loading: bool) -> None:
+    """Refuse a TarMlpPolicy of one algorithm in another (e.g. ``TD3.load`` of a saved SAC model)."""
+    expected = _expected_policy(algorithm) if algorithm is not None else None
+    if expected is None or issubclass(policy_class, expected):
+        return
+    algo = type(algorithm).__name__
+    owners = [a.__name__ for a, policy in TAR_POLICIES.items() if issubclass(policy_class, policy)]
+    of_owner = f" ({' or '.join(owners)}'s {ALIAS})" if owners else ""
+    if loading:
+        loaders = " or ".join(f"{owner}.load" for owner in owners) or "the algorithm that saved it"
+        raise ValueError(
+            f"{algo}.load: the saved model's policy is {policy_class.__name__}{of_owner}, but {algo} needs "
+            f"{expected.__name__}: the model was not saved by {algo}; load it with {loaders}"
+        )
+    raise ValueError(
+        f"{algo} cannot train a {policy_class.__name__}{of_owner}; pass policy={ALIAS!r}, which is "
+        f"{expected.__name__} for {algo}"
+    )
 
 
 class TarPolicy:
@@ -44,11 +116,17 @@ class TarPolicy:
     :param recovery_ratio: revival budget as a fraction of each network's weights (default 0).
     :param allocation: ``topology`` (TAR, default) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (default: end exactly at the sparsity) or ``extra``.
+    :param allow_empty_layers: train even if a layer keeps no weight after revival (default: refuse).
     :param kwargs: the dense policy's arguments; any other keyword is a criterion option
         (``scope`` for magnitude, ``iterations`` for synflow).
 
-    The masks are drawn from the model's seed (see ``model_seed_or_torch_seed``): the actor from
-    ``derive_seed(seed, 0)``, Q-network ``i`` from ``derive_seed(seed, 1 + i)``.
+    The masks are drawn from the model's seed (``mask_seed``): the actor from
+    ``derive_seed(seed, 0)``, Q-network ``i`` from ``derive_seed(seed, 1 + i)``. A model without a
+    seed gets a fresh one from the operating system's entropy (see ``mask_seed_for``); a policy
+    built by hand, outside an algorithm, uses the seed of torch's global generator.
+
+    :raises ValueError: for a bad setting, an action space that is not a ``Box``, or a policy of
+        another algorithm (``TD3.load`` of a SAC model), before anything is built.
     """
 
     masks: WeightMasks
@@ -56,9 +134,22 @@ class TarPolicy:
     mask_seed: torch.Tensor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        dense_arguments = inspect.signature(self._dense_policy_class().__init__).parameters
+        algorithm, loading = _who_builds()
+        _check_algorithm(type(self), algorithm, loading)
+        dense_class = self._dense_policy_class()
+        dense_arguments = inspect.signature(dense_class.__init__).parameters
         sparsity = {name: kwargs.pop(name) for name in list(kwargs) if name not in dense_arguments}
-        self.sparsity_settings = SparsitySettings.from_kwargs(sparsity, owner=ALIAS)
+        self.sparsity_settings = SparsitySettings.from_kwargs(
+            sparsity, owner=ALIAS, other_arguments=(dense_class.__name__, [n for n in dense_arguments if n != "self"]))
+        action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(
+                f"{ALIAS} needs a continuous action space (gymnasium.spaces.Box), as {dense_class.__name__} does; "
+                f"got action_space={action_space!r}. For discrete actions use an algorithm that supports them"
+            )
+        # SB3 loads the saved masks right after building the policy: no need to draw any.
+        self._masks_pending = loading
+        self._seed = mask_seed_for(algorithm.seed) if algorithm is not None else torch.initial_seed() % 2**63
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -67,18 +158,82 @@ class TarPolicy:
         return mro[mro.index(TarPolicy) + 1]
 
     def _build(self, lr_schedule: Schedule) -> None:
-        seed = model_seed_or_torch_seed(None)
         super()._build(lr_schedule)  # type: ignore[misc]
-        agent = draw_masks(self, self.sparsity_settings, seed)
+        if self._masks_pending:
+            agent = placeholder_agent(self, self.sparsity_settings)
+        else:
+            agent = draw_masks(self, self.sparsity_settings, self._seed)
         self.masks = agent.masks
         self.masks_before_revival = agent.masks_before_revival
-        self.register_buffer("mask_seed", torch.tensor(seed, dtype=torch.int64))  # type: ignore[attr-defined]
-        agent.enforce()
+        self.register_buffer("mask_seed", torch.tensor(agent.seed, dtype=torch.int64))  # type: ignore[attr-defined]
+        if not self._masks_pending:
+            agent.enforce()
 
     def sparse_agent(self) -> SparseAgent:
-        """The policy's sparse networks and their masks."""
+        """The policy's sparse networks and their masks.
+
+        :raises ValueError: if the policy was built by SB3's ``load`` and its state dict never loaded.
+        """
+        if self._masks_pending:
+            raise ValueError(
+                f"this {type(self).__name__} was built to be loaded (by SB3's load), but no state dict with its "
+                "masks has been loaded into it yet"
+            )
         return SparseAgent(find_networks(self), self.masks, self.masks_before_revival, self.sparsity_settings,
                            int(self.mask_seed))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load weights and masks after checking them together; then attach the masks again.
+
+        :raises MaskMismatchError: (a ``ValueError``) before anything is copied, naming the weight
+            and what is wrong, if the weights and masks the policy would hold do not belong together
+            (see ``sb3_tar.sb3.agent.check_loaded_masks``).
+        """
+        self._check_state_dict(state_dict)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
+        self._masks_pending = False
+        self.sparse_agent().enforce()
+        return result
+
+    def _check_state_dict(self, state_dict: Any) -> None:
+        """Check the weights and masks the policy would hold after loading ``state_dict`` (what it lacks stays)."""
+        source = f"loading a {type(self).__name__}"
+        networks = find_networks(self)
+        layers = [(network, layer.name) for network in networks for layer in prunable_layers(network.module)]
+        mask_keys = [f"{group}.{network.weight_name(layer)}" for group in ("masks", "masks_before_revival")
+                     for network, layer in layers]
+        missing = [key for key in mask_keys if key not in state_dict]
+        if self._masks_pending and missing:
+            raise MaskMismatchError(
+                f"{source}: the state dict has no {missing[0]} ({len(missing)} mask(s) missing); a {ALIAS} loads "
+                "only from a state dict that carries its masks, as sb3-tar saves them"
+            )
+
+        def incoming(key: str, current: torch.Tensor) -> torch.Tensor | None:
+            value = state_dict.get(key, current)
+            if not isinstance(value, torch.Tensor) or value.shape != current.shape:
+                return None  # torch's own load_state_dict reports it
+            return value
+
+        masks, before, weights, targets = {}, {}, {}, {}
+        for network, layer in layers:
+            name = network.weight_name(layer)
+            masks[name] = incoming(f"masks.{name}", self.masks[name])
+            before[name] = incoming(f"masks_before_revival.{name}", self.masks_before_revival[name])
+            weights[name] = incoming(name, self.get_parameter(name))  # type: ignore[attr-defined]
+            if network.target is not None:
+                target = network.target_weight_name(layer)
+                targets[name] = incoming(target, self.get_parameter(target))  # type: ignore[attr-defined]
+        if any(value is None for group in (masks, before, weights, targets) for value in group.values()):
+            return
+        if "masks.updates" in state_dict:
+            moved = int(state_dict["masks.updates"]) > 0
+        elif len(missing) < len(mask_keys):
+            moved = None  # saved before sb3-tar counted mask updates: whether DST moved them is unknown
+        else:
+            moved = int(self.masks.updates) > 0
+        check_loaded_masks(networks, self.sparsity_settings, masks, before, weights, targets, masks_moved=moved,
+                           source=source)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]

@@ -1,21 +1,34 @@
 """The sparsity settings of a whole agent, as ``TarMlpPolicy`` and ``TARCallback`` take them.
 
 One flat set of names (``sparsity``, ``actor_sparsity``, ``critic_sparsity``, ``criterion``,
-``recovery_ratio``, ``allocation``, ``budget`` and the criterion's options) becomes one engine
-``PruningSettings`` per role, validated up front with the engine's errors.
+``recovery_ratio``, ``allocation``, ``budget``, ``allow_empty_layers`` and the criterion's
+options) becomes one engine ``PruningSettings`` per role, validated up front with the engine's
+errors. Unknown names are refused first, so a misspelt ``sparsty`` is named as such.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sb3_tar.engine import PruningSettings, criterion_options, get_criterion
+from sb3_tar.engine.settings import plain_number
 from sb3_tar.sb3.networks import ACTOR, CRITIC
 
-SETTING_NAMES = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "allocation", "budget")
+SETTING_NAMES = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "allocation", "budget",
+                 "allow_empty_layers")
 # Criterion options that differ per network; sb3-tar sets them itself for each network it prunes.
 PER_NETWORK_OPTIONS = ("forward", "input_width")
+
+
+def _did_you_mean(unknown: Sequence[str], known: Sequence[str]) -> str:
+    matches = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+    hints = [(name, match[0]) for name, match in matches.items() if match]
+    if len(unknown) == 1 and hints:
+        return f" (did you mean {hints[0][1]!r}?)"
+    return f" (did you mean {', '.join(f'{match!r} for {name!r}' for name, match in hints)}?)" if hints else ""
 
 
 @dataclass(frozen=True)
@@ -30,8 +43,15 @@ class SparsitySettings:
     :param allocation: ``topology`` (TAR) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (end exactly at the sparsity) or ``extra`` (revive on top).
     :param criterion_options: the criterion's options, e.g. ``scope`` or ``iterations``.
+    :param allow_empty_layers: train a network even if a layer keeps no weight after revival
+        (a disconnected network, e.g. a static baseline at very high sparsity); by default such
+        settings are refused when the masks are drawn.
     :param owner: who takes the settings, for error messages (``"TarMlpPolicy"``, ``"TARCallback"``).
+    :param other_arguments: ``(class name, argument names)`` the owner also takes (the dense
+        policy's), named in the error for an unknown setting.
     :raises ValueError: naming the setting, the value and what is allowed.
+
+    NumPy scalars (``np.float32(0.8)``, ``np.int64(3)``) are taken as the Python numbers they hold.
     """
 
     sparsity: float | None = None
@@ -42,31 +62,44 @@ class SparsitySettings:
     allocation: str = "topology"
     budget: str = "reserve"
     criterion_options: dict[str, Any] = field(default_factory=dict)
+    allow_empty_layers: bool = False
     owner: str = field(default="sb3-tar", compare=False)
+    other_arguments: tuple[str, Sequence[str]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.sparsity is None and (self.actor_sparsity is None or self.critic_sparsity is None):
-            raise ValueError(
-                f"{self.owner} needs a sparsity: set sparsity=<fraction of zero weights in [0, 1)>, "
-                "or both actor_sparsity and critic_sparsity"
-            )
+        for name in ("sparsity", "actor_sparsity", "critic_sparsity", "recovery_ratio"):
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
+        object.__setattr__(self, "criterion_options",
+                           {name: plain_number(value) for name, value in self.criterion_options.items()})
         get_criterion(self.criterion)
         allowed = criterion_options(self.criterion)
+        options = sorted(set(allowed) - set(PER_NETWORK_OPTIONS))
+        unknown = sorted(set(self.criterion_options) - set(allowed))
+        if unknown:
+            owner_class, owner_arguments = self.other_arguments or ("", ())
+            raise ValueError(
+                f"{self.owner} got unknown setting(s) {unknown}"
+                f"{_did_you_mean(unknown, [*SETTING_NAMES, *options, *owner_arguments])}: not one of "
+                f"{list(SETTING_NAMES)}, nor an option of criterion={self.criterion!r} ({options or 'none'})"
+                + (f", nor an argument of {owner_class}" if owner_class else "")
+            )
         derived = sorted(set(self.criterion_options) & set(PER_NETWORK_OPTIONS))
         if derived:
             raise ValueError(
                 f"{self.owner} sets criterion option(s) {derived} itself, for each network it prunes; remove them"
             )
-        unknown = sorted(set(self.criterion_options) - set(allowed))
-        if unknown:
+        if self.sparsity is None and (self.actor_sparsity is None or self.critic_sparsity is None):
             raise ValueError(
-                f"{self.owner} got unknown setting(s) {unknown}: not one of {list(SETTING_NAMES)}, nor an option "
-                f"of criterion={self.criterion!r} ({sorted(set(allowed) - set(PER_NETWORK_OPTIONS)) or 'none'})"
+                f"{self.owner} needs a sparsity: set sparsity=<fraction of zero weights in [0, 1)>, "
+                "or both actor_sparsity and critic_sparsity"
             )
+        if not isinstance(self.allow_empty_layers, bool):
+            raise ValueError(f"allow_empty_layers={self.allow_empty_layers!r} must be True or False")
         for role in (ACTOR, CRITIC):
             self.for_role(role)
 
-    def _sparsity_setting(self, role: str) -> tuple[str, float]:
+    def sparsity_setting(self, role: str) -> tuple[str, float]:
+        """The setting that gives a role its sparsity and its value: ``("critic_sparsity", 0.9)``."""
         specific = self.actor_sparsity if role == ACTOR else self.critic_sparsity
         if specific is None:
             return "sparsity", self.sparsity
@@ -74,7 +107,7 @@ class SparsitySettings:
 
     def for_role(self, role: str) -> PruningSettings:
         """The engine's settings for the actor (``role="actor"``) or for each Q-network (``"critic"``)."""
-        setting, value = self._sparsity_setting(role)
+        setting, value = self.sparsity_setting(role)
         try:
             return PruningSettings(value, self.criterion, self.recovery_ratio, self.allocation, self.budget,
                                    dict(self.criterion_options))
@@ -88,8 +121,9 @@ class SparsitySettings:
         return {**kwargs, **self.criterion_options}
 
     @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any], owner: str = "sb3-tar") -> SparsitySettings:
+    def from_kwargs(cls, kwargs: dict[str, Any], owner: str = "sb3-tar",
+                    other_arguments: tuple[str, Sequence[str]] | None = None) -> SparsitySettings:
         """Settings from flat keyword arguments: every name not in ``SETTING_NAMES`` is a criterion option."""
         settings = {name: kwargs[name] for name in SETTING_NAMES if name in kwargs}
         options = {name: value for name, value in kwargs.items() if name not in SETTING_NAMES}
-        return cls(**settings, criterion_options=options, owner=owner)
+        return cls(**settings, criterion_options=options, owner=owner, other_arguments=other_arguments)
