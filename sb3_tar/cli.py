@@ -86,7 +86,8 @@ def key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-SPARSE_FLAGS = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "budget")
+SPARSE_FLAGS = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "budget",
+                "allow_empty_layers")
 
 
 def train_config(args: argparse.Namespace) -> RunConfig:
@@ -155,8 +156,9 @@ def train_command(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     try:
         run = run_training(config, output, overwrite=args.overwrite, progress_bar=not args.no_progress_bar)
-    except RunInterrupted as interrupted:
-        print(f"sb3-tar train: {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as interrupted:  # RunInterrupted says what was kept; a bare one came before training
+        print(f"sb3-tar train: {interrupted if isinstance(interrupted, RunInterrupted) else 'interrupted'}",
+              file=sys.stderr)
         raise SystemExit(130) from None
     except (FileExistsError, LockedError) as error:
         raise SystemExit(f"sb3-tar train: {error}") from None
@@ -190,6 +192,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="static pruning criterion (set/rigl: the initial masks')")
     sparse.add_argument("--recovery-ratio", type=float, help="revival budget (fraction of each network's weights)")
     sparse.add_argument("--budget", choices=BUDGETS, help="reserve: end exactly at the sparsity; extra: revive on top")
+    sparse.add_argument("--allow-empty-layers", action="store_const", const=True,
+                        help="train even if pruning leaves a layer with no weight (refused by default)")
     sparse.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a criterion option, e.g. --option scope=layerwise or --option iterations=50")
     sparse.add_argument("--dst", type=key_value, action="append", default=[], metavar="KEY=VALUE",

@@ -37,14 +37,17 @@ STATIC_METHODS = ("static", "tar", "uniform")
 DYNAMIC_METHODS = ("set", "rigl")
 ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
 HYPERPARAMS_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
-# For an algorithm without a tuned file: SB3's defaults, the paper's width, and the exploration
-# noise a deterministic actor needs (SB3's default is none).
+# The paper's default sparse training, as the tuned files' ``default`` entries set it.
+PAPER_SPARSITY = {"sparsity": 0.8, "criterion": "magnitude", "recovery_ratio": 0.01}
+# For an algorithm without a tuned file: SB3's defaults, the paper's width and sparse training, and
+# the exploration noise a deterministic actor needs (SB3's default is none). Without the sparse
+# settings, `sb3-tar train --algo tqc` would have no sparsity to start from.
 BUILT_IN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sac": {"n_timesteps": 1_000_000},
-    "tqc": {"n_timesteps": 1_000_000},
-    "crossq": {"n_timesteps": 1_000_000},
-    "td3": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1},
-    "ddpg": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1},
+    "sac": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
+    "tqc": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
+    "crossq": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
+    "td3": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1, "policy_kwargs": PAPER_SPARSITY},
+    "ddpg": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1, "policy_kwargs": PAPER_SPARSITY},
 }
 DEFAULT_NET_ARCH = [256, 256]
 # Keys of a zoo entry that are not arguments of the algorithm's constructor.
@@ -213,6 +216,13 @@ class RunConfig:
         unknown = sorted(set(self.dst) - set(DST_OPTIONS))
         if unknown:
             raise ValueError(f"dst has unknown option(s) {unknown}; allowed: {list(DST_OPTIONS)}")
+        if self.dst:  # the callback's own checks, now rather than in every run of a sweep
+            from sb3_tar.sb3.dst_callback import DSTCallback
+
+            try:
+                DSTCallback(self.method, sparsity=0.5, **self.dst)
+            except ValueError as error:
+                raise ValueError(f"dst option {error}") from None
 
     def _check_hyperparams(self) -> None:
         allowed = _algorithm_arguments(self.algo) | set(ZOO_KEYS)
@@ -350,7 +360,7 @@ def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
     kwargs = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
               if getattr(settings, key) is not None}
     kwargs.update(criterion=settings.criterion, recovery_ratio=settings.recovery_ratio)
-    for key in ("allocation", "budget"):
+    for key in ("allocation", "budget", "allow_empty_layers"):
         if getattr(settings, key) != getattr(defaults, key):
             kwargs[key] = getattr(settings, key)
     return {**kwargs, **settings.criterion_options}

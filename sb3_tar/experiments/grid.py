@@ -43,15 +43,18 @@ def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | 
     for setting, value in (("width", width), ("depth", depth)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{setting}={value!r} must be an integer >= 1")
+    # A sweep measures every method as it is: a static mask whose pruning empties a layer is the
+    # baseline TAR's connectivity floor repairs, so it trains instead of being refused.
     sparsity = None
     if method in DYNAMIC_METHODS:
-        sparsity = SparsitySettings(point["sparsity"], criterion="erk", owner="sweep")
+        sparsity = SparsitySettings(point["sparsity"], criterion="erk", allow_empty_layers=True, owner="sweep")
     elif method in STATIC_METHODS:
         recovery_ratio = 0.0 if method == "static" else point["recovery_ratio"]
         if method != "static" and recovery_ratio == 0:
             return None
         sparsity = SparsitySettings(point["sparsity"], criterion=point["criterion"], recovery_ratio=recovery_ratio,
-                                    allocation="uniform" if method == "uniform" else "topology", owner="sweep")
+                                    allocation="uniform" if method == "uniform" else "topology",
+                                    allow_empty_layers=True, owner="sweep")
     return RunConfig(algo=point["algo"], env=point["env"], method=method, sparsity=sparsity,
                      net_arch=(width,) * depth, seed=point["seed"], **settings)
 
