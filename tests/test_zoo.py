@@ -1,12 +1,15 @@
 """rl-zoo3 trains, saves and replays sb3-tar agents from the project's hyperparameter files, unpatched.
 
 The training tests run the real ``python -m rl_zoo3.train`` for a few hundred steps on Pendulum-v1
-(the files' smoke-test entry) and load what it saved with the algorithm's own ``load``.
+(the files' smoke-test entry) and load what it saved with the algorithm's own ``load``. Only the
+zoo's hyperparameter search (``-optimize``) needs more: ``--gym-packages sb3_tar.zoo``, which wraps the
+zoo's samplers so that each trial keeps its sb3-tar settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import os
 import subprocess
@@ -20,24 +23,25 @@ import yaml
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-import sb3_tar  # noqa: F401  (registers TarMlpPolicy, as --gym-packages sb3_tar does)
+import sb3_tar  # registers TarMlpPolicy, as --gym-packages sb3_tar does
 
 REPO = Path(__file__).resolve().parents[1]
-HYPERPARAMS = REPO / "hyperparams"
+HYPERPARAMS = (REPO / "hyperparams").resolve()  # a link to the package's tuned files (sb3_tar/hyperparams)
 ENV_ID = "Pendulum-v1"
 STEPS = 300  # the Pendulum entries start learning after 100 steps: 200 gradient steps
 SPARSITY = 0.8  # the files' default
 ALGOS = {"sac": SAC, "td3": TD3}
 
 
-def run_zoo(script: str, algo: str, log_folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_zoo(script: str, algo: str, log_folder: Path, *args: str, gym_package: str = "sb3_tar",
+            env_id: str = ENV_ID, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m rl_zoo3.<script>`` on Pendulum-v1, with sb3_tar as the zoo's gym package where it takes one."""
-    command = [sys.executable, "-m", f"rl_zoo3.{script}", "--algo", algo, "--env", ENV_ID]
+    command = [sys.executable, "-m", f"rl_zoo3.{script}", "--algo", algo, "--env", env_id]
     command += ["-f", str(log_folder), "--seed", "0", *args]
     if script != "record_video":  # record_video has no --gym-packages: the saved model imports sb3_tar itself
-        command += ["--gym-packages", "sb3_tar"]
+        command += ["--gym-packages", gym_package]
     # One torch thread: two runs in parallel on two cores otherwise oversubscribe the CPU many times over.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(environ or {})}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=log_folder, env=env)
 
 
@@ -121,6 +125,96 @@ def test_dst_callback_from_a_variant_file_trains_through_the_zoo(tmp_path: Path)
         total = sum(w.numel() for w in weights)
         # regrown weights start at exactly 0, so a network may hold a few more zeros than its mask
         assert sum(int(w.count_nonzero()) for w in weights) <= round((1.0 - SPARSITY) * total), name
+
+
+def test_readme_replay_and_video_commands_run_headless_on_a_mujoco_task(tmp_path: Path) -> None:
+    """The README's enjoy and record_video lines, on a machine without a display (HalfCheetah-v4, MuJoCo).
+
+    Without --no-render, enjoy opens a GLFW window and aborts (exit 134) where there is no display.
+    """
+    headless = {"DISPLAY": "", "MUJOCO_GL": "egl"}
+    result = run_zoo("train", "sac", tmp_path, "-conf", str(HYPERPARAMS / "sac.yml"), "-n", str(STEPS),
+                     "--eval-freq", "-1", "--num-threads", "1", env_id="HalfCheetah-v4")
+    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_zoo("enjoy", "sac", tmp_path, "--exp-id", "1", "-n", "100", "--no-render", env_id="HalfCheetah-v4",
+                     environ=headless)
+    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_zoo("record_video", "sac", tmp_path, "--exp-id", "1", "-n", "50", env_id="HalfCheetah-v4",
+                     environ=headless)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert list((tmp_path / "sac" / "HalfCheetah-v4_1" / "videos").glob("*.mp4"))
+
+
+# --- -optimize: rl-zoo3's samplers replace policy_kwargs; sb3_tar.zoo keeps the sparse settings -----------
+
+OPTIMIZE_TRIALS = 2
+
+
+def zoo_optimize(conf: Path, log_folder: Path, gym_package: str = "sb3_tar.zoo") -> subprocess.CompletedProcess[str]:
+    """A real two-trial SAC study on Pendulum-v1 with a tiny budget; each trial's best model is kept."""
+    return run_zoo(
+        "train", "sac", log_folder, "-conf", str(conf), "-optimize", "--n-trials", str(OPTIMIZE_TRIALS),
+        "-n", str(STEPS), "--n-startup-trials", "1", "--eval-episodes", "1", "--num-threads", "1",
+        "--pruner", "none", "--no-optim-plots", "--optimization-log-path", str(log_folder / "trials"),
+        gym_package=gym_package,
+    )
+
+
+def study_rows(log_folder: Path) -> list[dict[str, str]]:
+    (report,) = (log_folder / "sac").glob("report_*.csv")
+    with open(report) as file:
+        return list(csv.DictReader(file))
+
+
+def trial_models(log_folder: Path) -> list[BaseAlgorithm]:
+    paths = sorted((log_folder / "trials").glob("trial_*/best_model.zip"))
+    assert len(paths) == OPTIMIZE_TRIALS, paths
+    return [SAC.load(path, device="cpu") for path in paths]
+
+
+def test_optimize_keeps_the_sparse_settings_and_samples_a_listed_recovery_ratio(tmp_path: Path) -> None:
+    entry = yaml.safe_load((HYPERPARAMS / "sac.yml").read_text())[ENV_ID]
+    entry["policy_kwargs"] = {**entry["policy_kwargs"], "recovery_ratio": [0.0, 0.02]}
+    conf = tmp_path / "sac-study.yml"
+    conf.write_text(yaml.safe_dump({ENV_ID: entry}))
+    result = zoo_optimize(conf, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    rows = study_rows(tmp_path)
+    assert [row["state"] for row in rows] == ["COMPLETE"] * OPTIMIZE_TRIALS
+    sampled = [float(row["params_recovery_ratio"]) for row in rows]
+    assert set(sampled) <= {0.0, 0.02}
+    for model, recovery_ratio in zip(trial_models(tmp_path), sampled):
+        assert_sparse(model, SPARSITY)  # the file's sparsity, at the sampled net_arch
+        for network, plan in sb3_tar.sparse_agent(model).plans().items():
+            assert plan.revived == round(recovery_ratio * plan.total), network
+
+
+def test_optimize_refuses_an_empty_search_space_before_any_trial(tmp_path: Path) -> None:
+    entry = yaml.safe_load((HYPERPARAMS / "sac.yml").read_text())[ENV_ID]
+    entry["policy_kwargs"] = {**entry["policy_kwargs"], "recovery_ratio": []}
+    conf = tmp_path / "sac-study.yml"
+    conf.write_text(yaml.safe_dump({ENV_ID: entry}))
+    result = zoo_optimize(conf, tmp_path)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "-optimize: policy_kwargs recovery_ratio=[] has no value to sample" in last_line, result.stderr[-4000:]
+    assert "Trial 0" not in result.stdout + result.stderr
+    assert not (tmp_path / "trials").exists()
+
+
+def test_optimize_trains_sparse_models_with_the_zoo_callback_key(tmp_path: Path) -> None:
+    """The zoo builds the callback: key anew for every trial, so TARCallback needs no help (plain sb3_tar)."""
+    entry = yaml.safe_load((HYPERPARAMS / "sac.yml").read_text())[ENV_ID]
+    entry["policy"] = "MlpPolicy"
+    entry["policy_kwargs"] = {"net_arch": [64, 64]}
+    entry["callback"] = [{"sb3_tar.TARCallback": {"sparsity": 0.7, "criterion": "erk", "recovery_ratio": 0.02}}]
+    conf = tmp_path / "sac-callback-study.yml"
+    conf.write_text(yaml.safe_dump({ENV_ID: entry}))
+    result = zoo_optimize(conf, tmp_path, gym_package="sb3_tar")
+    assert result.returncode == 0, result.stderr[-4000:]
+    for model in trial_models(tmp_path):
+        assert_sparse(model, 0.7)
 
 
 # (where the bad setting goes, the setting, the error that must reach the user)
