@@ -73,3 +73,6 @@ if "stable_baselines3" in sys.modules:
     _register_if_ready()
 elif not any(isinstance(finder, _RegisterWhenSB3Loads) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenSB3Loads())
+
+if "rl_zoo3.exp_manager" in sys.modules:  # imported by rl-zoo3 (--gym-packages sb3_tar): -optimize keeps sparse settings
+    importlib.import_module("sb3_tar.zoo")

@@ -150,7 +150,7 @@ def test_readme_replay_and_video_commands_run_headless_on_a_mujoco_task(tmp_path
 OPTIMIZE_TRIALS = 2
 
 
-def zoo_optimize(conf: Path, log_folder: Path, gym_package: str = "sb3_tar.zoo") -> subprocess.CompletedProcess[str]:
+def zoo_optimize(conf: Path, log_folder: Path, gym_package: str = "sb3_tar") -> subprocess.CompletedProcess[str]:
     """A real two-trial SAC study on Pendulum-v1 with a tiny budget; each trial's best model is kept."""
     return run_zoo(
         "train", "sac", log_folder, "-conf", str(conf), "-optimize", "--n-trials", str(OPTIMIZE_TRIALS),
