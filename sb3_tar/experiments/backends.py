@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 
 from sb3_tar.experiments.checkpoint import find_checkpoint
 from sb3_tar.experiments.config import RunConfig
-from sb3_tar.experiments.store import PARTIAL, LockedError, ResultError, locked, read_result, remove_work
+from sb3_tar.experiments.store import (
+    PARTIAL,
+    LockedError,
+    ResultError,
+    is_finished,
+    locked,
+    read_result,
+    remove_work,
+)
 
 BACKENDS = ("local", "ray")
 LOGS = ".sb3-tar-logs"
@@ -90,28 +98,37 @@ def log_tail(results: Path, run_id: str, lines: int = 15) -> str:
 
 
 def tidy(results: Path, configs: Sequence[RunConfig]) -> list[str]:
-    """Before a sweep: move corrupt results aside and remove leftovers with nothing to resume; returns messages."""
+    """Before a sweep: move corrupt results aside and remove leftovers with nothing to resume; returns messages.
+
+    A corrupt result goes to ``.sb3-tar-corrupt/<date>/<run id>`` (the date a folder of its own, so
+    a run id near the file system's 255-character limit still fits).
+    """
     messages = []
+    moved_to = results / CORRUPT / time.strftime("%Y%m%d-%H%M%S")
     for config in configs:
         output = results / config.run_id
         if output.exists():
             try:
                 read_result(output)
             except ResultError as error:
-                corrupt = results / CORRUPT / f"{config.run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-                corrupt.parent.mkdir(exist_ok=True)
-                os.rename(output, corrupt)
-                messages.append(f"{error}; moved to {corrupt}, the run trains again")
+                moved_to.mkdir(parents=True, exist_ok=True)
+                os.rename(output, moved_to / config.run_id)
+                messages.append(f"{error}; moved to {moved_to / config.run_id}, the run trains again")
     partial = results / PARTIAL
     for work in sorted(partial.iterdir()) if partial.exists() else []:
-        if find_checkpoint(work) is None:
-            try:
-                with locked(work / "lock", f"run {work.name}"):
-                    pass
-            except LockedError:
-                continue  # a run in flight (another sweep or a train command): not ours to touch
-            remove_work(work)
-            messages.append(f"removed {work}: an interrupted run with no checkpoint to resume from")
+        if is_finished(results / work.name):
+            reason = "the run is published (it was stopped before it could remove this folder)"
+        elif find_checkpoint(work) is None:
+            reason = "an interrupted run with no checkpoint to resume from"
+        else:
+            continue
+        try:
+            with locked(work / "lock", f"run {work.name}"):
+                pass
+        except LockedError:
+            continue  # a run in flight (another sweep or a train command): not ours to touch
+        remove_work(work)
+        messages.append(f"removed {work}: {reason}")
     return messages
 
 

@@ -90,15 +90,20 @@ class Checkpoint:
 
 
 def find_checkpoint(work: Path) -> Checkpoint | None:
-    """The latest complete checkpoint in ``work``, or ``None``; half-written ones are removed."""
-    shutil.rmtree(work / f"{CHECKPOINT}.new", ignore_errors=True)
+    """The latest complete checkpoint in ``work``, or ``None``.
+
+    It only reads: a sweep looks into the work folders of runs that may be in flight, and a
+    half-written ``checkpoint.new`` is the next ``write_checkpoint``'s to clear.
+    """
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old is complete: kept until the new one was in place
         path = work / name
         try:
             state = json.loads((path / "state.json").read_text())
         except (OSError, ValueError):
             continue
-        if (path / "model.zip").exists():
+        # state.json is written last and names the other files: a folder that lost one (a removal
+        # cut short) would resume with an empty replay buffer, so it is not a checkpoint.
+        if all((path / name).is_file() for name in state.get("files", [])) and (path / "model.zip").is_file():
             return Checkpoint(path, state)
     return None
 
@@ -110,14 +115,16 @@ def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], e
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     model.save(fresh / "model.zip")
+    files = ["model.zip"]
     if getattr(model, "replay_buffer", None) is not None:
         save_replay_buffer(model.replay_buffer, fresh / "replay_buffer.npz")
-    state = {"num_timesteps": int(model.num_timesteps), "config": config,
+        files.append("replay_buffer.npz")
+    state = {"num_timesteps": int(model.num_timesteps), "config": config, "files": files,
              "evaluations": _eval_state(eval_callback) if eval_callback is not None else None,
              "step_times": timer.state(), **(extra_state or {})}
     (fresh / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(previous, ignore_errors=True)
     if current.exists():
+        shutil.rmtree(previous, ignore_errors=True)
         os.rename(current, previous)
     os.rename(fresh, current)
     shutil.rmtree(previous, ignore_errors=True)
@@ -126,6 +133,11 @@ def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], e
 
 class CheckpointCallback(BaseCallback):
     """Write a checkpoint every ``frequency`` environment steps (put it after the evaluation callback).
+
+    The checkpoint is written when the next rollout starts (or training ends), once the gradient
+    steps of the rollout just collected are done: SB3 trains after a rollout, so a checkpoint
+    written at the rollout's last step would hold that step's transition but not its gradient
+    steps, and a resumed run would never take them.
 
     :param work: the run's private folder.
     :param frequency: environment steps between checkpoints.
@@ -140,8 +152,22 @@ class CheckpointCallback(BaseCallback):
         self.work, self.frequency, self.config = work, frequency, config
         self.eval_callback, self.timer = eval_callback, timer
         self.extra_state: dict[str, Any] = {}
+        self.saved_at = 0
+
+    def _on_training_start(self) -> None:
+        self.saved_at = self.model.num_timesteps  # a resumed run's checkpoint is the one it started from
 
     def _on_step(self) -> bool:
-        if self.num_timesteps % self.frequency == 0:
-            write_checkpoint(self.work, self.model, self.config, self.eval_callback, self.timer, self.extra_state)
         return True
+
+    def _on_rollout_start(self) -> None:
+        self._save_if_due()
+
+    def _on_training_end(self) -> None:
+        self._save_if_due()
+
+    def _save_if_due(self) -> None:
+        steps = self.model.num_timesteps
+        if steps // self.frequency > self.saved_at // self.frequency:
+            write_checkpoint(self.work, self.model, self.config, self.eval_callback, self.timer, self.extra_state)
+            self.saved_at = steps

@@ -116,12 +116,18 @@ def _algorithm_arguments(algo: str) -> frozenset[str]:
     return frozenset(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "env", "_init_setup_model"}
 
 
+@cache
+def _tuned_file(path: Path) -> dict[str, Any] | None:
+    """A tuned file's entries, parsed once per process (a sweep resolves thousands of runs against it)."""
+    return yaml.safe_load(path.read_text()) if path.exists() else None
+
+
 def tuned_entry(algo: str, env: str, hyperparams_dir: Path = HYPERPARAMS_DIR) -> tuple[dict[str, Any], str]:
     """The project's zoo entry for ``(algo, env)`` and where it came from, e.g. ``"sac.yml: HalfCheetah-v4"``."""
     path = hyperparams_dir / f"{algo}.yml"
-    if not path.exists():
+    entries = _tuned_file(path)
+    if entries is None:
         return copy.deepcopy(BUILT_IN_DEFAULTS[algo]), f"built-in defaults for {algo} (no {path.name})"
-    entries = yaml.safe_load(path.read_text())
     name = env if env in entries else "default"
     return copy.deepcopy(entries[name]), f"{path.name}: {name}"
 

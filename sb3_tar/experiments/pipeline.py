@@ -34,16 +34,18 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sb3_tar.experiments.checkpoint import CheckpointCallback, find_checkpoint
+from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint
 from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.store import (
+    LockedError,
+    command_line,
+    locked,
     partial_dir,
     publish,
     recover,
     remove_work,
     write_json_atomically,
-    locked,
 )
 from sb3_tar.experiments.timing import StepTimeCallback, median_block_seconds
 
@@ -86,41 +88,63 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
     """
     output = Path(output).absolute()
     hyperparams = run_hyperparams(config)
-    message = recover(output)
-    if message:
-        echo(f"sb3-tar: {message}")
     if output.exists() and not overwrite:
         raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
     work = partial_dir(output)
-    with locked(work / "lock", f"output folder {output}"):
-        checkpoint = find_checkpoint(work)
-        if checkpoint is not None and not _same_run(checkpoint.state["config"], config):
-            echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings")
-            shutil.rmtree(checkpoint.path)
-            checkpoint = None
-        run_dir = work / "run"
-        if checkpoint is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            echo(f"sb3-tar: resuming from the checkpoint at step {checkpoint.num_timesteps} of {config.budget()}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            result = _train(config, hyperparams, work, run_dir, checkpoint, progress_bar)
-        except KeyboardInterrupt:
-            kept = find_checkpoint(work)
-            if kept is None:
-                remove_work(work)
-                raise RunInterrupted(f"interrupted before the first checkpoint; nothing was kept, and {output} "
-                                     "is as it was") from None
-            raise RunInterrupted(f"interrupted; the checkpoint at step {kept.num_timesteps} of {config.budget()} is "
-                                 f"kept in {work}: run the same command again to resume") from None
-        except BaseException:
-            if find_checkpoint(work) is None:
-                remove_work(work)  # nothing to resume from: leave nothing behind
-            raise
-        publish(run_dir, output, overwrite=overwrite)
+    publishing = False
+    try:
+        with locked(work / "lock", f"output folder {output}"):
+            message = recover(output)  # under the lock: no publish of this output is in flight
+            if message:
+                echo(f"sb3-tar: {message}")
+            if output.exists() and not overwrite:
+                raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
+            result = _train_in(work, config, hyperparams, progress_bar, echo)
+            publishing = True
+            publish(work / "run", output, overwrite=overwrite)
+    except LockedError:
+        raise  # another process's run: its folder is not ours to clean
+    except KeyboardInterrupt:
+        # publish holds a Ctrl-C back until both renames are done: once it moved the run, it is published
+        published = publishing and not (work / "run").exists()
+        raise _interrupted(work, output, config, published) from None
+    except BaseException:
+        if find_checkpoint(work) is None:
+            remove_work(work)  # nothing to resume from: leave nothing behind
+        raise
     remove_work(work)
     return RunResult(output, result)
+
+
+def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progress_bar: bool,
+              echo: Callable[[str], None]) -> dict[str, Any]:
+    """Train in ``work/run``, from ``work``'s checkpoint if it is one of this run; returns ``result.json``'s data."""
+    checkpoint = find_checkpoint(work)
+    if checkpoint is not None and not _same_run(checkpoint.state["config"], config):
+        echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings")
+        for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+            shutil.rmtree(work / name, ignore_errors=True)
+        checkpoint = None
+    run_dir = work / "run"
+    if checkpoint is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        echo(f"sb3-tar: resuming from the checkpoint at step {checkpoint.num_timesteps} of {config.budget()}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return _train(config, hyperparams, work, run_dir, checkpoint, progress_bar)
+
+
+def _interrupted(work: Path, output: Path, config: RunConfig, published: bool) -> RunInterrupted:
+    """What a Ctrl-C left: the published run, the checkpoint kept, or nothing (the work folder is removed)."""
+    if published:
+        remove_work(work)
+        return RunInterrupted(f"interrupted after the run was published to {output}; it is complete")
+    kept = find_checkpoint(work)
+    if kept is None:
+        remove_work(work)
+        return RunInterrupted(f"interrupted before the first checkpoint; nothing was kept, and {output} is as it was")
+    return RunInterrupted(f"interrupted; the checkpoint at step {kept.num_timesteps} of {config.budget()} is "
+                          f"kept in {work}: run the same command again to resume")
 
 
 def _same_run(stored: dict[str, Any], config: RunConfig) -> bool:
@@ -223,7 +247,8 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
         final = _final_evaluation(model, eval_callback, config)
     (run_dir / "train.log").write_text(log.getvalue())
     result = _result(config, hyperparams, model, eval_callback, final, timer, resumes, run_dir)
-    result["provenance"] = provenance(device=str(model.device), wall_time_s=time.perf_counter() - start)
+    result["provenance"] = provenance(command=command_line(), device=str(model.device),
+                                      wall_time_s=time.perf_counter() - start)
     write_json_atomically(run_dir / "result.json", result)
     return result
 

@@ -13,6 +13,9 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +25,13 @@ RESULT_FILE = "result.json"
 PARTIAL = ".sb3-tar-partial"
 OLD = ".sb3-tar-old"
 LOCK = "lock"
-RESULT_KEYS = ("run_id", "config", "summary", "evaluations", "final_evaluation", "num_timesteps", "provenance")
+# What a published result holds: each key, and the keys inside it that the report and sweeps read
+# (``aggregate.as_runs``), so a result that passes ``read_result`` never fails them with a KeyError.
+RESULT_FIELDS: dict[str, tuple[str, ...]] = {
+    "run_id": (), "label": (), "config": (), "hyperparams": (), "summary": ("n_timesteps",),
+    "evaluations": ("timesteps", "mean_return"), "final_evaluation": ("mean_return",), "num_timesteps": (),
+    "cost": (), "provenance": ("wall_time_s",),
+}
 
 
 class ResultError(ValueError):
@@ -60,12 +69,27 @@ def read_result(folder: Path) -> dict[str, Any]:
         raise ResultError(f"{path} does not exist") from None
     except (OSError, ValueError) as error:
         raise ResultError(f"{path} is not valid JSON ({error}): truncated or corrupt") from None
-    missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
+    missing = _missing_fields(result)
     if missing:
         raise ResultError(f"{path} lacks {missing}: not a complete sb3-tar result")
-    if result["num_timesteps"] < result["summary"]["n_timesteps"]:
-        raise ResultError(f"{path} records {result['num_timesteps']} of {result['summary']['n_timesteps']} steps")
+    steps, budget = result["num_timesteps"], result["summary"]["n_timesteps"]
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (steps, budget)) or steps < budget:
+        raise ResultError(f"{path} records {steps!r} of {budget!r} steps: the run did not reach its budget")
     return result
+
+
+def _missing_fields(result: Any) -> list[str]:
+    """The ``RESULT_FIELDS`` that ``result`` lacks, as ``key`` or ``key.inner``."""
+    if not isinstance(result, dict):
+        return list(RESULT_FIELDS)
+    missing = []
+    for key, inner in RESULT_FIELDS.items():
+        if key not in result:
+            missing.append(key)
+        else:
+            present = result[key] if isinstance(result[key], dict) else {}
+            missing += [f"{key}.{name}" for name in inner if name not in present]
+    return missing
 
 
 def is_finished(output: Path) -> bool:
@@ -96,7 +120,7 @@ def locked(path: Path, what: str) -> Iterator[None]:
         raise LockedError(f"{what} is in use by {holder} (lock {path}); wait for it to finish or stop it") from None
     file.seek(0)
     file.truncate()
-    file.write(f"pid {os.getpid()}: {' '.join(_command_line())}")
+    file.write(f"pid {os.getpid()}: {' '.join(command_line())}")
     file.flush()
     try:
         yield
@@ -105,29 +129,34 @@ def locked(path: Path, what: str) -> Iterator[None]:
         file.close()
 
 
-def _command_line() -> list[str]:
+def command_line() -> list[str]:
+    """This process's command line as it was started (``python -m sb3_tar train ...``, not ``.../__main__.py``)."""
     try:
         return Path(f"/proc/{os.getpid()}/cmdline").read_text().split("\0")[:-1]
     except OSError:
-        import sys
-
-        return sys.argv
+        return [sys.executable, *sys.argv]
 
 
 def recover(output: Path) -> str | None:
-    """Finish or undo a replacement of ``output`` that was interrupted; returns what was done, if anything."""
+    """Finish or undo a replacement of ``output`` that was interrupted; returns what was done, if anything.
+
+    Call it holding the run's lock (``run_training`` does), so no publish of the same output is in flight.
+    """
     old, work = old_dir(output), partial_dir(output) / "run"
     if not old.exists():
+        _remove_if_empty(old.parent)  # an overwrite that died before moving anything
         return None
     if output.exists():  # the new result is in place: only the old one's removal was left
-        shutil.rmtree(old)
-        return None
-    if is_finished(work):
+        message = f"removed the previous result of {output} from {old} (its replacement had been interrupted)"
+    elif is_finished(work):
         os.rename(work, output)
-        shutil.rmtree(old)
-        return f"finished replacing {output} with the new result that an interrupted run had completed"
-    os.rename(old, output)
-    return f"restored the previous result to {output} (a replacement of it had been interrupted)"
+        message = f"finished replacing {output} with the new result that an interrupted run had completed"
+    else:
+        os.rename(old, output)
+        message = f"restored the previous result to {output} (a replacement of it had been interrupted)"
+    shutil.rmtree(old, ignore_errors=True)
+    _remove_if_empty(old.parent)
+    return message
 
 
 def publish(run: Path, output: Path, *, overwrite: bool) -> None:
@@ -137,18 +166,45 @@ def publish(run: Path, output: Path, *, overwrite: bool) -> None:
     renames, where the old one is in ``.sb3-tar-old/`` and ``recover`` puts things right.
     """
     read_result(run)  # never publish anything but a complete result
-    if output.exists():
-        if not overwrite:
-            raise FileExistsError(f"{output} exists; choose another output folder or allow overwriting it")
-        old = old_dir(output)
-        old.parent.mkdir(exist_ok=True)
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(output, old)
-        os.rename(run, output)
-        shutil.rmtree(old)
-        _remove_if_empty(old.parent)
-    else:
-        os.rename(run, output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; choose another output folder or allow overwriting it")
+    with _signals_deferred():  # a Ctrl-C between the two renames waits until the new result is in place
+        if output.exists():
+            old = old_dir(output)
+            old.parent.mkdir(exist_ok=True)
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(output, old)
+            os.rename(run, output)
+            shutil.rmtree(old)
+            _remove_if_empty(old.parent)
+        else:
+            os.rename(run, output)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the ``with`` block; the first one received is handled at its end.
+
+    Python runs signal handlers in the main thread only, so outside it there is nothing to defer.
+    (Blocking the signals with ``pthread_sigmask`` would not do: torch's threads would take them.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda caught, _frame: received.append(caught))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(received[0])
 
 
 def _remove_if_empty(folder: Path) -> None:
