@@ -129,7 +129,7 @@ EMPTY_LAYER_SETTINGS = {
 def test_settings_that_leave_a_layer_without_weights_are_refused_naming_network_and_layer(algo, case, tmp_path):
     settings, setting = EMPTY_LAYER_SETTINGS[case]
     refused(algo, tmp_path, rf"TarMlpPolicy: {setting} \(criterion='magnitude'\) leaves the (actor|qf\d) network with "
-                            r"no kept weight in (actor|critic)\.\S+\.weight \(\d+x\d+\).*disconnected.*"
+                            r"no kept weight in (actor|critic)\.\S+\.weight \(\d+ in x \d+ out\).*disconnected.*"
                             r"allow_empty_layers=True", **settings)
 
 

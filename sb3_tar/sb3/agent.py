@@ -181,7 +181,7 @@ def _refuse_empty_layers(network: SparseNetwork, plan: RevivalPlan, settings: Sp
     if not empty:
         return
     setting, value = settings.sparsity_setting(network.role)
-    layers = ", ".join(f"{network.weight_name(layer.name)} ({layer.out_features}x{layer.in_features})"
+    layers = ", ".join(f"{network.weight_name(layer.name)} ({layer.in_features} in x {layer.out_features} out)"
                        for layer in empty)
     revival = " and revival does not restore it" if settings.recovery_ratio else ""
     raise ValueError(
@@ -216,6 +216,10 @@ def agent_from_state(policy: nn.Module, state: Mapping[str, Any], device: torch.
     settings = SparsitySettings.from_kwargs(dict(state["settings"]))
     return SparseAgent(networks, WeightMasks(state["masks"]).to(device),
                        WeightMasks(state["masks_before_revival"]).to(device), settings, int(state["seed"]))
+
+
+def _weights(count: int) -> str:
+    return f"{count} weight" if count == 1 else f"{count} weights"
 
 
 def _describe(settings: SparsitySettings, role: str) -> str:
@@ -269,8 +273,9 @@ def check_loaded_masks(
                 nonzero = int(weight.detach()[~mask[name].to(weight.device)].count_nonzero())
                 if nonzero:
                     where = "" if copy_name == name else f" (the target network's copy of {name})"
+                    where += " is" if nonzero == 1 else " are"
                     raise MaskMismatchError(
-                        f"{source}: {nonzero} weights of {copy_name}{where} are non-zero where the mask of {name} "
+                        f"{source}: {_weights(nonzero)} of {copy_name}{where} non-zero where the mask of {name} "
                         "prunes them; a sparse model's pruned weights are exactly 0.0, so these weights and masks do "
                         "not belong together"
                     )
@@ -279,8 +284,8 @@ def check_loaded_masks(
                 lost = int((before[name] & ~mask[name]).sum())
                 if lost:
                     raise MaskMismatchError(
-                        f"{source}: {lost} weights of {name} are kept in its static mask (masks_before_revival) but "
-                        "pruned in its mask; revival only adds weights to the static mask"
+                        f"{source}: {_weights(lost)} of {name} kept in its static mask (masks_before_revival) "
+                        f"{'is' if lost == 1 else 'are'} pruned in its mask; revival only adds weights to the static mask"
                     )
         kept_before = [int(before[name].sum()) for name in names]
         kept_after = [int(mask[name].sum()) for name in names]
