@@ -22,7 +22,7 @@ from sb3_tar.engine import __all__ as _engine_all
 __version__ = "0.1.0"
 
 # Names of the SB3 layer, imported from ``sb3_tar.sb3`` on first access.
-_SB3_NAMES = ("DSTCallback", "MaskDriftError", "SparseAgent", "SparsityLogCallback", "TARCallback",
+_SB3_NAMES = ("DSTCallback", "MaskDriftError", "MaskMismatchError", "SparseAgent", "SparsityLogCallback", "TARCallback",
               "TarCrossQPolicy", "TarSACPolicy", "TarTD3Policy", "TarTQCPolicy", "sparse_agent")
 __all__ = [*_engine_all, *_SB3_NAMES, "__version__"]
 

@@ -7,7 +7,7 @@ keeps them through training), ``policies`` (``TarMlpPolicy``), ``callback`` (``T
 Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC and CrossQ.
 """
 
-from sb3_tar.sb3.agent import SparseAgent, sparse_agent
+from sb3_tar.sb3.agent import MaskMismatchError, SparseAgent, sparse_agent
 from sb3_tar.sb3.callback import SparsityLogCallback, TARCallback
 from sb3_tar.sb3.dst_callback import DSTCallback
 from sb3_tar.sb3.logging import MaskDriftError
@@ -21,6 +21,7 @@ register_policies()
 __all__ = [
     "DSTCallback",
     "MaskDriftError",
+    "MaskMismatchError",
     "SparseAgent",
     "SparseNetwork",
     "SparsityLogCallback",
