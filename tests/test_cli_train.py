@@ -1,63 +1,121 @@
-"""``sb3-tar train``: the main job, end to end, with tiny runs (a few hundred steps, [32, 32] networks)."""
+"""``sb3-tar train``: the one run pipeline from the command line, end to end, with tiny runs.
+
+Every algorithm trains through ``main(["train", ...])`` and through ``python -m sb3_tar train`` started
+from another working directory; both write the one result layout. Defaults come from the tuned
+files inside the package, whatever the working directory.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-from sb3_support import ALL_ALGOS, assert_masks_hold, assert_sparsity
+import yaml
+from rl_zoo3.utils import ALGOS
+from sb3_support import assert_masks_hold, assert_sparsity
 
 import sb3_tar
-from sb3_tar.cli import main
-from sb3_tar.sb3 import training
-from sb3_tar.sb3.training import ALGORITHMS, TrainConfig, train_run
+from run_support import CHILD_ENV, PROVENANCE_KEYS, RESULT_KEYS, TINY_FLAGS, read_json, train_command
+from sb3_tar.cli import build_parser, main, train_config
+from sb3_tar.experiments.config import ALGORITHMS, RunConfig, run_hyperparams, tuned_entry
 
-TINY = ["--timesteps", "300", "--net-arch", "32", "32", "--evaluations", "2", "--eval-episodes", "1",
-        "--hyperparam", "learning_starts=100", "--hyperparam", "batch_size=32", "--no-progress-bar"]
-OUTPUTS = {"model.zip", "topology.txt", "topology.json", "learning_curve.png", "evaluations.npz", "monitor.csv",
-           "progress.csv", "run.json"}
+NETWORKS = {"sac": {"actor", "qf0", "qf1"}, "td3": {"actor", "qf0", "qf1"}, "ddpg": {"actor", "qf0"},
+            "tqc": {"actor", "qf0", "qf1"}, "crossq": {"actor", "qf0", "qf1"}}
+LAYOUT = {"model.zip", "best_model.zip", "result.json", "hyperparams.yml", "evaluations.npz", "0.monitor.csv",
+          "progress.csv", "learning_curve.png", "train.log", "zoo", "topology.txt", "topology.json"}
 
 
-@pytest.mark.parametrize("algo", ALL_ALGOS)
-def test_train_saves_the_model_topology_report_and_learning_curve_and_says_where(algo, tmp_path, capsys):
-    name = next(key for key, value in ALGORITHMS.items() if value is algo)
+def config_of(*flags: str) -> RunConfig:
+    return train_config(build_parser().parse_args(["train", *flags]))
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_train_writes_the_result_layout_for_every_algorithm_and_says_where(algo, tmp_path, capsys):
     output = tmp_path / "run"
-    main(["train", "--algo", name, "--sparsity", "0.9", "--criterion", "erk", "--recovery-ratio", "0.01",
-          "--output", str(output), *TINY])
+    main(["train", "--algo", algo, "--method", "static", "--sparsity", "0.8", "--criterion", "erk",
+          "--hyperparam", "gamma=0.95", "--output", str(output), *TINY_FLAGS])
     printed = capsys.readouterr().out
-    files = {path.name for path in output.iterdir()}
-    networks = {"actor", "qf0"} | ({"qf1"} if name != "ddpg" else set())
-    assert OUTPUTS | {f"topology-{network}.png" for network in networks} == files
+    networks = NETWORKS[algo]
+    assert {path.name for path in output.iterdir()} == LAYOUT | {f"topology-{network}.png" for network in networks}
     for path in ("model.zip", "topology.txt", "learning_curve.png", "progress.csv"):
         assert str(output / path) in printed
     assert f"results in {output}/" in printed and "final return" in printed
 
-    model = algo.load(output / "model.zip", device="cpu")
+    result = read_json(output / "result.json")
+    assert RESULT_KEYS <= set(result)
+    assert result["num_timesteps"] == 300 and result["evaluations"]["timesteps"] == [150, 300]
+    assert result["summary"]["algo"] == algo and result["summary"]["method"] == "static"
+    assert result["hyperparams"]["gamma"] == 0.95  # the --hyperparam override
+    assert set(result["topology"]) == set(result["kept_weights"]) == networks
+    model = ALGOS[algo].load(output / "model.zip", device="cpu")
+    assert model.gamma == 0.95 and model.num_timesteps == 300
     agent = sb3_tar.sparse_agent(model)
-    assert_sparsity(agent, 0.9, 0.9)
+    assert_sparsity(agent, 0.8, 0.8)
     assert_masks_hold(agent)
-    report = json.loads((output / "topology.json").read_text())
-    assert set(report) == networks
-    assert all(network["criterion"] == "erk" and network["achieved_sparsity"] == pytest.approx(0.9, abs=1e-3)
-               for network in report.values())
-    run = json.loads((output / "run.json").read_text())
-    assert run["config"]["algo"] == name and "mean_return" in run["final_evaluation"]
-    assert "sparsity/actor/revived" in (output / "progress.csv").read_text().splitlines()[0]
+    assert all(network["criterion"] == "erk" for network in read_json(output / "topology.json").values())
+    header = (output / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {f"sparsity/{network}/sparsity" for network in networks} <= set(header)
 
 
-def test_default_output_folder_names_the_run(tmp_path, monkeypatch, capsys):
+def test_python_m_sb3_tar_train_runs_from_another_directory_with_the_tuned_entry(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    flags = [flag for flag in TINY_FLAGS if flag != "--no-progress-bar"]
+    completed = subprocess.run(train_command("--algo", "td3", "--output", "out/run", *flags), cwd=elsewhere,
+                               env=CHILD_ENV, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "300/300" in completed.stdout + completed.stderr  # the progress bar's last state
+    output = elsewhere / "out" / "run"
+    assert (output / "model.zip").is_file() and (output / "learning_curve.png").is_file()
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["out"]  # nothing else left in the cwd
+    assert sorted(path.name for path in (elsewhere / "out").iterdir()) == ["run"]  # no partial folder left
+
+    result = read_json(output / "result.json")
+    # td3.yml's Pendulum-v1 entry, found from the package wherever the command runs
+    assert result["hyperparams"]["noise_type"] == "normal" and result["hyperparams"]["gamma"] == 0.98
+    assert "hyperparameters from td3.yml: Pendulum-v1" in completed.stdout
+    provenance = result["provenance"]
+    assert PROVENANCE_KEYS <= set(provenance)
+    assert provenance["command"][-len(flags):] == flags and "train" in provenance["command"]
+    assert provenance["git_commit"] and len(provenance["git_commit"].removesuffix("+dirty")) == 40
+    assert provenance["versions"]["stable-baselines3"] == "2.9.2" and provenance["versions"]["rl-zoo3"] == "2.9.2"
+    assert provenance["cores"] == os.cpu_count() and provenance["torch_threads"] == 1
+    assert provenance["device"] == "cpu" and provenance["wall_time_s"] > 0
+    assert len(provenance["load_average"]) == 3 and provenance["cpu"]
+
+
+def test_the_tuned_entry_gives_the_defaults_and_hyperparam_flags_override_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the files are the package's, not the working directory's
+    cheetah = config_of("--env", "HalfCheetah-v4")
+    assert cheetah.tuned()[1] == "sac.yml: HalfCheetah-v4"
+    hyperparams = run_hyperparams(cheetah)
+    assert hyperparams["learning_starts"] == 10000 and hyperparams["n_timesteps"] == 1_000_000
+    assert hyperparams["policy_kwargs"] == {"net_arch": [256, 256], "sparsity": 0.8, "criterion": "magnitude",
+                                            "recovery_ratio": 0.01}
+    td3 = run_hyperparams(config_of("--algo", "td3", "--hyperparam", "gamma=0.9", "--hyperparam", "batch_size=64"))
+    assert td3["noise_type"] == "normal" and td3["noise_std"] == 0.1 and td3["learning_starts"] == 100
+    assert td3["gamma"] == 0.9 and td3["batch_size"] == 64
+    assert tuned_entry("td3", "Pendulum-v1")[0]["gamma"] == 0.98
+    # an algorithm without a tuned file trains the paper's default sparse settings
+    tqc = config_of("--algo", "tqc", "--sparsity", "0.7")
+    assert tqc.tuned()[1] == "built-in defaults for tqc (no tqc.yml)"
+    assert tqc.sparsity_settings().sparsity == 0.7 and tqc.sparsity_settings().recovery_ratio == 0.01
+
+
+def test_the_default_output_folder_names_the_run_and_a_config_file_trains_the_same_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    main(["train", "--seed", "3", "--criterion", "random", *TINY])
-    expected = Path("runs") / "sac-Pendulum-v1-random-s0.8-rr0.01-seed3"
+    main(["train", "--seed", "3", "--criterion", "random", *TINY_FLAGS])
+    expected = Path("runs") / "sac-Pendulum-v1-tar-random-s0.8-rr0.01-w16-seed3"
     assert (tmp_path / expected / "model.zip").is_file()
-    assert f"results in {expected}/" in capsys.readouterr().out
-    assert TrainConfig(actor_sparsity=0.5, critic_sparsity=0.7).run_name() == (
-        "sac-Pendulum-v1-magnitude-s0.8a0.5c0.7-rr0.01-seed0")
+    assert f"results in {tmp_path / expected}/" in capsys.readouterr().out
+    config = read_json(expected / "result.json")["config"]
+    (tmp_path / "run.yml").write_text(yaml.safe_dump(config))
+    main(["train", "--config", "run.yml", "--output", "again"])
+    again = read_json(tmp_path / "again" / "result.json")
+    assert again["config"] == config and again["run_id"] == expected.name
 
 
 def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
@@ -65,9 +123,9 @@ def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
     output.mkdir()
     (output / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match="exists; choose another with --output, or replace it with --overwrite"):
-        main(["train", "--output", str(output), *TINY])
+        main(["train", "--output", str(output), *TINY_FLAGS])
     assert [path.name for path in output.iterdir()] == ["notes.txt"]
-    main(["train", "--output", str(output), "--overwrite", *TINY])
+    main(["train", "--output", str(output), "--overwrite", *TINY_FLAGS])
     assert not (output / "notes.txt").exists() and (output / "model.zip").is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["run"]  # no partial or backup folders left
 
@@ -76,68 +134,50 @@ def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
     (["--sparsity", "1.2"], "sparsity=1.2 must be in [0, 1)"),
     (["--option", "scpoe=global"], "unknown setting(s) ['scpoe']"),
     (["--env", "NoSuchEnv-v0"], "env='NoSuchEnv-v0' is not a registered Gymnasium environment"),
-    (["--timesteps", "0"], "timesteps=0 must be an integer >= 1"),
-    (["--hyperparam", "seed=1"], "hyperparams ['seed'] are set by the run itself"),
+    (["--timesteps", "0"], "n_timesteps=0 must be an integer >= 1"),
+    (["--hyperparam", "seed=1"], "hyperparam seed is set by the run's own setting 'seed'"),
+    (["--hyperparam", "gama=0.9"], "hyperparam 'gama' is not an argument of SAC nor an rl-zoo3 key; did you mean 'gamma'?"),
+    (["--method", "static", "--recovery-ratio", "0.1"], "method='static' revives nothing, but recovery_ratio=0.1"),
+    (["--method", "dense", "--sparsity", "0.5"], "method='dense' prunes nothing: leave out ['--sparsity']"),
 ])
 def test_a_bad_setting_stops_the_run_before_anything_is_created_or_replaced(arguments, message, tmp_path):
     output = tmp_path / "run"
     with pytest.raises(SystemExit) as stopped:
-        main(["train", "--output", str(output), *TINY, *arguments])
+        main(["train", "--output", str(output), *TINY_FLAGS, *arguments])
     assert message in str(stopped.value)
     assert list(tmp_path.iterdir()) == []
     output.mkdir()
     (output / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit):
-        main(["train", "--output", str(output), "--overwrite", *TINY, *arguments])
+        main(["train", "--output", str(output), "--overwrite", *TINY_FLAGS, *arguments])
     assert [path.name for path in output.iterdir()] == ["notes.txt"]
-
-
-def test_a_run_that_fails_while_training_keeps_the_previous_results(tmp_path, monkeypatch):
-    output = tmp_path / "run"
-    output.mkdir()
-    (output / "notes.txt").write_text("mine")
-
-    def crash(config, work):
-        (work / "model.zip").write_text("half written")
-        raise RuntimeError("the environment crashed")
-
-    monkeypatch.setattr(training, "_train", crash)
-    with pytest.raises(RuntimeError, match="the environment crashed"):
-        main(["train", "--output", str(output), "--overwrite", *TINY])
     assert [path.name for path in tmp_path.iterdir()] == ["run"]
-    assert [path.name for path in output.iterdir()] == ["notes.txt"]
 
 
-def test_train_run_is_the_reusable_entry_point(tmp_path):
-    config = TrainConfig(algo="td3", timesteps=250, actor_sparsity=0.5, critic_sparsity=0.9, criterion="magnitude",
-                         criterion_options={"scope": "layerwise"}, net_arch=(16, 16), evaluations=1,
-                         eval_episodes=1, hyperparams={"learning_starts": 100}, progress_bar=False)
-    result = train_run(config, tmp_path / "run")
-    assert result.model.is_file() and result.learning_curve.is_file() and result.topology.is_file()
-    agent = sb3_tar.sparse_agent(ALGORITHMS["td3"].load(result.model, device="cpu"))
-    assert_sparsity(agent, actor=0.5, critic=0.9)
-    assert agent.settings.criterion_options == {"scope": "layerwise"}
-    assert torch.is_tensor(agent.masks["actor.mu.0.weight"])
-    with pytest.raises(FileExistsError):
-        train_run(config, tmp_path / "run")
+def test_the_output_folder_has_normal_permissions_and_a_long_name_works(tmp_path):
+    output = tmp_path / ("r" * 240)
+    main(["train", "--method", "dense", "--output", str(output), *TINY_FLAGS])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o777 & ~umask  # as mkdir makes it: readable by others
+    assert stat.S_IMODE((output / "result.json").stat().st_mode) == 0o666 & ~umask
+    assert read_json(output / "result.json")["num_timesteps"] == 300
+    assert [path.name for path in tmp_path.iterdir()] == [output.name]
 
 
 def test_the_same_seed_gives_the_same_run(tmp_path):
     for name in ("first", "second"):
-        main(["train", "--output", str(tmp_path / name), "--seed", "4", *TINY])
-    first, second = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("first", "second"))
+        main(["train", "--output", str(tmp_path / name), "--seed", "4", *TINY_FLAGS])
+    first, second = (read_json(tmp_path / name / "result.json") for name in ("first", "second"))
     assert first["final_evaluation"] == second["final_evaluation"]
-    assert (tmp_path / "first" / "monitor.csv").read_text().splitlines()[2:] != []
-    first_returns, second_returns = ([line.split(",")[0] for line in (tmp_path / name / "monitor.csv").read_text()
-                                      .splitlines()[2:]] for name in ("first", "second"))
-    assert first_returns == second_returns
+    assert first["evaluations"] == second["evaluations"] and first["kept_weights"] == second["kept_weights"]
+    monitors = [(tmp_path / name / "0.monitor.csv").read_text().splitlines()[2:] for name in ("first", "second")]
+    assert monitors[0]  # at least one training episode
+    assert [row.split(",")[:2] for row in monitors[0]] == [row.split(",")[:2] for row in monitors[1]]
 
 
-def test_python_m_sb3_tar_train_runs_with_a_progress_bar(tmp_path):
-    command = [sys.executable, "-m", "sb3_tar", "train", "--output", str(tmp_path / "run"),
-               *[argument for argument in TINY if argument != "--no-progress-bar"]]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "300/300" in result.stdout + result.stderr  # the progress bar's last state
-    assert (tmp_path / "run" / "model.zip").is_file()
+def test_the_help_names_every_method_and_algorithm(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in ("dense", "static", "tar", "uniform", "set", "rigl", "crossq", "--config"))

@@ -7,42 +7,54 @@ import json
 import numpy as np
 import pytest
 
+from sb3_tar.cli import main, mlp
+from sb3_tar.engine import prune_and_revive, topology_report
 from sb3_tar.experiments.aggregate import as_runs, gain_percent, gain_rows, headline
 from sb3_tar.experiments.cost import cost_summary, training_step_flops
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.experiments.report import write_report
-from sb3_tar.experiments.store import partial_dir, publish
+from sb3_tar.experiments.store import publish
 
 FINAL = {"dense": -150.0, "static": -400.0, "tar": -200.0, "set": -300.0, "rigl": -250.0}
 
 
-def fake_result(spec, noise: float) -> dict:
-    """A run whose curve rises linearly to a known final return per method."""
-    final = FINAL[spec.method] + noise
+def fake_result(config, noise: float) -> dict:
+    """A run's ``result.json``, as the pipeline writes it, whose curve rises linearly to a known final return."""
+    final = FINAL[config.method] + noise
     steps = [250, 500, 750, 1000]
     returns = [-1200 + (final + 1200) * step / 1000 for step in steps]
     returns[-3:] = [final] * 3
-    topology = {"actor": {"criterion": spec.criterion, "sparsity": spec.sparsity,
-                          "recovery_ratio": spec.recovery_ratio, "layers": [
-                              {"name": "0.weight", "in_features": 3, "out_features": 64, "size": 192,
-                               "kept_before": 10, "kept_after": 25, "density_before": 10 / 192,
-                               "density_after": 25 / 192, "floor": 30}]}}
-    return {"run_id": spec.run_id, "label": spec.label, "spec": {**spec.to_dict(), "cost": {
-        "flops_per_action": 1e5, "flops_per_training_step": 1e9}},
-        "evaluations": {"timesteps": steps, "mean_return": returns}, "wall_time_s": 10.0,
-        "topology": topology if spec.method == "tar" else {}}
+    topology = {}
+    if config.method in ("static", "tar"):
+        settings = config.sparsity_settings()
+        plan = prune_and_revive(mlp(3, [64, 64], 1), sparsity=settings.sparsity, criterion=settings.criterion,
+                                recovery_ratio=settings.recovery_ratio, seed=config.seed)
+        topology = {"actor": topology_report(plan)}
+    return {"run_id": config.run_id, "label": config.label, "config": config.to_dict(), "summary": config.summary(),
+            "hyperparams": {}, "num_timesteps": config.budget(),
+            "evaluations": {"timesteps": steps, "mean_return": returns, "std_return": [0.0] * 4,
+                            "returns": [[value] for value in returns]},
+            "final_evaluation": {"timesteps": 1000, "mean_return": final, "std_return": 0.0, "episodes": 1,
+                                 "returns": [final]},
+            "step_times": None, "seconds_per_1000_steps": 2.0, "resumed_at": [], "kept_weights": {},
+            "topology": topology, "cost": {"flops_per_action": 1e5, "flops_per_training_step": 1e9},
+            "report_errors": [], "provenance": {"wall_time_s": 10.0}}
 
 
 @pytest.fixture
 def results(tmp_path):
-    specs = expand_grid({
+    configs = expand_grid({
         "grid": {"algo": ["sac"], "env": ["Pendulum-v1", "MountainCarContinuous-v0"],
                  "method": ["dense", "static", "tar", "set", "rigl"], "criterion": ["magnitude"],
                  "sparsity": [0.9], "recovery_ratio": [0.0, 0.01], "width": [64], "seed": [0, 1, 2]},
         "settings": {"n_timesteps": 1000, "eval_freq": 250},
     })
-    for index, spec in enumerate(specs):
-        publish(tmp_path, spec, partial_dir(tmp_path, spec), fake_result(spec, noise=float(index % 3)))
+    for index, config in enumerate(configs):
+        run = tmp_path / ".building" / config.run_id
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps(fake_result(config, noise=float(index % 3))))
+        publish(run, tmp_path / config.run_id, overwrite=False)  # publishing checks the result is complete
+    (tmp_path / ".building").rmdir()
     return tmp_path
 
 
@@ -85,6 +97,19 @@ def test_report_writes_markdown_summary_and_every_figure(results):
 def test_report_refuses_an_empty_results_folder(tmp_path):
     with pytest.raises(ValueError, match="holds no finished run"):
         write_report(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "incomplete"])
+def test_the_report_command_fails_naming_a_corrupt_result(damage, results):
+    path = sorted(results.glob("*/result.json"))[3]
+    text = path.read_text()
+    path.write_text(text[:300] if damage == "truncated" else json.dumps(
+        {key: value for key, value in json.loads(text).items() if key != "cost"}))
+    with pytest.raises(SystemExit) as failed:
+        main(["report", str(results)])
+    assert str(failed.value).startswith(f"sb3-tar report: {path} ")
+    assert ("not valid JSON" if damage == "truncated" else "lacks ['cost']") in str(failed.value)
+    assert not (results / "report").exists()
 
 
 def test_sparse_flops_scale_with_kept_weights():

@@ -1,0 +1,156 @@
+"""``run_training``: every method through the one pipeline; only a run that reached its budget is published.
+
+Faults here are injected in-process (a callback that stops training, an exception, a Ctrl-C raised
+from inside training); ``test_faults.py`` sends real signals to real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from rl_zoo3.utils import ALGOS
+from sb3_support import assert_masks_hold
+
+import sb3_tar
+from run_support import RESULT_KEYS, read_json, tiny
+from sb3_tar.experiments import store, timing
+from sb3_tar.experiments.checkpoint import find_checkpoint
+from sb3_tar.experiments.pipeline import IncompleteRunError, RunInterrupted, run_training
+from sb3_tar.experiments.store import LockedError, locked, partial_dir, read_result
+
+SPARSE_NETWORKS = {"actor", "qf0", "qf1"}
+
+
+def stop_training_at(monkeypatch, step: int, action: str) -> None:
+    """Make the run's step timer (a callback of every run) stop training, raise, or press Ctrl-C at ``step``."""
+    original = timing.StepTimeCallback._on_step
+
+    def on_step(self) -> bool:
+        if self.num_timesteps == step:
+            if action == "error":
+                raise RuntimeError("the environment crashed")
+            if action == "ctrl-c":
+                raise KeyboardInterrupt
+            return False
+        return original(self)
+
+    monkeypatch.setattr(timing.StepTimeCallback, "_on_step", on_step)
+
+
+@pytest.mark.parametrize("method", ["dense", "static", "tar", "uniform", "set", "rigl"])
+def test_every_method_trains_through_run_training(method, tmp_path):
+    config = tiny(method)
+    run = run_training(config, tmp_path / "run")
+    result = read_json(tmp_path / "run" / "result.json")
+    assert run.result == result and RESULT_KEYS <= set(result)
+    assert result["summary"]["method"] == method and result["num_timesteps"] == 300
+    assert result["run_id"] == config.run_id and result["label"] == config.label
+    model = ALGOS["sac"].load(tmp_path / "run" / "model.zip", device="cpu")
+    expected_policy = "TarMlpPolicy" if method in ("static", "tar", "uniform") else "MlpPolicy"
+    assert result["hyperparams"]["policy"] == expected_policy
+    header = set((tmp_path / "run" / "progress.csv").read_text().splitlines()[0].split(","))
+    if method == "dense":
+        assert result["topology"] == {} and not list((tmp_path / "run").glob("topology*"))
+        assert result["summary"]["sparsity"] == 0.0
+        return
+    assert set(result["topology"]) == SPARSE_NETWORKS
+    assert all(network["achieved_sparsity"] == pytest.approx(0.8, abs=0.01) for network in result["topology"].values())
+    agent = sb3_tar.sparse_agent(model)
+    assert_masks_hold(agent)
+    assert all(result["kept_weights"][n] <= result["topology"][n]["kept_weights"] for n in SPARSE_NETWORKS)
+    if method in ("static", "tar", "uniform"):
+        assert "sparsity/actor/sparsity" in header
+        revived = {network["revived_weights"] for network in result["topology"].values()}
+        assert (revived == {0}) == (method == "static")
+        assert {network["allocation"] for network in result["topology"].values()} == (
+            {"uniform"} if method == "uniform" else {"topology"})
+    else:
+        assert model.sb3_tar_dst_state["gradient_steps"] == 200  # steps 101..300, one gradient step each
+        assert any(key.startswith("dst/") for key in header)  # the mask updates were logged
+
+
+def test_a_run_that_training_stops_early_is_not_published_and_the_next_call_finishes_it(tmp_path, monkeypatch):
+    output = tmp_path / "run"
+    stop_training_at(monkeypatch, 200, "stop")
+    with pytest.raises(IncompleteRunError, match="training stopped at step 200 of 300"):
+        run_training(tiny(), output)
+    assert not output.exists()
+    kept = find_checkpoint(partial_dir(output))
+    assert kept is not None and kept.num_timesteps == 150  # the checkpoint is kept to resume from
+    monkeypatch.undo()
+    result = run_training(tiny(), output).result
+    assert result["resumed_at"] == [150] and result["num_timesteps"] == 300
+    assert result["evaluations"]["timesteps"] == [150, 300]
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]  # the work folder is gone
+
+
+def test_a_run_that_fails_before_a_checkpoint_leaves_an_existing_result_alone_and_creates_nothing(tmp_path,
+                                                                                                  monkeypatch):
+    stop_training_at(monkeypatch, 120, "error")
+    with pytest.raises(RuntimeError, match="the environment crashed"):
+        run_training(tiny(), tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "result.json").write_text("the previous result")
+    with pytest.raises(RuntimeError, match="the environment crashed"):
+        run_training(tiny(), output, overwrite=True)
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]
+    assert (output / "result.json").read_text() == "the previous result"
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_where(tmp_path, monkeypatch):
+    output = tmp_path / "run"
+    stop_training_at(monkeypatch, 120, "ctrl-c")
+    with pytest.raises(RunInterrupted, match="before the first checkpoint; nothing was kept"):
+        run_training(tiny(), output)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    stop_training_at(monkeypatch, 250, "ctrl-c")
+    with pytest.raises(RunInterrupted) as interrupted:
+        run_training(tiny(), output)
+    assert f"the checkpoint at step 150 of 300 is kept in {partial_dir(output)}" in str(interrupted.value)
+    assert "run the same command again to resume" in str(interrupted.value) and not output.exists()
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
+    output = tmp_path / "run"
+    stop_training_at(monkeypatch, 200, "stop")
+    with pytest.raises(IncompleteRunError):
+        run_training(tiny(seed=1), output)
+    monkeypatch.undo()
+    messages = []
+    result = run_training(tiny(seed=2), output, echo=messages.append).result
+    assert result["resumed_at"] == [] and result["config"]["seed"] == 2
+    assert any("discarding a checkpoint" in message and "other settings" in message for message in messages)
+
+
+def test_an_existing_output_or_a_run_in_flight_is_refused_before_anything_is_written(tmp_path):
+    output = tmp_path / "run"
+    output.mkdir()
+    with pytest.raises(FileExistsError, match="exists; choose another or allow overwriting it"):
+        run_training(tiny(), output)
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]
+    output.rmdir()
+    with locked(partial_dir(output) / "lock", "the test"):
+        with pytest.raises(LockedError, match=r"output folder .*/run is in use by pid \d+"):
+            run_training(tiny(), output)
+    assert not output.exists()
+
+
+def test_ctrl_c_while_publishing_waits_for_the_result_and_says_it_is_complete(tmp_path, monkeypatch):
+    rename = os.rename
+
+    def rename_then_ctrl_c(source, destination):
+        rename(source, destination)
+        if destination == tmp_path / "run":
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, as the run is moved into place
+
+    monkeypatch.setattr(store.os, "rename", rename_then_ctrl_c)
+    with pytest.raises(RunInterrupted, match=r"interrupted after the run was published to .*/run; it is complete"):
+        run_training(tiny("dense"), tmp_path / "run")
+    assert read_result(tmp_path / "run")["num_timesteps"] == 300
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]
