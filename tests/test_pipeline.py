@@ -72,17 +72,20 @@ def test_every_method_trains_through_run_training(method, tmp_path):
 
 
 def test_a_run_that_training_stops_early_is_not_published_and_the_next_call_finishes_it(tmp_path, monkeypatch):
-    output = tmp_path / "run"
-    stop_training_at(monkeypatch, 200, "stop")
-    with pytest.raises(IncompleteRunError, match="training stopped at step 200 of 300"):
-        run_training(tiny(), output)
+    output, config = tmp_path / "run", tiny(checkpoint_freq=50)
+    stop_training_at(monkeypatch, 150, "stop")
+    with pytest.raises(IncompleteRunError, match="training stopped at step 150 of 300"):
+        run_training(config, output)
     assert not output.exists()
     kept = find_checkpoint(partial_dir(output))
-    assert kept is not None and kept.num_timesteps == 150  # the checkpoint is kept to resume from
+    # kept to resume from: the one before the stop, which holds every gradient step of its steps
+    # (the stop came before step 150's gradient step, so no checkpoint is written at 150)
+    assert kept is not None and kept.num_timesteps == 100
     monkeypatch.undo()
-    result = run_training(tiny(), output).result
-    assert result["resumed_at"] == [150] and result["num_timesteps"] == 300
+    result = run_training(config, output).result
+    assert result["resumed_at"] == [100] and result["num_timesteps"] == 300
     assert result["evaluations"]["timesteps"] == [150, 300]
+    assert ALGOS["sac"].load(output / "model.zip", device="cpu")._n_updates == 200  # one per step after 100
     assert [path.name for path in tmp_path.iterdir()] == ["run"]  # the work folder is gone
 
 
@@ -114,6 +117,18 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_where(tmp_path, monkeypatch):
         run_training(tiny(), output)
     assert f"the checkpoint at step 150 of 300 is kept in {partial_dir(output)}" in str(interrupted.value)
     assert "run the same command again to resume" in str(interrupted.value) and not output.exists()
+
+
+def test_a_resumed_run_logs_no_training_episode_twice(tmp_path, monkeypatch):
+    # Pendulum episodes are 200 steps: the one ending at 400 comes after the checkpoint at 300
+    config, output = tiny("dense", n_timesteps=600, eval_freq=300, hyperparams={"learning_starts": 550}), tmp_path / "run"
+    stop_training_at(monkeypatch, 450, "ctrl-c")
+    with pytest.raises(RunInterrupted, match="the checkpoint at step 300 of 600"):
+        run_training(config, output)
+    monkeypatch.undo()
+    run_training(config, output)
+    episodes = (output / "0.monitor.csv").read_text().splitlines()[2:]
+    assert [row.split(",")[1] for row in episodes] == ["200", "200"]  # steps 1-200, then 301-500 after the resume
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):

@@ -8,7 +8,9 @@ configuration, the evaluations so far and the step timer). It is written to a fr
 renamed into place, so the latest checkpoint is always complete.
 
 Not restored: the environment's episode in progress (training resumes with a fresh episode, as
-SB3's ``load`` does), and the random generators of the environment and of the replay sampling.
+SB3's ``load`` does), and the random generators of the environment, the action noise and the
+replay sampling; so a resumed run is the same up to the checkpoint and a different draw after it.
+The training-episode log is cut back to the checkpoint.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from sb3_tar.experiments.timing import StepTimeCallback
 
 CHECKPOINT = "checkpoint"
+MONITORS = "*.monitor.csv"
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
@@ -88,6 +91,13 @@ class Checkpoint:
             _restore_eval(eval_callback, self.state["evaluations"], self.num_timesteps, model.n_envs)
         timer.restore(self.state["step_times"])
 
+    def restore_monitors(self, logs: Path) -> None:
+        """Cut the training-episode logs in ``logs`` back to the checkpoint (a resumed run trains those steps again)."""
+        for name, size in self.state.get("monitor_bytes", {}).items():
+            path = logs / name
+            if path.exists() and path.stat().st_size > size:
+                os.truncate(path, size)
+
 
 def find_checkpoint(work: Path) -> Checkpoint | None:
     """The latest complete checkpoint in ``work``, or ``None``.
@@ -134,22 +144,26 @@ def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], e
 class CheckpointCallback(BaseCallback):
     """Write a checkpoint every ``frequency`` environment steps (put it after the evaluation callback).
 
-    The checkpoint is written when the next rollout starts (or training ends), once the gradient
-    steps of the rollout just collected are done: SB3 trains after a rollout, so a checkpoint
-    written at the rollout's last step would hold that step's transition but not its gradient
-    steps, and a resumed run would never take them.
+    The checkpoint is written when the next rollout starts (or training ends at the budget), once
+    the gradient steps of the rollout just collected are done: SB3 trains after a rollout, so a
+    checkpoint written at the rollout's last step would hold that step's transition but not its
+    gradient steps, and a resumed run would never take them. (Training stopped early by a callback
+    ends before those gradient steps: nothing is written then.)
 
     :param work: the run's private folder.
+    :param logs: the folder of the run's training-episode logs (``*.monitor.csv``), whose length
+        at the checkpoint is recorded so a resume drops the episodes logged after it.
     :param frequency: environment steps between checkpoints.
+    :param budget: the run's step budget.
     :param config: the run configuration, stored so a resume can check it is the same run.
     :param eval_callback: the run's evaluation callback, whose results so far are saved.
     :param timer: the run's step timer.
     """
 
-    def __init__(self, work: Path, frequency: int, config: dict[str, Any], eval_callback: EvalCallback | None,
-                 timer: StepTimeCallback) -> None:
+    def __init__(self, work: Path, logs: Path, frequency: int, budget: int, config: dict[str, Any],
+                 eval_callback: EvalCallback | None, timer: StepTimeCallback) -> None:
         super().__init__()
-        self.work, self.frequency, self.config = work, frequency, config
+        self.work, self.logs, self.frequency, self.budget, self.config = work, logs, frequency, budget, config
         self.eval_callback, self.timer = eval_callback, timer
         self.extra_state: dict[str, Any] = {}
         self.saved_at = 0
@@ -164,10 +178,13 @@ class CheckpointCallback(BaseCallback):
         self._save_if_due()
 
     def _on_training_end(self) -> None:
-        self._save_if_due()
+        if self.model.num_timesteps >= self.budget:
+            self._save_if_due()
 
     def _save_if_due(self) -> None:
         steps = self.model.num_timesteps
         if steps // self.frequency > self.saved_at // self.frequency:
-            write_checkpoint(self.work, self.model, self.config, self.eval_callback, self.timer, self.extra_state)
+            monitors = {path.name: path.stat().st_size for path in self.logs.glob(MONITORS)}
+            write_checkpoint(self.work, self.model, self.config, self.eval_callback, self.timer,
+                             {**self.extra_state, "monitor_bytes": monitors})
             self.saved_at = steps

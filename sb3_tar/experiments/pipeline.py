@@ -216,6 +216,8 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
     hyperparams_file = run_dir / "hyperparams.yml"
     hyperparams_file.write_text(yaml.safe_dump({config.env: hyperparams}, sort_keys=False))
     log = io.StringIO()
+    if checkpoint is not None:
+        checkpoint.restore_monitors(run_dir)  # before the environments reopen them to append
     with _quiet_simulators(log):
         manager = _experiment_manager(config, hyperparams_file, run_dir, checkpoint is not None)
         with contextlib.redirect_stdout(log):
@@ -234,7 +236,8 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
         callbacks = [*manager.callbacks]
         if config.method in STATIC_METHODS:
             callbacks.append(SparsityLogCallback())
-        saver = CheckpointCallback(work, config.resolved_checkpoint_freq(), config.to_dict(), eval_callback, timer)
+        saver = CheckpointCallback(work, run_dir, config.resolved_checkpoint_freq(), config.budget(),
+                                   config.to_dict(), eval_callback, timer)
         saver.extra_state = {"resumes": resumes}
         callbacks += [timer, saver]
         remaining = config.budget() - model.num_timesteps
