@@ -23,7 +23,10 @@ __version__ = "0.1.0"
 
 # Names of the SB3 layer, imported from ``sb3_tar.sb3`` on first access.
 _SB3_NAMES = ("DSTCallback", "MaskDriftError", "MaskMismatchError", "SparseAgent", "SparsityLogCallback", "TARCallback",
-              "TarCrossQPolicy", "TarSACPolicy", "TarTD3Policy", "TarTQCPolicy", "sparse_agent")
+              "TarActorCriticPolicy", "TarCrossQPolicy", "TarDQNMultiInputPolicy", "TarDQNPolicy",
+              "TarMultiInputActorCriticPolicy", "TarQRDQNMultiInputPolicy", "TarQRDQNPolicy", "TarSACMultiInputPolicy",
+              "TarSACPolicy", "TarTD3MultiInputPolicy", "TarTD3Policy", "TarTQCMultiInputPolicy", "TarTQCPolicy",
+              "sparse_agent")
 __all__ = [*_engine_all, *_SB3_NAMES, "__version__"]
 
 

@@ -1,13 +1,14 @@
-"""Shared helpers of the SB3 integration tests: tiny models on Pendulum-v1 and the mask invariants."""
+"""Shared helpers of the SB3 integration tests: tiny models on Pendulum-v1 / CartPole-v1 and the mask invariants."""
 
 from __future__ import annotations
 
 import torch
-from sb3_contrib import TQC, CrossQ
-from stable_baselines3 import DDPG, SAC, TD3
+from sb3_contrib import QRDQN, TQC, CrossQ
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_tar
+from sb3_tar.engine.dst import moment_tensors
 from sb3_tar.sb3.agent import SparseAgent
 
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
@@ -70,3 +71,36 @@ class StepChecker:
             for name, target in self.agent.target_weights(network).items():
                 assert torch.all(target.detach()[~self.agent.masks[name]] == 0.0), f"target {name}"
         self.steps += 1
+
+
+# PPO, A2C (one optimizer for actor and critic), DQN and QR-DQN (one Q-network and its target).
+ON_POLICY_ALGOS = [PPO, A2C]
+VALUE_BASED_ALGOS = [DQN, QRDQN]
+NEW_ALGOS = ON_POLICY_ALGOS + VALUE_BASED_ALGOS
+DISCRETE_ENV_ID = "CartPole-v1"
+PPO_MINIBATCH_STEPS = 2 * 64 // 16  # n_epochs * n_steps / batch_size: gradient steps per PPO rollout
+_SMALL = {
+    PPO: {"n_steps": 64, "batch_size": 16, "n_epochs": 2},
+    A2C: {"n_steps": 8},
+    DQN: {"learning_starts": LEARNING_STARTS, "batch_size": 32, "target_update_interval": 10, "train_freq": 1},
+    QRDQN: {"learning_starts": LEARNING_STARTS, "batch_size": 32, "target_update_interval": 10, "train_freq": 1},
+}
+
+
+def make_any_model(algo: type[BaseAlgorithm], policy: str = "TarMlpPolicy", *, seed: int | None = 0,
+                   net_arch: list[int] | dict | None = None, env: object = None, **policy_kwargs: object) -> BaseAlgorithm:
+    """A small model of any supported algorithm: [32, 32] networks, CartPole-v1 unless ``env`` says otherwise."""
+    if algo not in _SMALL:
+        return make_model(algo, policy, seed=seed, net_arch=net_arch, env=ENV_ID if env is None else env,
+                          **policy_kwargs)
+    kwargs = {"net_arch": [32, 32] if net_arch is None else net_arch, **policy_kwargs}
+    return algo(policy, DISCRETE_ENV_ID if env is None else env, seed=seed, policy_kwargs=kwargs, device="cpu",
+                **_SMALL[algo])
+
+
+def assert_moments_masked(agent: SparseAgent) -> None:
+    """Every per-element optimizer state (Adam's moments, RMSprop's square_avg, ...) is 0 where masked."""
+    for network in agent.networks:
+        for name, weight in agent.weights(network).items():
+            for moment in moment_tensors(network.optimizer, weight):
+                assert torch.all(moment[~agent.masks[name]] == 0.0), f"{name}: a moment of a masked weight"

@@ -2,9 +2,10 @@
 
 One module per job: ``networks`` (which networks of a policy are pruned), ``settings`` (the flat
 sparsity settings), ``agent`` (drawing and storing the masks), ``masking`` (the one mechanism that
-keeps them through training), ``policies`` (``TarMlpPolicy``), ``callback`` (``TARCallback``,
+keeps them through training), ``policies`` (``TarMlpPolicy``, ``TarMultiInputPolicy``), ``callback`` (``TARCallback``,
 ``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL) and ``logging`` (what goes to SB3's logger).
-Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC and CrossQ.
+Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN and QR-DQN,
+and ``"TarMultiInputPolicy"`` for each of them that has a ``MultiInputPolicy`` (all but CrossQ).
 """
 
 from sb3_tar.sb3.agent import MaskMismatchError, SparseAgent, sparse_agent
@@ -13,7 +14,24 @@ from sb3_tar.sb3.dst_callback import DSTCallback
 from sb3_tar.sb3.logging import MaskDriftError
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
-from sb3_tar.sb3.policies import TarCrossQPolicy, TarPolicy, TarSACPolicy, TarTD3Policy, TarTQCPolicy, register_policies
+from sb3_tar.sb3.policies import (
+    TarActorCriticPolicy,
+    TarCnnPolicy,
+    TarCrossQPolicy,
+    TarDQNMultiInputPolicy,
+    TarDQNPolicy,
+    TarMultiInputActorCriticPolicy,
+    TarPolicy,
+    TarQRDQNMultiInputPolicy,
+    TarQRDQNPolicy,
+    TarSACMultiInputPolicy,
+    TarSACPolicy,
+    TarTD3MultiInputPolicy,
+    TarTD3Policy,
+    TarTQCMultiInputPolicy,
+    TarTQCPolicy,
+    register_policies,
+)
 from sb3_tar.sb3.settings import SparsitySettings
 
 register_policies()
@@ -27,10 +45,20 @@ __all__ = [
     "SparsityLogCallback",
     "SparsitySettings",
     "TARCallback",
+    "TarActorCriticPolicy",
+    "TarCnnPolicy",
     "TarCrossQPolicy",
+    "TarDQNMultiInputPolicy",
+    "TarDQNPolicy",
+    "TarMultiInputActorCriticPolicy",
     "TarPolicy",
+    "TarQRDQNMultiInputPolicy",
+    "TarQRDQNPolicy",
+    "TarSACMultiInputPolicy",
     "TarSACPolicy",
+    "TarTD3MultiInputPolicy",
     "TarTD3Policy",
+    "TarTQCMultiInputPolicy",
     "TarTQCPolicy",
     "WeightMasks",
     "enforce_masks",

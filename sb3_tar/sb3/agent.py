@@ -184,10 +184,15 @@ def _refuse_empty_layers(network: SparseNetwork, plan: RevivalPlan, settings: Sp
     layers = ", ".join(f"{network.weight_name(layer.name)} ({layer.in_features} in x {layer.out_features} out)"
                        for layer in empty)
     revival = " and revival does not restore it" if settings.recovery_ratio else ""
+    scope = ""
+    if settings.criterion == "magnitude" and settings.criterion_options.get("scope", "global") == "global":
+        # PPO/A2C's orthogonal init gives action_net gain 0.01: global magnitude keeps none of it.
+        scope = (", use scope='layerwise' (global magnitude pruning empties a layer initialised with small "
+                 "weights)")
     raise ValueError(
         f"{settings.owner}: {setting}={value!r} (criterion={settings.criterion!r}) leaves the {network.name} network "
         f"with no kept weight in {layers}{revival}, so the network would be disconnected; lower {setting}, widen "
-        "net_arch, raise recovery_ratio, or set allow_empty_layers=True to train it as it is"
+        f"net_arch, raise recovery_ratio{scope}, or set allow_empty_layers=True to train it as it is"
     )
 
 

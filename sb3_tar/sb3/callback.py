@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from sb3_tar.engine.seeding import check_seed
 from sb3_tar.engine.settings import plain_number
@@ -31,10 +32,13 @@ DST_STATE_ATTRIBUTE = "sb3_tar_dst_state"
 class SparsityLogCallback(BaseCallback):
     """Log each network's sparsity and topology at training start, and check the masks at each log interval.
 
-    Works with any model trained with ``TarMlpPolicy`` or ``TARCallback`` (which includes it). At
-    training start it records the keys listed in ``sb3_tar.sb3.logging`` and writes them at once;
-    right before each of SB3's log dumps (every ``log_interval`` episodes) it checks that every
-    masked weight of every network and target is still 0.0 and records the measured sparsity.
+    Works with any model trained with ``TarMlpPolicy``, ``TarMultiInputPolicy`` or ``TARCallback``
+    (which includes it). At training start it records the keys listed in ``sb3_tar.sb3.logging`` and
+    writes them at once; then it checks that every masked weight of every network and target is
+    still 0.0 and records the measured sparsity: off-policy, right before each of SB3's log dumps
+    (every ``log_interval`` episodes); on-policy (PPO, A2C), at the end of every rollout, which
+    comes right after the previous rollout's gradient steps and before SB3's log dump (every
+    ``log_interval`` iterations).
 
     :raises MaskDriftError: when a masked weight is found non-zero.
     """
@@ -60,19 +64,25 @@ class SparsityLogCallback(BaseCallback):
         return any((episode + finished) % log_interval == 0 for finished in range(1, int(np.sum(dones)) + 1))
 
     def _on_step(self) -> bool:
-        if self._log_dump_follows():
+        if not isinstance(self.model, OnPolicyAlgorithm) and self._log_dump_follows():
             record_sparsity(self.logger, check_masks(self.agent))
         return True
+
+    def _on_rollout_end(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            record_sparsity(self.logger, check_masks(self.agent))
 
     def _on_training_end(self) -> None:
         check_masks(self.agent)
 
 
 class TARCallback(SparsityLogCallback):
-    """Sparsify a model with a plain ``MlpPolicy`` at training start: static pruning, then one revival.
+    """Sparsify a model with a plain ``MlpPolicy`` (or ``MultiInputPolicy``) at training start: static pruning, then one revival.
 
-    The same settings, defaults and errors as ``TarMlpPolicy``'s ``policy_kwargs``. At the first
-    training start, the actor and each Q-network are pruned and revived on their own, the targets
+    The same settings, defaults and errors as ``TarMlpPolicy``'s ``policy_kwargs``, for the same
+    algorithms and the same networks (``sb3_tar.sb3.networks``). At the first training start, each
+    network (actor and each Q-network; PPO/A2C's actor and critic; DQN's Q-network) is pruned and
+    revived on its own, the targets
     take their online network's mask, and the optimizers get the hooks that keep the masks through
     training. The masks are stored on the model (``model.sb3_tar_state``) and saved with it; resuming
     a loaded model with this callback (same settings) keeps its masks instead of pruning again,

@@ -7,7 +7,11 @@ step's loss on this step's batch (the mask enforcement never masks gradients; it
 and moments after the step): RigL's regrowth score, at no extra forward or backward pass.
 
 Gradient steps are counted on the critic's optimizer (one critic step per gradient step in SAC,
-TD3, DDPG, TQC and CrossQ). An update is due when the gradient steps completed so far, ``t``, are a
+TD3, DDPG, TQC and CrossQ; DQN and QR-DQN have only the Q-network's). PPO and A2C have one optimizer
+for actor and critic: a gradient step is one optimizer step, i.e. one minibatch (PPO takes
+``n_epochs * ceil(n_steps * n_envs / batch_size)`` of them per rollout, A2C one), and ``update_interval``
+counts those minibatch steps across epochs and rollouts; both networks are updated together,
+before the due step. An update is due when the gradient steps completed so far, ``t``, are a
 positive multiple of ``update_interval`` below the end step (``is_dst_update_step(t)``), and its
 drop fraction is ``cosine_drop_fraction(t)``: JaxPruner's schedule, which counts the optimizer
 updates already applied (``PeriodicSchedule`` with ``update_start_step`` in ``[1, update_interval]``).
@@ -22,6 +26,7 @@ import math
 from typing import Any
 
 import torch
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -42,8 +47,16 @@ def planned_gradient_steps(model: Any, total_timesteps: int) -> int:
     """Gradient steps a ``learn(total_timesteps)`` call will take, from the model's training schedule.
 
     With ``train_freq`` in episodes the rollout length is unknown; one gradient step per environment
-    step is assumed there (pass ``total_gradient_steps`` to the callback to be exact).
+    step is assumed there (pass ``total_gradient_steps`` to the callback to be exact). On-policy
+    (PPO, A2C): one rollout of ``n_steps * n_envs`` per ``n_epochs`` passes of minibatches of
+    ``batch_size`` (PPO; a last partial minibatch counts) or one step (A2C); PPO's ``target_kl``
+    early stop makes it fewer.
     """
+    if isinstance(model, OnPolicyAlgorithm):
+        rollout = model.n_steps * model.n_envs
+        rollouts = math.ceil(total_timesteps / rollout)
+        batch_size = getattr(model, "batch_size", None) or rollout
+        return max(1, rollouts * getattr(model, "n_epochs", 1) * math.ceil(rollout / batch_size))
     env_steps = max(0, total_timesteps - model.learning_starts)
     train_freq = model.train_freq
     if train_freq.unit == TrainFrequencyUnit.STEP:
@@ -162,7 +175,7 @@ class DSTCallback(TARCallback):
         self.end_step = max(1, math.floor(self.end_fraction * planned))
         critics = [network for network in self.agent.networks if network.role == CRITIC]
         self._critic_optimizer = critics[0].optimizer
-        self._actor = next(network for network in self.agent.networks if network.role != CRITIC)
+        self._actor = next((network for network in self.agent.networks if network.role != CRITIC), None)
         self._critics = critics
         self._hook = register_optimizer_step_pre_hook(self._before_optimizer_step)
 
@@ -180,7 +193,7 @@ class DSTCallback(TARCallback):
                 self._actor_update_step = completed
             self.gradient_steps = completed + 1
             self._progress["gradient_steps"] = self.gradient_steps
-        if optimizer is self._actor.optimizer and self._actor_update_step is not None:
+        if self._actor is not None and optimizer is self._actor.optimizer and self._actor_update_step is not None:
             step, self._actor_update_step = self._actor_update_step, None
             self._update([self._actor], optimizer, step)
 

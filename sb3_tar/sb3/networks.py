@@ -1,9 +1,20 @@
-"""Which networks of an SB3 off-policy policy are pruned: the actor and every Q-network.
+"""Which networks of an SB3 policy are pruned, each as one ``SparseNetwork``.
 
 Each *network* is pruned on its own (its own sparsity, its own random stream). A network's
 prunable layers are the ``nn.Linear`` layers of its MLP; the features extractor is not pruned
-(for ``MlpPolicy`` it is a parameter-free ``nn.Flatten``). Works for the policies of SAC, TD3,
-DDPG, TQC and CrossQ: all of them have ``policy.actor`` and ``policy.critic.q_networks``.
+(for ``MlpPolicy`` it is a parameter-free ``nn.Flatten``, for ``MultiInputPolicy`` a
+``CombinedExtractor`` of flattens). Three families of SB3 policies:
+
+- off-policy actor-critic (SAC, TD3, DDPG, TQC, CrossQ): ``policy.actor`` is the actor (role
+  ``actor``, stream 0), each Q-network of ``policy.critic.q_networks`` is one critic network
+  (``qf0``, ``qf1``, ...: role ``critic``, stream ``1 + i``), targets take their online mask;
+- on-policy actor-critic (PPO, A2C: ``ActorCriticPolicy``): the actor is
+  ``mlp_extractor.policy_net`` + ``action_net`` (role ``actor``, stream 0), the critic is
+  ``mlp_extractor.value_net`` + ``value_net`` (role ``critic``, stream 1). SB3's ``MlpExtractor``
+  has no shared layers (``net_arch=[64, 64]`` builds two separate [64, 64] trunks), so the two
+  networks never share a weight; one optimizer owns both;
+- value-based (DQN, QR-DQN): the Q-network ``q_net`` (QR-DQN: ``quantile_net``; role ``critic``,
+  stream 1), with its target network taking its mask.
 """
 
 from __future__ import annotations
@@ -22,9 +33,11 @@ CRITIC = "critic"
 class SparseNetwork:
     """One network of a policy and everything that must follow its mask.
 
-    :param name: ``"actor"``, or ``"qf0"``, ``"qf1"``, ... for the Q-networks (SB3's module names).
+    :param name: ``"actor"``; ``"qf0"``, ``"qf1"``, ... for the Q-networks of an off-policy critic
+        (SB3's module names); ``"critic"`` for an on-policy value network; ``"q_net"`` (DQN) or
+        ``"quantile_net"`` (QR-DQN) for a value-based policy's Q-network.
     :param role: ``"actor"`` or ``"critic"``: which of ``actor_sparsity`` / ``critic_sparsity`` applies.
-    :param index: the network's random stream: 0 for the actor, ``1 + i`` for Q-network ``i``.
+    :param index: the network's random stream: 0 for the actor, ``1 + i`` for critic network ``i``.
     :param module: the module whose ``nn.Linear`` layers are pruned.
     :param prefix: qualified name of ``module`` in the policy, with a trailing dot: a layer's mask
         is stored under ``prefix + "<layer>.weight"``, the weight's own name in the policy.
@@ -84,19 +97,51 @@ def _actor_network(policy: nn.Module, names: dict[int, str]) -> SparseNetwork:
                          target_prefix=names[id(target)] + "." if target is not None else "")
 
 
-def find_networks(policy: nn.Module) -> list[SparseNetwork]:
-    """The actor, then each Q-network of the critic ensemble, of an SB3 off-policy policy.
+def sequential_forward(view: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """An on-policy network: its MLP trunk (``mlp_extractor.<trunk>``), then its head."""
+    trunk, head = view.values()
+    return head(next(iter(trunk.values()))(inputs))
 
-    :raises ValueError: for a policy without ``actor`` and ``critic.q_networks`` (not an
-        off-policy actor-critic MLP policy).
+
+def _on_policy_network(policy: nn.Module, name: str, role: str, index: int, trunk: str, head: str) -> SparseNetwork:
+    # A view holding the trunk and head under their attribute paths in the policy gives every
+    # layer its qualified name in the policy (prefix ""), e.g. "mlp_extractor.policy_net.0.weight".
+    view = nn.ModuleDict({
+        "mlp_extractor": nn.ModuleDict({trunk: getattr(policy.mlp_extractor, trunk)}),
+        head: getattr(policy, head),
+    })
+    return SparseNetwork(name, role, index, view, "", policy.optimizer, forward=sequential_forward)
+
+
+def _value_based_network(policy: nn.Module, names: dict[int, str], online: str, target: str) -> SparseNetwork:
+    network, target_network = getattr(policy, online), getattr(policy, target)
+    # DQN's QNetwork keeps its MLP as q_net.q_net, QR-DQN's QuantileNetwork as quantile_net.quantile_net.
+    mlp, target_mlp = getattr(network, online), getattr(target_network, online)
+    return SparseNetwork(online, CRITIC, 1, mlp, names[id(mlp)] + ".", policy.optimizer, target=target_mlp,
+                         target_prefix=names[id(target_mlp)] + ".")
+
+
+SUPPORTED = "the MLP and MultiInput policies of SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN and QR-DQN"
+
+
+def find_networks(policy: nn.Module) -> list[SparseNetwork]:
+    """The sparse networks of an SB3 policy, actor first (see the module's docstring for which).
+
+    :raises ValueError: for a policy of none of the three families.
     """
+    names = _qualified_names(policy)
+    if hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net") and hasattr(policy, "value_net"):
+        return [_on_policy_network(policy, ACTOR, ACTOR, 0, "policy_net", "action_net"),
+                _on_policy_network(policy, CRITIC, CRITIC, 1, "value_net", "value_net")]
+    for online, target in (("q_net", "q_net_target"), ("quantile_net", "quantile_net_target")):
+        if isinstance(getattr(policy, online, None), nn.Module) and hasattr(policy, target):
+            return [_value_based_network(policy, names, online, target)]
     critic = getattr(policy, "critic", None)
     if not hasattr(policy, "actor") or not hasattr(critic, "q_networks"):
         raise ValueError(
-            f"policy: a {type(policy).__name__} has no actor and critic Q-networks; sb3-tar prunes the MLP "
-            "policies of SAC, TD3, DDPG, TQC and CrossQ"
+            f"policy: a {type(policy).__name__} has none of the networks sb3-tar prunes (an actor and critic "
+            f"Q-networks, an mlp_extractor with action and value heads, or a Q-network); sb3-tar prunes {SUPPORTED}"
         )
-    names = _qualified_names(policy)
     critic_target = getattr(policy, "critic_target", None)
     networks = [_actor_network(policy, names)]
     for index, q_network in enumerate(critic.q_networks):

@@ -1,14 +1,16 @@
-"""``TarMlpPolicy``: each algorithm's own MLP policy, pruned and revived when it is built.
+"""``TarMlpPolicy`` and ``TarMultiInputPolicy``: each algorithm's own policy, pruned and revived when it is built.
 
-``import sb3_tar`` registers the alias ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC and CrossQ. Each
-class subclasses that algorithm's ``MlpPolicy``, so every policy option keeps working; the sparsity
-settings are extra keyword arguments (``policy_kwargs``), and every other unknown keyword is an
-option of the criterion.
+``import sb3_tar`` registers the alias ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C,
+DQN and QR-DQN, and ``"TarMultiInputPolicy"`` for those of them that have a ``MultiInputPolicy``
+(all but CrossQ). Each class subclasses that algorithm's own policy, so every policy option keeps
+working; the sparsity settings are extra keyword arguments (``policy_kwargs``), and every other
+unknown keyword is an option of the criterion. ``"TarCnnPolicy"`` is registered only to say that
+image policies are not supported.
 
-While a fresh model builds its policy (``_build``, run from the constructor), the actor and each
-Q-network are pruned and revived on their own, the masks become persistent buffers (so
-``save``/``load`` keep them), the weights and targets are masked, and the optimizers get the step
-hooks that keep the masks through training (``sb3_tar.sb3.masking``).
+While a fresh model builds its policy (``_build``, run from the constructor), each network
+(``sb3_tar.sb3.networks``) is pruned and revived on its own, the masks become persistent buffers
+(so ``save``/``load`` keep them), the weights and targets are masked, and the optimizers get the
+step hooks that keep the masks through training (``sb3_tar.sb3.masking``).
 
 SB3's ``Algo.load`` and ``BasePolicy.load`` build the policy and then load its saved state dict.
 There the policy is built with placeholder masks, without scoring (SynFlow at width 1024 takes
@@ -26,15 +28,23 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
-from sb3_contrib import TQC, CrossQ
+from sb3_contrib import QRDQN, TQC, CrossQ
 from sb3_contrib.crossq.policies import CrossQPolicy
+from sb3_contrib.qrdqn.policies import MultiInputPolicy as QRDQNMultiInputPolicy
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
+from sb3_contrib.tqc.policies import MultiInputPolicy as TQCMultiInputPolicy
 from sb3_contrib.tqc.policies import TQCPolicy
-from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
+from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPolicy
 from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import MultiInputPolicy as TD3MultiInputPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from sb3_tar.engine import prunable_layers
@@ -51,9 +61,11 @@ from sb3_tar.sb3.masking import WeightMasks
 from sb3_tar.sb3.settings import SparsitySettings
 
 ALIAS = "TarMlpPolicy"
+MULTI_INPUT_ALIAS = "TarMultiInputPolicy"
+CNN_ALIAS = "TarCnnPolicy"
 
 # SB3's own functions, recognised on the call stack by identity (not by name).
-_ALGORITHM_SETUP = OffPolicyAlgorithm._setup_model.__code__
+_ALGORITHM_SETUPS = (OffPolicyAlgorithm._setup_model.__code__, OnPolicyAlgorithm._setup_model.__code__)
 _LOADERS = (BaseAlgorithm.load.__func__.__code__, BaseModel.load.__func__.__code__)
 
 
@@ -62,15 +74,15 @@ def _who_builds() -> tuple[BaseAlgorithm | None, bool]:
 
     SB3 builds a policy from its spaces, learning-rate schedule and ``policy_kwargs`` only: it never
     tells the policy its model's seed, nor that a saved state dict will overwrite it right away.
-    Both are read from the call stack, where SB3's ``OffPolicyAlgorithm._setup_model`` (its ``self``
-    is the algorithm) and ``BaseAlgorithm.load`` / ``BaseModel.load`` are recognised by their code
+    Both are read from the call stack, where SB3's ``OffPolicyAlgorithm._setup_model`` or
+    ``OnPolicyAlgorithm._setup_model`` (its ``self`` is the algorithm) and ``BaseAlgorithm.load`` / ``BaseModel.load`` are recognised by their code
     objects. A policy built by hand finds neither.
     """
     algorithm, loading = None, False
     frame = sys._getframe(1)
     try:
         while frame is not None:
-            if frame.f_code is _ALGORITHM_SETUP and algorithm is None:
+            if frame.f_code in _ALGORITHM_SETUPS and algorithm is None:
                 algorithm = frame.f_locals.get("self")
             elif frame.f_code in _LOADERS:
                 loading = True
@@ -81,18 +93,24 @@ def _who_builds() -> tuple[BaseAlgorithm | None, bool]:
     return algorithm, loading
 
 
-def _expected_policy(algorithm: BaseAlgorithm) -> type[BasePolicy] | None:
-    return next((TAR_POLICIES[base] for base in type(algorithm).__mro__ if base in TAR_POLICIES), None)
+def _expected_policy(algorithm: BaseAlgorithm, alias: str) -> type[BasePolicy] | None:
+    table = TAR_POLICY_ALIASES[alias]
+    return next((table[base] for base in type(algorithm).__mro__ if base in table), None)
 
 
 def _check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loading: bool) -> None:
-    """Refuse a TarMlpPolicy of one algorithm in another (e.g. ``TD3.load`` of a saved SAC model)."""
-    expected = _expected_policy(algorithm) if algorithm is not None else None
+    """Refuse a sparse policy of one algorithm in another (e.g. ``TD3.load`` of a saved SAC model)."""
+    alias = policy_class.alias
+    expected = _expected_policy(algorithm, alias) if algorithm is not None else None
+    if algorithm is not None and expected is None:
+        algo = type(algorithm).__name__
+        supported = ", ".join(a.__name__ for a in TAR_POLICY_ALIASES[alias])
+        raise ValueError(f"{algo} has no {alias}; {alias} is registered for {supported}")
     if expected is None or issubclass(policy_class, expected):
         return
     algo = type(algorithm).__name__
-    owners = [a.__name__ for a, policy in TAR_POLICIES.items() if issubclass(policy_class, policy)]
-    of_owner = f" ({' or '.join(owners)}'s {ALIAS})" if owners else ""
+    owners = [a.__name__ for a, policy in TAR_POLICY_ALIASES[alias].items() if issubclass(policy_class, policy)]
+    of_owner = f" ({' or '.join(owners)}'s {alias})" if owners else ""
     if loading:
         loaders = " or ".join(f"{owner}.load" for owner in owners) or "the algorithm that saved it"
         raise ValueError(
@@ -100,13 +118,18 @@ def _check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loadin
             f"{expected.__name__}: the model was not saved by {algo}; load it with {loaders}"
         )
     raise ValueError(
-        f"{algo} cannot train a {policy_class.__name__}{of_owner}; pass policy={ALIAS!r}, which is "
+        f"{algo} cannot train a {policy_class.__name__}{of_owner}; pass policy={alias!r}, which is "
         f"{expected.__name__} for {algo}"
     )
 
 
 class TarPolicy:
-    """Mixin that makes an SB3 off-policy MLP policy sparse; put it before the dense policy class.
+    """Mixin that makes an SB3 policy sparse; put it before the dense policy class.
+
+    Which networks are pruned, and which of ``actor_sparsity`` / ``critic_sparsity`` each takes, is
+    defined in ``sb3_tar.sb3.networks``: SAC/TD3/DDPG/TQC/CrossQ's actor and each Q-network, PPO/A2C's
+    actor (policy trunk + action head) and critic (value trunk + value head), DQN/QR-DQN's Q-network
+    (a critic). The features extractor is never pruned.
 
     :param sparsity: final fraction of zero weights in each network, in [0, 1); required unless
         both ``actor_sparsity`` and ``critic_sparsity`` are given.
@@ -125,10 +148,14 @@ class TarPolicy:
     seed gets a fresh one from the operating system's entropy (see ``mask_seed_for``); a policy
     built by hand, outside an algorithm, uses the seed of torch's global generator.
 
-    :raises ValueError: for a bad setting, an action space that is not a ``Box``, or a policy of
-        another algorithm (``TD3.load`` of a SAC model), before anything is built.
+    :raises ValueError: for a bad setting, an action space that is not a ``Box`` (off-policy
+        actor-critic policies), or a policy of another algorithm (``TD3.load`` of a SAC model),
+        before anything is built.
     """
 
+    alias = ALIAS
+    # SAC/TD3/DDPG/TQC/CrossQ need a Box; PPO/A2C take any, DQN/QR-DQN check their Discrete themselves.
+    needs_box_actions = True
     masks: WeightMasks
     masks_before_revival: WeightMasks
     mask_seed: torch.Tensor
@@ -140,11 +167,11 @@ class TarPolicy:
         dense_arguments = inspect.signature(dense_class.__init__).parameters
         sparsity = {name: kwargs.pop(name) for name in list(kwargs) if name not in dense_arguments}
         self.sparsity_settings = SparsitySettings.from_kwargs(
-            sparsity, owner=ALIAS, other_arguments=(dense_class.__name__, [n for n in dense_arguments if n != "self"]))
+            sparsity, owner=self.alias, other_arguments=(dense_class.__name__, [n for n in dense_arguments if n != "self"]))
         action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
-        if not isinstance(action_space, spaces.Box):
+        if self.needs_box_actions and not isinstance(action_space, spaces.Box):
             raise ValueError(
-                f"{ALIAS} needs a continuous action space (gymnasium.spaces.Box), as {dense_class.__name__} does; "
+                f"{self.alias} needs a continuous action space (gymnasium.spaces.Box), as {dense_class.__name__} does; "
                 f"got action_space={action_space!r}. For discrete actions use an algorithm that supports them"
             )
         # SB3 loads the saved masks right after building the policy: no need to draw any.
@@ -154,8 +181,7 @@ class TarPolicy:
 
     @classmethod
     def _dense_policy_class(cls) -> type[BasePolicy]:
-        mro = cls.__mro__
-        return mro[mro.index(TarPolicy) + 1]
+        return next(base for base in cls.__mro__ if issubclass(base, BasePolicy) and not issubclass(base, TarPolicy))
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
@@ -205,7 +231,7 @@ class TarPolicy:
         missing = [key for key in mask_keys if key not in state_dict]
         if self._masks_pending and missing:
             raise MaskMismatchError(
-                f"{source}: the state dict has no {missing[0]} ({len(missing)} mask(s) missing); a {ALIAS} loads "
+                f"{source}: the state dict has no {missing[0]} ({len(missing)} mask(s) missing); a {self.alias} loads "
                 "only from a state dict that carries its masks, as sb3-tar saves them"
             )
 
@@ -256,14 +282,99 @@ class TarCrossQPolicy(TarPolicy, CrossQPolicy):
     """CrossQ's ``MlpPolicy`` with a sparse actor and Q-networks (alias ``"TarMlpPolicy"``)."""
 
 
-TAR_POLICIES = {SAC: TarSACPolicy, TD3: TarTD3Policy, DDPG: TarTD3Policy, TQC: TarTQCPolicy, CrossQ: TarCrossQPolicy}
+class TarActorCriticPolicy(TarPolicy, ActorCriticPolicy):
+    """PPO's and A2C's ``MlpPolicy`` with a sparse actor and critic (alias ``"TarMlpPolicy"``)."""
+
+    needs_box_actions = False
+
+
+class TarDQNPolicy(TarPolicy, DQNPolicy):
+    """DQN's ``MlpPolicy`` with a sparse Q-network and target (alias ``"TarMlpPolicy"``)."""
+
+    needs_box_actions = False
+
+
+class TarQRDQNPolicy(TarPolicy, QRDQNPolicy):
+    """QR-DQN's ``MlpPolicy`` with a sparse quantile network and target (alias ``"TarMlpPolicy"``)."""
+
+    needs_box_actions = False
+
+
+class TarSACMultiInputPolicy(TarPolicy, SACMultiInputPolicy):
+    """SAC's ``MultiInputPolicy`` (dict observations) with a sparse actor and Q-networks (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+
+
+class TarTD3MultiInputPolicy(TarPolicy, TD3MultiInputPolicy):
+    """TD3's and DDPG's ``MultiInputPolicy`` with a sparse actor, Q-networks and targets (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+
+
+class TarTQCMultiInputPolicy(TarPolicy, TQCMultiInputPolicy):
+    """TQC's ``MultiInputPolicy`` with a sparse actor and quantile Q-networks (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+
+
+class TarMultiInputActorCriticPolicy(TarPolicy, MultiInputActorCriticPolicy):
+    """PPO's and A2C's ``MultiInputPolicy`` with a sparse actor and critic (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+    needs_box_actions = False
+
+
+class TarDQNMultiInputPolicy(TarPolicy, DQNMultiInputPolicy):
+    """DQN's ``MultiInputPolicy`` with a sparse Q-network and target (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+    needs_box_actions = False
+
+
+class TarQRDQNMultiInputPolicy(TarPolicy, QRDQNMultiInputPolicy):
+    """QR-DQN's ``MultiInputPolicy`` with a sparse quantile network and target (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+    needs_box_actions = False
+
+
+class TarCnnPolicy(BasePolicy):
+    """Registered as ``"TarCnnPolicy"`` only to refuse it clearly: image (CNN) policies are not supported."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TarCnnPolicy:
+        algorithm, _ = _who_builds()
+        algo = type(algorithm).__name__ if algorithm is not None else "this algorithm"
+        aliases = [alias for alias, table in TAR_POLICY_ALIASES.items()
+                   if algorithm is None or _expected_policy(algorithm, alias) is not None]
+        raise ValueError(
+            f"{CNN_ALIAS} is not supported: sb3-tar prunes MLP networks, not convolutional features extractors. "
+            f"{algo} supports policy={' or '.join(repr(a) for a in aliases)}; for image observations train a dense "
+            "'CnnPolicy', or flatten the observations and use 'TarMlpPolicy'"
+        )
+
+
+TAR_POLICIES = {SAC: TarSACPolicy, TD3: TarTD3Policy, DDPG: TarTD3Policy, TQC: TarTQCPolicy, CrossQ: TarCrossQPolicy,
+                PPO: TarActorCriticPolicy, A2C: TarActorCriticPolicy, DQN: TarDQNPolicy, QRDQN: TarQRDQNPolicy}
+TAR_MULTI_INPUT_POLICIES = {
+    SAC: TarSACMultiInputPolicy, TD3: TarTD3MultiInputPolicy, DDPG: TarTD3MultiInputPolicy, TQC: TarTQCMultiInputPolicy,
+    PPO: TarMultiInputActorCriticPolicy, A2C: TarMultiInputActorCriticPolicy, DQN: TarDQNMultiInputPolicy,
+    QRDQN: TarQRDQNMultiInputPolicy,
+}
+TAR_POLICY_ALIASES = {ALIAS: TAR_POLICIES, MULTI_INPUT_ALIAS: TAR_MULTI_INPUT_POLICIES}
 
 
 def register_policies() -> None:
-    """Register ``"TarMlpPolicy"`` in each supported algorithm's ``policy_aliases``."""
-    for algorithm, policy in TAR_POLICIES.items():
-        algorithm.policy_aliases[ALIAS] = policy
+    """Register ``"TarMlpPolicy"``, ``"TarMultiInputPolicy"`` (and the refusing ``"TarCnnPolicy"``) in each algorithm's ``policy_aliases``."""
+    for alias, table in TAR_POLICY_ALIASES.items():
+        for algorithm, policy in table.items():
+            algorithm.policy_aliases[alias] = policy
+    for algorithm in TAR_POLICIES:
+        algorithm.policy_aliases[CNN_ALIAS] = TarCnnPolicy
 
 
-__all__ = ["ALIAS", "TAR_POLICIES", "TarCrossQPolicy", "TarPolicy", "TarSACPolicy",
-           "TarTD3Policy", "TarTQCPolicy", "register_policies"]
+__all__ = ["ALIAS", "CNN_ALIAS", "MULTI_INPUT_ALIAS", "TAR_MULTI_INPUT_POLICIES", "TAR_POLICIES", "TAR_POLICY_ALIASES",
+           "TarActorCriticPolicy", "TarCnnPolicy", "TarCrossQPolicy", "TarDQNMultiInputPolicy", "TarDQNPolicy",
+           "TarMultiInputActorCriticPolicy", "TarPolicy", "TarQRDQNMultiInputPolicy", "TarQRDQNPolicy",
+           "TarSACMultiInputPolicy", "TarSACPolicy", "TarTD3MultiInputPolicy", "TarTD3Policy",
+           "TarTQCMultiInputPolicy", "TarTQCPolicy", "register_policies"]
