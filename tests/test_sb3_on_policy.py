@@ -89,10 +89,8 @@ def test_each_network_has_its_own_mask_and_its_own_exact_count(algo):
         assert plan.revived == min(round(0.02 * plan.total), plan.kept)
 
 
-@pytest.mark.parametrize("algo", NEW_ALGOS)
+@pytest.mark.parametrize("algo", [DQN, QRDQN])  # PPO and A2C have no target network
 def test_a_value_based_target_network_takes_its_q_networks_mask(algo):
-    if algo in ON_POLICY_ALGOS:
-        pytest.skip("PPO and A2C have no target network")
     agent = sb3_tar.sparse_agent(make_any_model(algo, sparsity=0.8, criterion="random"))
     (network,) = agent.networks
     targets = agent.target_weights(network)
