@@ -25,6 +25,7 @@ from sb3_tar.engine import (
 )
 from sb3_tar import __version__
 from sb3_tar.experiments.commands import add_experiment_commands
+from sb3_tar.export.cli import add_export_command
 from sb3_tar.experiments.config import ALGORITHMS, METHODS, RunConfig, run_hyperparams
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(run=train_command)
     add_experiment_commands(commands)
+    add_export_command(commands)
     return parser
 
 

@@ -1,0 +1,87 @@
+"""``sb3-tar export MODEL.zip OUT``: write a saved model's deterministic actor for deployment."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
+
+
+def algorithm_class(name: str) -> type:
+    """The SB3 / sb3-contrib class of an algorithm name."""
+    if name in ("tqc", "crossq"):
+        import sb3_contrib
+
+        return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ}[name]
+    import stable_baselines3
+
+    return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG}[name]
+
+
+def saved_algorithm(path: Path) -> str:
+    """The algorithm a saved model's policy belongs to (TD3 for TD3 and DDPG models: they share it)."""
+    from sb3_contrib.crossq.policies import CrossQPolicy
+    from sb3_contrib.tqc.policies import TQCPolicy
+    from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.sac.policies import SACPolicy
+    from stable_baselines3.td3.policies import TD3Policy
+
+    data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+    policy_class = (data or {}).get("policy_class")
+    for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq")):
+        if isinstance(policy_class, type) and issubclass(policy_class, base):
+            return name
+    raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is not one of SAC, TD3, "
+                     "DDPG, TQC or CrossQ's; sb3-tar exports the actors of those algorithms (or pass --algo)")
+
+
+def load_model(path: str | Path, algo: str | None = None) -> Any:
+    """A saved SB3 model, on the CPU, of ``algo`` or of the algorithm its policy belongs to."""
+    import sb3_tar  # noqa: F401  (registers "TarMlpPolicy" when SB3 loads)
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model {str(path)!r}: no such file")
+    return algorithm_class(algo or saved_algorithm(path)).load(path, device="cpu")
+
+
+def export_command(args: argparse.Namespace) -> None:
+    from sb3_tar.export.extract import export_actor
+    from sb3_tar.runtime.actor import load_actor
+    from sb3_tar.runtime.encoding import encoded_sizes
+
+    model = load_model(args.model, args.algo)
+    path = export_actor(model, args.output)
+    actor = load_actor(path)
+    dense_bytes = sum(encoded_sizes(layer.out_features, layer.in_features, layer.kept)["dense"]
+                      + 4 * layer.out_features * layer.has_bias for layer in actor.linear_layers())
+    size = path.stat().st_size
+    bounds = "rescaled to" if actor.action_bounds == "rescale" else "clipped to"
+    print(f"exported the deterministic actor of {args.model} ({type(model).__name__}, {type(model.policy).__name__}: "
+          f"{actor.metadata['deterministic_action']}, {bounds} the action bounds) to {path}")
+    print(f"{actor.kept:,} of {actor.total:,} weights kept; {size:,} bytes "
+          f"({size / dense_bytes:.3f}x its layers' dense float32 weights and biases, {dense_bytes:,} bytes)")
+    print(actor.describe())
+    if args.onnx:
+        from sb3_tar.export.onnx_export import export_onnx
+
+        onnx_path = export_onnx(actor, args.onnx)
+        print(f"ONNX: {onnx_path} ({onnx_path.stat().st_size:,} bytes)")
+    print(f"run it with torch alone: from sb3_tar.runtime import load_actor; actor = load_actor({str(path)!r})")
+
+
+def add_export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="write a saved model's deterministic actor for deployment (kept weights only; runs without SB3)",
+        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC or CrossQ model (sparse or dense): "
+                    "kept weights only, in a compact encoding, with its activation, squash and action bounds. "
+                    "Load it with sb3_tar.runtime.load_actor (torch only).")
+    export.add_argument("model", help="a model saved by SB3 (model.save): MODEL.zip")
+    export.add_argument("output", help="the actor file to write")
+    export.add_argument("--algo", choices=ALGORITHMS,
+                        help="the model's algorithm (default: from its policy; DDPG models load as TD3: the same "
+                             "actor)")
+    export.add_argument("--onnx", help="also write the actor as ONNX to this file (needs the export extra)")
+    export.set_defaults(run=export_command)

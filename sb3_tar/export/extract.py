@@ -1,0 +1,191 @@
+"""From an SB3 model to an ``ActorSpec``: the deterministic actor with its kept weights only.
+
+What ``model.predict(obs, deterministic=True)`` computes, layer by layer:
+
+- the observation as float32 (divided by 255 for image observations, as SB3's ``preprocess_obs``
+  does), flattened (``MlpPolicy``'s ``FlattenExtractor``);
+- SAC, TQC and CrossQ: ``latent_pi`` (CrossQ's ``BatchRenorm`` layers in evaluation mode), ``mu``
+  (with gSDE's ``clip_mean`` Hardtanh when present), then ``tanh``: the mode of the squashed
+  Gaussian; the ``log_std`` head is not exported, a deterministic action does not use it;
+- TD3 and DDPG: ``mu``, whose last layer is already a ``tanh``;
+- the action mapped to the action space's bounds as ``BasePolicy.predict`` does: rescaled from
+  [-1, 1] for a squashing policy (all five), clipped otherwise.
+
+Kept weights are those of the model's masks (``sparse_agent(model)``: ``TarMlpPolicy``,
+``TARCallback`` and ``DSTCallback`` models); a model without masks exports dense. Observation
+normalization by a ``VecNormalize`` wrapper is not part of the model and is not exported: apply
+its statistics to the observations first.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+from sb3_tar.runtime.fileformat import write_actor
+from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Linear, Normalization
+
+_ACTIVATION_NAMES = {cls: name for name, (cls, _) in ACTIVATIONS.items()}
+_SKIPPED = (nn.Identity, nn.Dropout)  # identity functions at inference
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _kept_masks(model: Any) -> dict[str, torch.Tensor]:
+    """Weight name -> mask, for a model sb3-tar sparsified; empty for a dense model."""
+    from sb3_tar.sb3.agent import sparse_agent
+
+    try:
+        agent = sparse_agent(model)
+    except ValueError:
+        return {}
+    return {name: agent.masks[name] for name in agent.masks.names()}
+
+
+class _Collector:
+    def __init__(self, policy: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+        self.names = {id(module): name for name, module in policy.named_modules()}
+        self.masks = masks
+        self.layers: list[Layer] = []
+
+    def add(self, module: nn.Module) -> None:
+        name = self.names.get(id(module), type(module).__name__)
+        if isinstance(module, nn.Sequential):
+            for child in module:
+                self.add(child)
+        elif isinstance(module, nn.Linear):
+            self.layers.append(self._linear(module, name))
+        elif isinstance(module, nn.Hardtanh):  # nn.ReLU6 too
+            self.layers.append(Activation("hardtanh", {"min_val": float(module.min_val),
+                                                       "max_val": float(module.max_val)}))
+        elif type(module) in _ACTIVATION_NAMES:
+            activation = _ACTIVATION_NAMES[type(module)]
+            self.layers.append(Activation(activation, {option: getattr(module, option)
+                                                       for option in ACTIVATIONS[activation][1]}))
+        elif _is_batch_renorm(module):
+            self.layers.append(_normalization(module, name))
+        elif not isinstance(module, _SKIPPED):
+            raise ValueError(
+                f"model: the actor's layer {name} ({type(module).__name__}) cannot be exported; supported: nn.Linear, "
+                f"sb3-contrib's BatchRenorm, nn.Identity/nn.Dropout and the activations {sorted(ACTIVATIONS)}"
+            )
+
+    def _linear(self, module: nn.Linear, name: str) -> Linear:
+        weight = module.weight.detach().cpu().to(torch.float32).clone()
+        mask = self.masks.get(f"{name}.weight")
+        mask = torch.ones_like(weight, dtype=torch.bool) if mask is None else mask.detach().cpu().to(torch.bool)
+        pruned_nonzero = int(weight[~mask].count_nonzero())
+        if pruned_nonzero:
+            raise ValueError(
+                f"model: {pruned_nonzero} weights of {name}.weight are non-zero where its mask prunes them, so its "
+                "weights are not the sparse network the masks describe (was it trained further without its masks?)"
+            )
+        bias = None if module.bias is None else module.bias.detach().cpu().to(torch.float32).clone()
+        return Linear(weight, mask, bias, name)
+
+
+def _is_batch_renorm(module: nn.Module) -> bool:
+    try:
+        from sb3_contrib.common.torch_layers import BatchRenorm
+    except ImportError:
+        return False
+    return isinstance(module, BatchRenorm)
+
+
+def _normalization(module: nn.Module, name: str) -> Normalization:
+    """A BatchRenorm layer in evaluation mode (running statistics), as SB3 computes it."""
+    mean = module.ra_mean.detach().cpu().to(torch.float32).clone()
+    std = (module.ra_var.detach().cpu().to(torch.float32) + module.eps).sqrt()
+    scale = module.scale.detach().cpu().to(torch.float32).clone() if module.affine else None
+    shift = module.bias.detach().cpu().to(torch.float32).clone() if module.affine else None
+    return Normalization(mean, std, scale, shift, name)
+
+
+def actor_spec(model: Any) -> ActorSpec:
+    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ), kept weights only.
+
+    :param model: an SB3 algorithm (or its policy) with an ``MlpPolicy`` or ``TarMlpPolicy``, sparse
+        (``TarMlpPolicy``, ``TARCallback``, ``DSTCallback``) or dense.
+    :raises ValueError: naming what cannot be exported (observation or action space, features
+        extractor, a layer type), or a weight that is non-zero where its mask prunes it.
+    """
+    policy = getattr(model, "policy", model)
+    actor = getattr(policy, "actor", None)
+    if actor is None or not hasattr(actor, "mu"):
+        raise ValueError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
+                         "actors of SAC, TD3, DDPG, TQC and CrossQ")
+    observation_space, action_space = policy.observation_space, policy.action_space
+    if not isinstance(observation_space, spaces.Box):
+        raise ValueError(f"model: observation space {observation_space} is not a Box; the exported actor takes Box "
+                         "observations (dict and discrete observations are not supported)")
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(f"model: action space {action_space} is not a Box; the exported actor returns continuous "
+                         "actions")
+    extractor = actor.features_extractor
+    if not isinstance(extractor, (FlattenExtractor, nn.Flatten)):
+        raise ValueError(f"model: the actor's features extractor is a {type(extractor).__name__}; the exported actor "
+                         "supports MlpPolicy's FlattenExtractor only")
+
+    collector = _Collector(policy, _kept_masks(model))
+    if hasattr(actor, "latent_pi"):  # SAC, TQC, CrossQ: the mode of a squashed Gaussian is tanh(mu)
+        collector.add(actor.latent_pi)
+        collector.add(actor.mu)
+        squashed = isinstance(actor.action_dist, SquashedDiagGaussianDistribution) or (
+            isinstance(actor.action_dist, StateDependentNoiseDistribution) and actor.action_dist.bijector is not None)
+        if squashed:
+            collector.layers.append(Activation("tanh"))
+        action = "tanh(mu)" if squashed else "mu"
+    else:  # TD3, DDPG: mu ends with its own tanh
+        collector.add(actor.mu)
+        action = "mu"
+
+    divisor = 255.0 if actor.normalize_images and is_image_space(observation_space) else None
+    algorithm = model if hasattr(model, "policy") else None
+    linear = [layer for layer in collector.layers if isinstance(layer, Linear)]
+    metadata = {
+        "algorithm": type(algorithm).__name__ if algorithm is not None else None,
+        "policy": type(policy).__name__,
+        "deterministic_action": action,
+        "action_bounds": "rescale" if policy.squash_output else "clip",
+        "kept_weights": sum(layer.kept for layer in linear),
+        "weights": sum(layer.mask.numel() for layer in linear),
+        "observation_dtype": str(observation_space.dtype),
+        "versions": {package: _package_version(package)
+                     for package in ("sb3-tar", "stable-baselines3", "sb3-contrib", "torch")},
+    }
+    return ActorSpec(
+        observation_shape=tuple(observation_space.shape),
+        observation_divisor=divisor,
+        layers=tuple(collector.layers),
+        action_shape=tuple(action_space.shape),
+        action_low=torch.as_tensor(action_space.low, dtype=torch.float32).reshape(action_space.shape),
+        action_high=torch.as_tensor(action_space.high, dtype=torch.float32).reshape(action_space.shape),
+        action_bounds="rescale" if policy.squash_output else "clip",
+        metadata=metadata,
+    )
+
+
+def export_actor(model: Any, path: str | Path) -> Path:
+    """Write the model's deterministic actor to ``path``: kept weights only, in a compact encoding.
+
+    Load it with ``sb3_tar.runtime.load_actor(path)`` (torch only). Its actions equal
+    ``model.predict(obs, deterministic=True)``.
+
+    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC or CrossQ, sparse or dense.
+    :param path: the file to write (parent folders are created).
+    :return: the path written.
+    """
+    return write_actor(actor_spec(model), path)

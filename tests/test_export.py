@@ -1,0 +1,374 @@
+"""The deployable actor: ``export_actor`` writes it small, ``load_actor`` runs it with torch alone, and
+its actions are ``model.predict(obs, deterministic=True)``'s, for every algorithm and every way a
+model becomes sparse."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import TQC, CrossQ
+from stable_baselines3 import DDPG, SAC, TD3
+
+import sb3_tar
+from sb3_tar.cli import main
+from sb3_tar.export import actor_spec, export_actor
+from sb3_tar.runtime import MEASURED_RULE, DeployedActor, KernelRule, Linear, load_actor, read_actor
+from sb3_tar.runtime.actor import LinearLayer
+from sb3_tar.runtime.encoding import decode, encode, encoded_sizes, pack_bits, unpack_bits
+
+ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
+LEARN_STEPS = 300
+OBSERVATIONS = 1000
+TOLERANCE = 1e-5
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+class AsymmetricBoxes(gym.Env):
+    """Float64 observations and a 3-d action space with bounds nowhere symmetric: catches rescaling bugs."""
+
+    observation_space = gym.spaces.Box(-3.0, 3.0, (5,), np.float64)
+    action_space = gym.spaces.Box(np.array([-1.0, 0.0, -5.0], np.float32), np.array([2.0, 10.0, -1.0], np.float32))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), -float(np.square(action).sum()), False, False, {}
+
+
+def rescaled_pendulum() -> gym.Env:
+    """Pendulum-v1 whose actions live in [-0.5, 3.0] instead of [-2, 2]."""
+    return gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), min_action=np.float32(-0.5), max_action=np.float32(3.0))
+
+
+def train(algo, policy: str = "TarMlpPolicy", env=None, steps: int = LEARN_STEPS, callback=None,
+          algo_kwargs: dict | None = None, **policy_kwargs):
+    """A small model ([32, 32], sparsity 0.9) after ``steps`` environment steps (learning from step 50)."""
+    policy_kwargs.setdefault("net_arch", [32, 32])
+    if policy == "TarMlpPolicy":  # TAR's revival keeps the 32-wide critics' output layers connected
+        policy_kwargs.setdefault("sparsity", 0.9)
+        policy_kwargs.setdefault("recovery_ratio", 0.02)
+    model = algo(policy, env if env is not None else "Pendulum-v1", seed=0, learning_starts=50, batch_size=32,
+                 buffer_size=1000, policy_kwargs=policy_kwargs, device="cpu", **(algo_kwargs or {}))
+    if steps:
+        model.learn(steps, callback=callback)
+    return model
+
+
+def observations(model, count: int = OBSERVATIONS) -> np.ndarray:
+    space = model.observation_space
+    space.seed(1)
+    return np.stack([space.sample() for _ in range(count)])
+
+
+def assert_actions_equal_predict(model, path: Path, kernels: tuple[str, ...] = ("auto", "dense", "csr")) -> None:
+    obs = observations(model)
+    expected, _ = model.predict(obs, deterministic=True)
+    for kernel in kernels:
+        actor = load_actor(path, kernels=kernel)
+        with torch.no_grad():
+            actions = actor(torch.as_tensor(obs)).numpy()
+            one_by_one = np.stack([actor(torch.as_tensor(o))[0].numpy() for o in obs[:25]])
+        assert actions.shape == expected.shape
+        np.testing.assert_allclose(actions, expected, rtol=0, atol=TOLERANCE, err_msg=f"kernels={kernel}")
+        np.testing.assert_allclose(one_by_one, expected[:25], rtol=0, atol=TOLERANCE,
+                                   err_msg=f"kernels={kernel}, batch 1")
+
+
+@pytest.mark.parametrize("model_class", ALL_ALGOS)
+def test_the_exported_actor_acts_as_predict_deterministic_with_rescaled_bounds(model_class, tmp_path):
+    model = train(model_class, env=rescaled_pendulum())
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    assert_actions_equal_predict(model, path)
+    spec = read_actor(path)
+    assert spec.action_bounds == "rescale"
+    np.testing.assert_array_equal(spec.action_low.numpy(), [-0.5])
+    np.testing.assert_array_equal(spec.action_high.numpy(), [3.0])
+    squash = "tanh(mu)" if model_class in (SAC, TQC, CrossQ) else "mu"
+    assert spec.metadata["deterministic_action"] == squash
+    assert spec.layers[-1].name == "tanh"
+
+
+@pytest.mark.parametrize("model_class", [SAC, TD3])
+def test_multi_dimensional_asymmetric_bounds_and_float64_observations(model_class, tmp_path):
+    model = train(model_class, env=AsymmetricBoxes(), steps=200)
+    assert_actions_equal_predict(model, export_actor(model, tmp_path / "actor.sb3tar"))
+
+
+@pytest.mark.parametrize("model_class", ALL_ALGOS)
+def test_a_dense_mlp_policy_exports_dense(model_class, tmp_path):
+    model = train(model_class, "MlpPolicy")
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    spec = read_actor(path)
+    assert spec.kept == spec.total
+    assert all(layer["encoding"] == "dense" for layer in json_layers(path) if layer["type"] == "linear")
+    assert_actions_equal_predict(model, path, kernels=("auto",))
+
+
+@pytest.mark.parametrize("model_class", [SAC, TD3])
+def test_a_tanh_activation_is_recorded_and_reproduced(model_class, tmp_path):
+    model = train(model_class, "TarMlpPolicy", activation_fn=torch.nn.Tanh)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    hidden = [layer["name"] for layer in json_layers(path) if layer["type"] == "activation"][:-1]
+    assert hidden == ["tanh", "tanh"]
+    assert_actions_equal_predict(model, path)
+
+
+def test_gsde_actor_exports_with_its_mean_clip(tmp_path):
+    model = train(SAC, "TarMlpPolicy", algo_kwargs={"use_sde": True})
+    spec = actor_spec(model)
+    assert [layer.name for layer in spec.layers[-2:]] == ["hardtanh", "tanh"]
+    assert_actions_equal_predict(model, export_actor(model, tmp_path / "actor.sb3tar"))
+
+
+def test_tar_callback_masks_are_the_exported_ones(tmp_path):
+    model = train(SAC, "MlpPolicy", callback=sb3_tar.TARCallback(sparsity=0.9, recovery_ratio=0.01))
+    assert_exports_its_masks(model, tmp_path)
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_dst_callback_masks_are_the_exported_ones(method, tmp_path):
+    model = train(TD3, "MlpPolicy", callback=sb3_tar.DSTCallback(method, sparsity=0.9, update_interval=50))
+    assert_exports_its_masks(model, tmp_path)
+
+
+def assert_exports_its_masks(model, tmp_path: Path) -> None:
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    masks = sb3_tar.sparse_agent(model).masks
+    for layer in read_actor(path).linear_layers():
+        name = f"{layer.name}.weight"
+        if name in masks:
+            assert torch.equal(layer.mask, masks[name].cpu()), name
+    assert_actions_equal_predict(model, path, kernels=("auto", "csr"))
+
+
+def test_a_loaded_model_exports_the_same_actor(tmp_path):
+    model = train(CrossQ)
+    model.save(tmp_path / "model.zip")
+    loaded = CrossQ.load(tmp_path / "model.zip", device="cpu")
+    first = export_actor(model, tmp_path / "a.sb3tar").read_bytes()
+    second = export_actor(loaded, tmp_path / "b.sb3tar").read_bytes()
+    assert first == second
+
+
+def test_a_masked_weight_that_is_not_zero_is_refused(tmp_path):
+    model = train(SAC, steps=0)
+    weight = model.policy.actor.latent_pi[2].weight
+    mask = sb3_tar.sparse_agent(model).masks["actor.latent_pi.2.weight"]
+    with torch.no_grad():
+        weight[~mask.to(weight.device)] = 0.5
+    with pytest.raises(ValueError, match=r"actor\.latent_pi\.2\.weight are non-zero where its mask prunes them"):
+        export_actor(model, tmp_path / "actor.sb3tar")
+
+
+def test_unsupported_spaces_are_refused_by_name(tmp_path):
+    model = DDPG("MultiInputPolicy", gym.wrappers.TransformObservation(
+        gym.make("Pendulum-v1"), lambda obs: {"state": obs},
+        gym.spaces.Dict({"state": gym.make("Pendulum-v1").observation_space})), buffer_size=10, device="cpu")
+    with pytest.raises(ValueError, match="observation space Dict"):
+        export_actor(model, tmp_path / "actor.sb3tar")
+
+
+class TinyImages(gym.Env):
+    observation_space = gym.spaces.Box(0, 255, (3, 6, 6), np.uint8)
+    action_space = gym.spaces.Box(-2.0, 1.0, (2,), np.float32)
+
+
+def test_image_observations_are_divided_by_255_as_sb3_does(tmp_path):
+    model = SAC("MlpPolicy", TinyImages(), buffer_size=10, policy_kwargs={"net_arch": [16]}, device="cpu", seed=0)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    assert read_actor(path).observation_divisor == 255.0
+    assert_actions_equal_predict(model, path, kernels=("auto",))
+
+
+# ---------------------------------------------------------------- without SB3
+
+RUN_WITHOUT_SB3 = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('stable_baselines3', 'sb3_contrib', 'gymnasium'):
+            raise ImportError(f'{name} is blocked in this test')
+sys.meta_path.insert(0, Block())
+import torch
+from sb3_tar.runtime import load_actor
+data = torch.load(sys.argv[2])
+actor = load_actor(sys.argv[1])
+with torch.no_grad():
+    error = (actor(data['observations']) - data['actions']).abs().max().item()
+loaded = [name for name in ('stable_baselines3', 'sb3_contrib', 'gymnasium') if name in sys.modules]
+print(error, loaded, type(actor).__mro__[-2].__name__)
+"""
+
+
+def test_loading_and_running_an_actor_imports_neither_sb3_nor_gymnasium(tmp_path):
+    model = train(SAC)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    obs = observations(model)
+    actions, _ = model.predict(obs, deterministic=True)
+    torch.save({"observations": torch.as_tensor(obs), "actions": torch.as_tensor(actions)}, tmp_path / "data.pt")
+    result = subprocess.run([sys.executable, "-c", RUN_WITHOUT_SB3, str(path), str(tmp_path / "data.pt")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    error, loaded, base = result.stdout.split(maxsplit=2)
+    assert float(error) <= TOLERANCE
+    assert loaded == "[]"
+    assert base.strip() == "Module"  # an nn.Module
+
+
+# ---------------------------------------------------------------- size and encodings
+
+
+def json_layers(path: Path) -> list[dict]:
+    from sb3_tar.runtime.fileformat import read_header
+
+    return read_header(path)[0]["layers"]
+
+
+def state_dict_bytes(module: torch.nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def test_at_sparsity_0_9_the_file_is_at_most_a_fifth_of_the_dense_actor(tmp_path):
+    sparse = train(SAC, net_arch=[256, 256], steps=0)
+    dense = train(SAC, "MlpPolicy", net_arch=[256, 256], steps=0)
+    size = export_actor(sparse, tmp_path / "actor.sb3tar").stat().st_size
+    assert size <= 0.2 * state_dict_bytes(dense.actor)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (64, 300), (300, 70_000)])
+@pytest.mark.parametrize("density", [1.0, 0.5, 0.1, 0.01, 0.0])
+def test_every_encoding_round_trips_weights_and_masks(shape, density):
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.rand(shape, generator=generator) < density
+    weight = torch.randn(shape, generator=generator) * mask
+    chosen, arrays = encode(weight, mask)
+    sizes = encoded_sizes(*shape, int(mask.sum()), int(mask.sum(dim=1).max()))
+    assert sizes[chosen] == min(sizes.values())
+    assert sum(tensor.numel() * tensor.element_size() for _, tensor in arrays.values()) == sizes[chosen]
+    decoded_weight, decoded_mask = decode(chosen, arrays, *shape)
+    assert torch.equal(decoded_weight, weight)
+    assert torch.equal(decoded_mask, mask if chosen != "dense" else torch.ones(shape, dtype=torch.bool))
+
+
+def test_bits_pack_as_numpy_packbits_little_endian():
+    bits = torch.rand(1001, generator=torch.Generator().manual_seed(0)) < 0.3
+    packed = pack_bits(bits)
+    assert packed.numpy().tobytes() == np.packbits(bits.numpy(), bitorder="little").tobytes()
+    assert torch.equal(unpack_bits(packed, bits.numel()), bits)
+
+
+def test_a_kept_weight_equal_to_zero_stays_kept(tmp_path):
+    mask = torch.tensor([[True, False], [True, True]])
+    weight = torch.tensor([[0.0, 0.0], [1.5, -2.0]])  # a kept weight may be 0.0 (DST regrows at 0.0)
+    chosen, arrays = encode(weight, mask)
+    assert chosen == "dense" or torch.equal(decode(chosen, arrays, 2, 2)[1], mask)
+
+
+def test_a_truncated_or_foreign_file_is_refused(tmp_path):
+    path = export_actor(train(TD3, steps=0), tmp_path / "actor.sb3tar")
+    data = path.read_bytes()
+    (tmp_path / "cut.sb3tar").write_bytes(data[:-3])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_actor(tmp_path / "cut.sb3tar")
+    (tmp_path / "model.zip").write_bytes(b"PK\x03\x04" + data)
+    with pytest.raises(ValueError, match="not an sb3-tar actor file"):
+        load_actor(tmp_path / "model.zip")
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def test_the_shipped_kernel_rule_is_the_one_measured_in_the_benchmark():
+    measured = json.loads((REPOSITORY / "benchmarks/results/export.json").read_text())["result"]["kernel_rule"]
+    table = {int(batch): {int(size): density for size, density in sizes.items()}
+             for batch, sizes in measured["csr_max_density"].items()}
+    assert table == {batch: dict(sizes) for batch, sizes in MEASURED_RULE.csr_max_density.items()}
+
+
+def test_the_rule_runs_small_layers_dense_and_picks_csr_only_below_the_measured_density():
+    rule = KernelRule({1: {256 * 256: 0.05}, 256: {256 * 256: 0.1, 1024 * 1024: 0.2}})
+    assert rule.kernel(256, 17, 10, batch=256) == "dense"  # smaller than any measured layer
+    assert rule.kernel(256, 256, int(0.1 * 256 * 256), batch=256) == "csr"
+    assert rule.kernel(256, 256, int(0.15 * 256 * 256), batch=256) == "dense"
+    assert rule.kernel(2048, 2048, int(0.15 * 2048 * 2048), batch=256) == "csr"  # the 1024x1024 entry applies
+    assert rule.kernel(256, 256, int(0.1 * 256 * 256), batch=1) == "dense"
+    assert rule.kernel(256, 256, int(0.1 * 256 * 256), batch=16) == "dense"  # between rows: both must agree
+    assert rule.kernel(256, 256, int(0.03 * 256 * 256), batch=16) == "csr"
+    assert rule.possible_kernels(256, 256, int(0.1 * 256 * 256)) == {"dense", "csr"}
+
+
+def test_an_actor_loaded_for_one_batch_size_keeps_one_copy_of_each_layer(tmp_path):
+    model = train(SAC, net_arch=[256, 256], steps=0, sparsity=0.98, recovery_ratio=0.01)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    rule = KernelRule({1: {256 * 256: 0.0}, 256: {256 * 256: 0.5}})
+    spec = read_actor(path)
+    for batch, kept in ((1, "dense_weight"), (256, "csr_weight")):
+        actor = DeployedActor(spec, batch_size=batch, rule=rule)
+        hidden = [layer for layer in actor.layers if isinstance(layer, LinearLayer)
+                  and layer.in_features == layer.out_features == 256]
+        assert all(getattr(layer, kept) is not None for layer in hidden)
+        assert all(getattr(layer, other) is None for layer in hidden
+                   for other in {"dense_weight", "csr_weight"} - {kept})
+        obs = torch.as_tensor(observations(model, 300))
+        expected, _ = model.predict(obs.numpy(), deterministic=True)
+        np.testing.assert_allclose(actor(obs).numpy(), expected, atol=TOLERANCE, rtol=0)  # other sizes still run
+
+
+def test_bad_kernel_settings_are_refused_by_name(tmp_path):
+    spec = read_actor(export_actor(train(TD3, steps=0), tmp_path / "actor.sb3tar"))
+    with pytest.raises(ValueError, match=r"kernels='sparse' must be one of \['auto', 'dense', 'csr'\]"):
+        DeployedActor(spec, kernels="sparse")
+    with pytest.raises(ValueError, match="batch_size=0 must be a positive integer"):
+        DeployedActor(spec, batch_size=0)
+
+
+def test_a_linear_layer_with_weights_outside_its_mask_is_refused():
+    with pytest.raises(ValueError, match="1 weights are non-zero where the mask prunes them"):
+        Linear(torch.tensor([[1.0, 2.0]]), torch.tensor([[True, False]]), None, "l")
+
+
+# ---------------------------------------------------------------- ONNX and the command line
+
+
+def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(tmp_path):
+    pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
+    pytest.importorskip("onnxscript", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime (export extra)")
+    from sb3_tar.export.onnx_export import export_onnx
+
+    model = train(SAC, env=rescaled_pendulum(), net_arch=[64, 64])
+    path = export_onnx(export_actor(model, tmp_path / "actor.sb3tar"), tmp_path / "actor.onnx")
+    session = ort.InferenceSession(str(path))
+    obs = observations(model)
+    expected, _ = model.predict(obs, deterministic=True)
+    actions = session.run(None, {"observation": obs.astype(np.float32)})[0]
+    np.testing.assert_allclose(actions, expected, atol=TOLERANCE, rtol=0)
+    import onnx
+
+    assert len(onnx.load(str(path)).graph.sparse_initializer) >= 1  # the sparse hidden layer is stored sparse
+
+
+def test_sb3_tar_export_writes_the_actor_of_a_saved_model(tmp_path, capsys):
+    model = train(DDPG, env=rescaled_pendulum())
+    model.save(tmp_path / "model.zip")
+    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "out" / "actor.sb3tar")])
+    printed = capsys.readouterr().out
+    assert "weights kept" in printed and "actor.mu.2" in printed
+    assert_actions_equal_predict(model, tmp_path / "out" / "actor.sb3tar", kernels=("auto",))
+
+
+def test_sb3_tar_export_names_a_missing_model(tmp_path):
+    with pytest.raises(SystemExit, match="sb3-tar export: model .*missing.zip'?: no such file"):
+        main(["export", str(tmp_path / "missing.zip"), str(tmp_path / "actor.sb3tar")])
