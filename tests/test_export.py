@@ -25,7 +25,7 @@ from sb3_tar.runtime.actor import LinearLayer
 from sb3_tar.runtime.encoding import decode, encode, encoded_sizes, pack_bits, unpack_bits
 
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
-LEARN_STEPS = 300
+LEARN_STEPS = 150
 OBSERVATIONS = 1000
 TOLERANCE = 1e-5
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_at_sparsity_0_9_the_file_is_at_most_a_fifth_of_the_dense_actor(tmp_path
     assert size <= 0.2 * state_dict_bytes(dense.actor)
 
 
-@pytest.mark.parametrize("shape", [(7, 5), (64, 300), (300, 70_000)])
+@pytest.mark.parametrize("shape", [(7, 5), (64, 300), (40, 70_000)])  # uint8, uint16 and int32 indices
 @pytest.mark.parametrize("density", [1.0, 0.5, 0.1, 0.01, 0.0])
 def test_every_encoding_round_trips_weights_and_masks(shape, density):
     generator = torch.Generator().manual_seed(0)
