@@ -27,12 +27,16 @@ _SB3_NAMES = ("DSTCallback", "MaskDriftError", "MaskMismatchError", "SparseAgent
               "TarMultiInputActorCriticPolicy", "TarQRDQNMultiInputPolicy", "TarQRDQNPolicy", "TarSACMultiInputPolicy",
               "TarSACPolicy", "TarTD3MultiInputPolicy", "TarTD3Policy", "TarTQCMultiInputPolicy", "TarTQCPolicy",
               "sparse_agent")
-__all__ = [*_engine_all, *_SB3_NAMES, "__version__"]
+# The deployable actor: exporting needs SB3, running an exported actor needs only torch.
+_DEPLOY = {"export_actor": "sb3_tar.export", "load_actor": "sb3_tar.runtime"}
+__all__ = [*_engine_all, *_SB3_NAMES, *_DEPLOY, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SB3_NAMES:
         return getattr(importlib.import_module("sb3_tar.sb3"), name)
+    if name in _DEPLOY:
+        return getattr(importlib.import_module(_DEPLOY[name]), name)
     raise AttributeError(f"module 'sb3_tar' has no attribute {name!r}")
 
 
