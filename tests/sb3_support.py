@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import torch
 from sb3_contrib import QRDQN, TQC, CrossQ
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
@@ -104,3 +105,15 @@ def assert_moments_masked(agent: SparseAgent) -> None:
         for name, weight in agent.weights(network).items():
             for moment in moment_tensors(network.optimizer, weight):
                 assert torch.all(moment[~agent.masks[name]] == 0.0), f"{name}: a moment of a masked weight"
+
+
+class StepCounter(gym.Wrapper):
+    """Counts environment steps: a test checks that a refused setting took none."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        return super().step(action)

@@ -13,22 +13,12 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import TQC, CrossQ
-from sb3_support import ALL_ALGOS, ENV_ID, assert_masks_hold, kept_count, make_model
+from sb3_support import ALL_ALGOS, ENV_ID, StepCounter, assert_masks_hold, kept_count, make_model
 from stable_baselines3 import DDPG, SAC, TD3
 
 import sb3_tar
 from sb3_tar import PruningSettings, TARCallback, prune_and_revive, topology_report
 from sb3_tar.sb3.policies import TAR_POLICIES
-
-
-class StepCounter(gym.Wrapper):
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.steps = 0
-
-    def step(self, action):
-        self.steps += 1
-        return super().step(action)
 
 
 def refused(algo, tmp_path, message: str, *, env_id: str = ENV_ID, policy: str = "TarMlpPolicy",

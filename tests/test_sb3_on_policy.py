@@ -19,6 +19,7 @@ from sb3_support import (
     ON_POLICY_ALGOS,
     PPO_MINIBATCH_STEPS,
     StepChecker,
+    StepCounter,
     assert_masks_hold,
     assert_moments_masked,
     assert_sparsity,
@@ -40,16 +41,6 @@ LAYERS = {
                      "quantile_net.quantile_net.4.weight"],
 }
 LEARN_STEPS = 192  # PPO: 3 rollouts of 64 (24 minibatch steps); A2C: 24 steps; DQN: 142 steps
-
-
-class StepCounter(gym.Wrapper):
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.steps = 0
-
-    def step(self, action):
-        self.steps += 1
-        return super().step(action)
 
 
 class DictObservations(gym.ObservationWrapper):

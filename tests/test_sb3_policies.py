@@ -19,6 +19,7 @@ from sb3_support import (
     ALL_ALGOS,
     ENV_ID,
     StepChecker,
+    StepCounter,
     assert_masks_hold,
     assert_sparsity,
     kept_count,
@@ -222,16 +223,6 @@ BAD_SETTINGS = {
     "allocation": ({"sparsity": 0.5, "allocation": "even"}, "allocation='even' is not a revival allocation"),
     "budget": ({"sparsity": 0.5, "budget": "spare"}, "budget='spare' is not a revival budget mode"),
 }
-
-
-class StepCounter(gym.Wrapper):
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self.steps = 0
-
-    def step(self, action):
-        self.steps += 1
-        return super().step(action)
 
 
 @pytest.mark.parametrize("algo", ALL_ALGOS)
