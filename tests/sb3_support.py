@@ -9,7 +9,7 @@ from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_tar
-from sb3_tar.engine.dst import moment_tensors
+from sb3_tar.engine.masking import moment_tensors
 from sb3_tar.sb3.agent import SparseAgent
 
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]

@@ -358,7 +358,8 @@ def test_any_update_keeps_shapes_and_counts_and_is_deterministic_given_a_seed(
         before, after = masks[record.name], update.masks[record.name]
         assert after.dtype == torch.bool and after.shape == before.shape
         assert int(after.sum()) == int(before.sum())
-        assert record.dropped == record.regrown == round(drop_fraction * int(before.sum()))
+        active = int(before.sum())  # JaxPruner's count: keep round((1 - f) n), drop the rest
+        assert record.dropped == record.regrown == active - round((1 - drop_fraction) * active)
         assert int((before & ~after).sum()) == record.changed
         assert 0.0 <= record.churn <= 1.0
         assert torch.equal(after, again.masks[record.name])

@@ -6,9 +6,12 @@ import csv
 
 import pytest
 import torch
+import torch.optim.optimizer as torch_optimizer
 from sb3_contrib import TQC, CrossQ
 from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
+from sb3_support import assert_masks_hold
 
 import sb3_tar
 from sb3_tar import DSTCallback, cosine_drop_fraction
@@ -220,3 +223,34 @@ def test_each_update_is_logged(tmp_path):
 def test_bad_settings_are_rejected_when_the_callback_is_created(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DSTCallback(**kwargs)
+
+
+@pytest.mark.parametrize("policy", ["MlpPolicy", "TarMlpPolicy"])
+def test_the_callback_runs_its_masks_callback_and_hooks_only_this_models_optimizers(policy):
+    """Composed, not inherited: the masks come from a child TARCallback (plain policy) or the policy
+    (a child SparsityLogCallback checks them); the mask updates hang on this model's optimizers only."""
+    kwargs = {"sparsity": 0.8} if policy == "MlpPolicy" else {}
+    model = make_model(SAC, policy, **({} if policy == "MlpPolicy" else {"sparsity": 0.8}))
+    callback = DSTCallback("set", update_interval=INTERVAL, **kwargs)
+    expected = sb3_tar.TARCallback if policy == "MlpPolicy" else sb3_tar.SparsityLogCallback
+    assert type(callback.masks_callback) is expected and not isinstance(callback, sb3_tar.SparsityLogCallback)
+    bystander = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
+    process_wide = dict(torch_optimizer._global_optimizer_pre_hooks)
+    seen_during_training = []
+
+    class Probe(BaseCallback):
+        def _on_step(self):
+            optimizers = (model.actor.optimizer, model.critic.optimizer)
+            seen_during_training.append([len(optimizer._optimizer_step_pre_hooks) for optimizer in optimizers])
+            steps = callback.gradient_steps
+            bystander.step()  # another optimizer in the process: not this model's, not counted
+            assert callback.gradient_steps == steps
+            return True
+
+    model.learn(STEPS, callback=[callback, Probe()])
+    assert callback.agent is callback.masks_callback.agent and callback.history
+    assert dict(torch_optimizer._global_optimizer_pre_hooks) == process_wide
+    assert seen_during_training[-1] == [1, 1]
+    assert all(len(optimizer._optimizer_step_pre_hooks) == 0
+               for optimizer in (model.actor.optimizer, model.critic.optimizer)), "hooks left after training"
+    assert_masks_hold(callback.agent)

@@ -280,8 +280,9 @@ def test_masks_live_on_the_device_of_the_module(algo, device):
             assert agent.masks[name].device == weight.device
     model.learn(LEARN_STEPS)
     enforcement = enforcement_of(model.actor.optimizer)
-    assert all(multiplier.device == weight.device
-               for multiplier, weight in zip(enforcement.multipliers(), enforcement.weights))
+    tensors, multipliers = enforcement.masked()
+    assert all(multiplier.device == tensor.device and multiplier.dtype == tensor.dtype
+               for tensor, multiplier in zip(tensors, multipliers))
     assert_masks_hold(agent)
 
 

@@ -24,6 +24,7 @@ from sb3_tar.engine.dst import (
     is_dst_update_step,
 )
 from sb3_tar.engine.layers import PrunableLayer, prunable_layers
+from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.plan import LayerTopology, RevivalPlan, apply_masks, prune_and_revive
 from sb3_tar.engine.report import format_topology_table, plot_topology, topology_report
 from sb3_tar.engine.revival import ALLOCATIONS, connectivity_floor, coverage_probability
@@ -57,6 +58,7 @@ __all__ = [
     "generator_for",
     "get_criterion",
     "is_dst_update_step",
+    "multiply_masks",
     "plot_topology",
     "prunable_layers",
     "prune_and_revive",

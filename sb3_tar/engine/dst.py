@@ -38,23 +38,10 @@ from dataclasses import dataclass
 
 import torch
 
+from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.topk import top_k_mask
 
 DST_METHODS = ("set", "rigl")
-
-# Per-element optimizer state that torch initialises to zero; a regrown weight's entries are reset
-# to that initial state. Adam/AdamW/NAdam/RAdam: exp_avg, exp_avg_sq (and max_exp_avg_sq with
-# amsgrad); Adamax: exp_inf; SGD and RMSprop: momentum_buffer; RMSprop: square_avg, grad_avg.
-# Other per-element state (for example Rprop's step sizes) does not start at zero and is left alone.
-MOMENT_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg", "grad_avg")
-
-
-def moment_tensors(optimizer: torch.optim.Optimizer, parameter: torch.Tensor) -> list[torch.Tensor]:
-    """The optimizer's zero-initialised per-element state of ``parameter`` (Adam's moments, momentum, ...)."""
-    state = optimizer.state.get(parameter) or {}
-    return [moment for key in MOMENT_STATE_KEYS
-            if isinstance(moment := state.get(key), torch.Tensor) and moment.shape == parameter.shape]
-
 
 def _check_fraction(setting: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -303,8 +290,9 @@ def apply_mask_update(
 
     Every position that is not active both before and after the update (``update.surviving``) is
     zeroed in the weight, in each optimizer's zero-initialised per-element state
-    (``MOMENT_STATE_KEYS``: Adam's ``exp_avg`` and ``exp_avg_sq``, ``max_exp_avg_sq``, SGD's
-    ``momentum_buffer``, ...), and in the target weight. So a newly grown weight starts from 0.0 with
+    (``sb3_tar.engine.masking.MOMENT_STATE_KEYS``: Adam's ``exp_avg`` and ``exp_avg_sq``,
+    ``max_exp_avg_sq``, SGD's ``momentum_buffer``, ...), and in the target weight, by
+    ``sb3_tar.engine.masking.multiply_masks``. So a newly grown weight starts from 0.0 with
     fresh moments instead of stale ones (RLx2, rigl-torch and DS-TD3 leave Adam's moments stale),
     and a dropped weight leaves no moment behind that could revive it. Positions active before and
     after, churned ones included, are untouched.
@@ -329,13 +317,6 @@ def apply_mask_update(
                     f"target_weights[{name!r}] has shape {tuple(weight.shape)}, "
                     f"but the mask has shape {tuple(update.masks[name].shape)}"
                 )
-    for name in update.masks:
-        parameter = parameters[name]
-        survivors = update.surviving(name).to(device=parameter.device, dtype=parameter.dtype)
-        parameter.mul_(survivors)
-        for optimizer in optimizers:
-            for moment in moment_tensors(optimizer, parameter):
-                moment.mul_(survivors.to(device=moment.device, dtype=moment.dtype))
-        if target_weights is not None and name in target_weights:
-            target = target_weights[name]
-            target.mul_(survivors.to(device=target.device, dtype=target.dtype))
+    names = list(update.masks)
+    multiply_masks([parameters[name] for name in names], [update.surviving(name) for name in names],
+                   optimizers=optimizers, targets=[(target_weights or {}).get(name) for name in names])

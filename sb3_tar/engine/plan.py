@@ -10,6 +10,7 @@ from torch import nn
 
 from sb3_tar.engine.criteria import PruningTarget, get_criterion
 from sb3_tar.engine.layers import prunable_layers
+from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.revival import (
     connectivity_floor,
     coverage_probability,
@@ -185,9 +186,6 @@ def prune_and_revive(
     )
 
 
-@torch.no_grad()
 def apply_masks(network: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Zero the masked weights of ``network`` in place (idempotent)."""
-    for name, mask in masks.items():
-        weight = network.get_parameter(name)
-        weight.mul_(mask.to(device=weight.device, dtype=weight.dtype))
+    multiply_masks([network.get_parameter(name) for name in masks], list(masks.values()))

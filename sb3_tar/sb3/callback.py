@@ -25,7 +25,7 @@ from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
 from sb3_tar.sb3.policies import TarPolicy
 from sb3_tar.sb3.settings import SparsitySettings
 
-# Where DSTCallback keeps its schedule on the model (sb3_tar.sb3.dst_callback, which imports this module).
+# Where DSTCallback (sb3_tar.sb3.dst_callback) keeps its schedule on the model; TARCallback reads it on resume.
 DST_STATE_ATTRIBUTE = "sb3_tar_dst_state"
 
 

@@ -1,8 +1,7 @@
 """``DSTCallback``: SET and RigL, the dynamic sparse training baselines, for any sb3-tar model.
 
-The mask update runs where gradient steps happen, not where SB3 callbacks run: a global optimizer
-step pre-hook (``torch.optim.optimizer.register_optimizer_step_pre_hook``), filtered to this
-model's optimizers, before the step. Each weight's ``.grad`` is then the *dense* gradient of this
+The mask update runs where gradient steps happen, not where SB3 callbacks run: a step pre-hook on
+each of this model's optimizers (``Optimizer.register_step_pre_hook``), before the step. Each weight's ``.grad`` is then the *dense* gradient of this
 step's loss on this step's batch (the mask enforcement never masks gradients; it re-masks weights
 and moments after the step): RigL's regrowth score, at no extra forward or backward pass.
 
@@ -26,19 +25,18 @@ import math
 from typing import Any
 
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from sb3_tar.engine import derive_seed, get_criterion
 from sb3_tar.engine.dst import DST_METHODS, DSTUpdate, apply_mask_update, cosine_drop_fraction, dst_update, is_dst_update_step
 from sb3_tar.engine.seeding import check_seed
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
-from sb3_tar.sb3.callback import SparsityLogCallback, TARCallback
+from sb3_tar.sb3.callback import DST_STATE_ATTRIBUTE, SparsityLogCallback, TARCallback
 from sb3_tar.sb3.networks import CRITIC, SparseNetwork
 from sb3_tar.sb3.policies import TarPolicy
 
-DST_STATE_ATTRIBUTE = "sb3_tar_dst_state"
 # SET's regrowth draws come from streams apart from the ones the initial masks were drawn from.
 SET_STREAM_OFFSET = 1000
 
@@ -66,18 +64,20 @@ def planned_gradient_steps(model: Any, total_timesteps: int) -> int:
     return max(1, env_steps)
 
 
-class DSTCallback(TARCallback):
+class DSTCallback(BaseCallback):
     """Dynamic sparse training (SET or RigL) of the actor and every Q-network.
 
     Initial masks: a ``TarMlpPolicy``'s own masks, or (for a plain ``MlpPolicy``) masks drawn at
-    training start with the ``initial`` criterion at ``sparsity``. Every ``update_interval`` gradient
-    steps, each layer drops its ``drop_fraction(t)`` smallest-magnitude active weights and regrows as
-    many, at random (SET) or where the dense gradient is largest (RigL). Newly grown weights start at
-    0.0 with zeroed optimizer moments; a weight dropped and regrown in the same update keeps its value
-    and moments (RigL's ``reinit_when_same=False``); targets take the new mask at once; per-layer
-    sparsity never changes. ``drop_fraction`` decays on a cosine to 0 at ``end_fraction`` of the
-    planned gradient steps, after which the mask is frozen. Defaults are those of the RigL authors'
-    SAC configuration.
+    training start with the ``initial`` criterion at ``sparsity`` by a ``TARCallback`` it runs
+    (``masks_callback``; a ``SparsityLogCallback`` for a ``TarMlpPolicy``), which also logs and
+    checks the masks, as SB3's ``EvalCallback`` runs its child callback. Every ``update_interval``
+    gradient steps, each layer drops its ``drop_fraction(t)`` smallest-magnitude active weights and
+    regrows as many, at random (SET) or where the dense gradient is largest (RigL). Newly grown
+    weights start at 0.0 with zeroed optimizer moments; a weight dropped and regrown in the same
+    update keeps its value and moments (RigL's ``reinit_when_same=False``); targets take the new mask
+    at once; per-layer sparsity never changes. ``drop_fraction`` decays on a cosine to 0 at
+    ``end_fraction`` of the planned gradient steps, after which the mask is frozen. Defaults are
+    those of the RigL authors' SAC configuration.
 
     :param method: ``"set"`` or ``"rigl"``.
     :param sparsity: each network's sparsity (plain ``MlpPolicy`` only; a ``TarMlpPolicy`` brings its own).
@@ -109,6 +109,7 @@ class DSTCallback(TARCallback):
         seed: int | None = None,
         verbose: int = 0,
     ) -> None:
+        super().__init__(verbose)
         if method not in DST_METHODS:
             raise ValueError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
         get_criterion(initial)
@@ -120,13 +121,14 @@ class DSTCallback(TARCallback):
         if isinstance(end_fraction, bool) or not isinstance(end_fraction, (int, float)) or not 0 < end_fraction <= 1:
             raise ValueError(f"end_fraction={end_fraction!r} must be a number in (0, 1]")
         self.uses_policy_masks = sparsity is None and actor_sparsity is None and critic_sparsity is None
+        self.masks_callback: SparsityLogCallback
         if self.uses_policy_masks:  # a TarMlpPolicy's masks: nothing to draw, so no settings to check
-            SparsityLogCallback.__init__(self, verbose)
             check_seed(seed)
-            self.settings, self.seed = None, seed
+            self.masks_callback = SparsityLogCallback(verbose)
         else:
-            super().__init__(sparsity, actor_sparsity=actor_sparsity, critic_sparsity=critic_sparsity,
-                             criterion=initial, seed=seed, verbose=verbose)
+            self.masks_callback = TARCallback(sparsity, actor_sparsity=actor_sparsity, critic_sparsity=critic_sparsity,
+                                              criterion=initial, seed=seed, verbose=verbose)
+        self.seed = seed
         self.method = method
         self.update_interval = update_interval
         self.drop_fraction = float(drop_fraction)
@@ -135,28 +137,34 @@ class DSTCallback(TARCallback):
         self.gradient_steps = 0
         self.end_step = 1
         self.history: list[dict[str, Any]] = []
+        self.agent: SparseAgent | None = None
         self._actor_update_step: int | None = None  # a critic update's step, until the actor's update
-        self._hook: Any = None
+        self._hooks: list[Any] = []
         self._generators: dict[str, torch.Generator] = {}
 
-    def _sparse_agent(self) -> SparseAgent:
-        policy = self.model.policy
-        if isinstance(policy, TarPolicy):
-            if not self.uses_policy_masks:
-                raise ValueError(
-                    "DSTCallback: this model's TarMlpPolicy already sets the sparsity (policy_kwargs); "
-                    "leave sparsity, actor_sparsity and critic_sparsity out of the callback"
-                )
-            return policy.sparse_agent()
-        if self.uses_policy_masks:
+    def _init_callback(self) -> None:
+        self.masks_callback.init_callback(self.model)
+
+    def update_child_locals(self, locals_: dict[str, Any]) -> None:
+        self.masks_callback.update_locals(locals_)
+
+    def _check_policy(self) -> None:
+        """The masks come from the policy or from this callback's settings, never both or neither."""
+        if isinstance(self.model.policy, TarPolicy) and not self.uses_policy_masks:
+            raise ValueError(
+                "DSTCallback: this model's TarMlpPolicy already sets the sparsity (policy_kwargs); "
+                "leave sparsity, actor_sparsity and critic_sparsity out of the callback"
+            )
+        if not isinstance(self.model.policy, TarPolicy) and self.uses_policy_masks:
             raise ValueError(
                 "DSTCallback needs sparsity=<fraction in [0, 1)> (or actor_sparsity and critic_sparsity) "
                 "for a model with a plain MlpPolicy"
             )
-        return super()._sparse_agent()
 
     def _on_training_start(self) -> None:
-        super()._on_training_start()
+        self._check_policy()
+        self.masks_callback.on_training_start(self.locals, self.globals)
+        self.agent = self.masks_callback.agent
         seed = self.agent.seed if self.seed is None else self.seed
         self._generators = {
             network.name: torch.Generator().manual_seed(derive_seed(seed, SET_STREAM_OFFSET + network.index))
@@ -177,13 +185,23 @@ class DSTCallback(TARCallback):
         self._critic_optimizer = critics[0].optimizer
         self._actor = next((network for network in self.agent.networks if network.role != CRITIC), None)
         self._critics = critics
-        self._hook = register_optimizer_step_pre_hook(self._before_optimizer_step)
+        optimizers = {id(network.optimizer): network.optimizer for network in self.agent.networks}
+        self._hooks = [optimizer.register_step_pre_hook(self._before_optimizer_step) for optimizer in optimizers.values()]
+
+    def _on_step(self) -> bool:
+        return self.masks_callback.on_step()
+
+    def _on_rollout_start(self) -> None:
+        self.masks_callback.on_rollout_start()
+
+    def _on_rollout_end(self) -> None:
+        self.masks_callback.on_rollout_end()
 
     def _on_training_end(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        super()._on_training_end()
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self.masks_callback.on_training_end()
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         if optimizer is self._critic_optimizer:

@@ -1,9 +1,9 @@
 """The one mechanism that keeps masked weights at exactly 0.0 through training: an optimizer step hook.
 
-``enforce_masks`` registers one hook on each optimizer's ``step``. After every step it multiplies,
-in one ``torch._foreach_mul_``, that optimizer's masked weights and their per-element optimizer
-state (Adam's ``exp_avg`` and ``exp_avg_sq``, AMSGrad's maximum, SGD's momentum, ...) by the mask.
-So after every gradient step a masked weight is exactly 0.0 whatever the update rule (weight decay
+``enforce_masks`` registers one hook on each optimizer's ``step`` (``Optimizer.register_step_post_hook``:
+per optimizer, never process-wide). After every step it multiplies, in one ``torch._foreach_mul_``,
+that optimizer's masked weights and their per-element optimizer state (Adam's ``exp_avg`` and
+``exp_avg_sq``, AMSGrad's maximum, SGD's momentum, ...) by the mask. So after every gradient step a masked weight is exactly 0.0 whatever the update rule (weight decay
 included), and its moments are exactly 0, so nothing stale can ever revive it. For element-wise
 optimizers (Adam, AdamW, SGD, RMSprop, ...) the kept weights train exactly as they would in the
 sparse network; the forward and backward passes never see a mask.
@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from sb3_tar.engine.dst import moment_tensors
+from sb3_tar.engine.masking import masked_tensors, multiply_masks
 
 
 class WeightMasks(nn.Module):
@@ -107,7 +107,12 @@ class WeightMasks(nn.Module):
 
 
 class MaskEnforcement:
-    """The step hook of one optimizer: after each step, mask its weights and their optimizer state."""
+    """The step hook of one optimizer: after each step, mask its weights and their optimizer state.
+
+    What one step multiplies (``sb3_tar.engine.masking.masked_tensors``: the weights, their moments
+    and the masks in their dtype) is listed once and reused until the masks, the optimizer's state
+    (a new parameter's state, a loaded state dict) or the weights' device or dtype change.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, weights: Sequence[torch.Tensor], masks: WeightMasks,
                  names: Sequence[str]) -> None:
@@ -115,31 +120,32 @@ class MaskEnforcement:
         self.weights = list(weights)
         self.masks = masks
         self.names = list(names)
-        self._version = -1
-        self._multipliers: list[torch.Tensor] = []
-        self._handle = optimizer.register_step_post_hook(self._mask_after_step)
+        self._loads = 0
+        self._listed_for: tuple[object, ...] | None = None
+        self._listed: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self._handles = [optimizer.register_step_post_hook(self._mask_after_step),
+                         optimizer.register_load_state_dict_post_hook(self._state_loaded)]
 
-    def multipliers(self) -> list[torch.Tensor]:
-        """The masks in each weight's dtype and device (a float multiply is ~6x faster than a bool one)."""
+    def _state_loaded(self, *_: object) -> None:
+        self._loads += 1
+
+    def masked(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The tensors each step multiplies and their multipliers (a float multiply is ~6x faster than a bool one)."""
         first = self.weights[0]
-        if (self._version != self.masks.version or self._multipliers[0].device != first.device
-                or self._multipliers[0].dtype != first.dtype):
-            self._multipliers = [self.masks[name].to(device=w.device, dtype=w.dtype)
-                                 for name, w in zip(self.names, self.weights)]
-            self._version = self.masks.version
-        return self._multipliers
+        listed_for = (self.masks.version, self._loads, len(self.optimizer.state), first.device, first.dtype)
+        if listed_for != self._listed_for:
+            self._listed = masked_tensors(self.weights, [self.masks[name] for name in self.names],
+                                          optimizers=[self.optimizer])
+            self._listed_for = listed_for
+        return self._listed
 
     @torch.no_grad()
     def _mask_after_step(self, *_: object) -> None:
-        tensors, multipliers = list(self.weights), list(self.multipliers())
-        for weight, multiplier in zip(self.weights, self._multipliers):
-            moments = moment_tensors(self.optimizer, weight)
-            tensors += moments
-            multipliers += [multiplier] * len(moments)
-        torch._foreach_mul_(tensors, multipliers)
+        torch._foreach_mul_(*self.masked())
 
     def remove(self) -> None:
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
 
 
 _ENFORCEMENTS: weakref.WeakKeyDictionary[torch.optim.Optimizer, MaskEnforcement] = weakref.WeakKeyDictionary()
@@ -149,15 +155,6 @@ def _owned_parameters(optimizer: torch.optim.Optimizer) -> set[int]:
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
 
 
-@torch.no_grad()
-def zero_masked_state(optimizer: torch.optim.Optimizer, weights: Mapping[str, torch.Tensor], masks: WeightMasks) -> None:
-    """Zero the optimizer's per-element state (Adam's moments, momentum, ...) at masked positions."""
-    for name, weight in weights.items():
-        for moment in moment_tensors(optimizer, weight):
-            moment.mul_(masks[name].to(device=moment.device, dtype=moment.dtype))
-
-
-@torch.no_grad()
 def enforce_masks(
     optimizer: torch.optim.Optimizer,
     weights: Mapping[str, torch.Tensor],
@@ -183,14 +180,13 @@ def enforce_masks(
             raise ValueError(f"weight {name!r} is not optimised by this optimizer; its hooks may only mask its own weights")
         if name not in masks or tuple(masks[name].shape) != tuple(weight.shape):
             raise ValueError(f"weight {name!r} of shape {tuple(weight.shape)} has no mask of that shape")
-    for copies in (weights, targets or {}):
-        for name, weight in copies.items():
-            weight.mul_(masks[name].to(device=weight.device, dtype=weight.dtype))
-    zero_masked_state(optimizer, weights, masks)
+    names = list(weights)
+    multiply_masks([weights[name] for name in names], [masks[name] for name in names], optimizers=[optimizer],
+                   targets=[(targets or {}).get(name) for name in names])
     previous = _ENFORCEMENTS.pop(optimizer, None)
     if previous is not None:
         previous.remove()
-    enforcement = MaskEnforcement(optimizer, list(weights.values()), masks, list(weights))
+    enforcement = MaskEnforcement(optimizer, [weights[name] for name in names], masks, names)
     _ENFORCEMENTS[optimizer] = enforcement
     return enforcement
 
