@@ -95,8 +95,8 @@ class SparsitySettings:
             )
         if not isinstance(self.allow_empty_layers, bool):
             raise ValueError(f"allow_empty_layers={self.allow_empty_layers!r} must be True or False")
-        for role in (ACTOR, CRITIC):
-            self.for_role(role)
+        # Built once, here: every network of every build then takes its role's settings as they are.
+        object.__setattr__(self, "_by_role", {role: self._pruning_settings(role) for role in (ACTOR, CRITIC)})
 
     def sparsity_setting(self, role: str) -> tuple[str, float]:
         """The setting that gives a role its sparsity and its value: ``("critic_sparsity", 0.9)``."""
@@ -107,6 +107,9 @@ class SparsitySettings:
 
     def for_role(self, role: str) -> PruningSettings:
         """The engine's settings for the actor (``role="actor"``) or for each Q-network (``"critic"``)."""
+        return self._by_role[role]
+
+    def _pruning_settings(self, role: str) -> PruningSettings:
         setting, value = self.sparsity_setting(role)
         try:
             return PruningSettings(value, self.criterion, self.recovery_ratio, self.allocation, self.budget,
