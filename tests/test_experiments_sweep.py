@@ -7,6 +7,8 @@ Real signals to sweeps and their runs are in ``test_faults.py``.
 from __future__ import annotations
 
 import json
+import signal
+import sys
 
 import pytest
 import yaml
@@ -15,6 +17,7 @@ from stable_baselines3 import SAC
 
 from run_support import TINY_HYPERPARAMS, read_json, tiny
 from sb3_tar.cli import main
+from sb3_tar.experiments import backends
 from sb3_tar.experiments.backends import CORRUPT, LOGS, run_sweep, tidy
 from sb3_tar.experiments.checkpoint import write_checkpoint
 from sb3_tar.experiments.grid import expand_grid
@@ -81,11 +84,36 @@ def test_a_failing_run_is_reported_and_the_others_still_finish(tmp_path):
     assert "optimize_memory_usage" in (tmp_path / LOGS / f"{failed}.log").read_text()
 
 
+# A stand-in for a run that a signal sent to it alone stops: like `sb3-tar train`, it exits 130.
+STOPPED_RUN = "import os, signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(130)); os.kill(os.getpid(), 15)"
+
+
+def test_a_run_stopped_by_a_signal_to_it_alone_is_reported_and_the_sweep_exits_non_zero(tmp_path, monkeypatch, capsys):
+    """Exit 130 while the sweep goes on: not finished, not failed (its checkpoint resumes), but never silent."""
+    monkeypatch.setattr(backends, "run_command", lambda config_path, output: [sys.executable, "-c", STOPPED_RUN])
+    path = tmp_path / "sweep.yml"
+    path.write_text(yaml.safe_dump(TINY))
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["sweep", str(path), "--results", str(tmp_path / "results"), "--workers", "1"])
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    message = str(stopped.value)
+    assert message.startswith("sb3-tar sweep: 2 runs were stopped by a signal before their budget")
+    assert DENSE in message and TAR in message and "run the same command again to resume them" in message
+    printed = capsys.readouterr()
+    assert "0 runs finished now, 0 were already done, 0 failed, 2 stopped" in printed.out
+    assert f"run {DENSE} was stopped by a signal (exit 130)" in printed.out
+    assert not (tmp_path / "results" / DENSE).exists()
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("sparsity", float("nan"), "sparsity=nan must be a finite number"),
     ("sparsity", 1.0, "sparsity=1.0 must be in [0, 1)"),
     ("width", 0, "width=0 must be an integer >= 1"),
-    ("algo", "ppo", "algo='ppo' is not supported"),
+    ("algo", "trpo", "algo='trpo' is not supported"),
     ("seed", -1, "seed=-1 must be an integer >= 0"),
     ("method", "lottery", "method='lottery' is not a method"),
 ])

@@ -50,11 +50,17 @@ INTERRUPTED = 130
 
 @dataclass
 class SweepOutcome:
-    """What a sweep call did: runs skipped as already finished, completed now, failed, and interrupted."""
+    """What a sweep call did: runs skipped as already finished, completed now, failed, stopped, and interrupted.
+
+    ``stopped``: runs that exited 130 while the sweep went on (a signal sent to the run alone); each
+    kept its last checkpoint and resumes from it when the sweep runs again. ``interrupted``: the
+    sweep itself was stopped (Ctrl-C, SIGTERM).
+    """
 
     skipped: int = 0
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
     interrupted: bool = False
 
 
@@ -230,7 +236,11 @@ def run_sweep(
         def done(run_id: str, returncode: int) -> None:
             if returncode == 0 and (results / run_id).exists():
                 outcome.completed.append(run_id)
-            elif returncode != INTERRUPTED:
+            elif returncode == INTERRUPTED:
+                outcome.stopped.append(run_id)
+                progress.write(f"run {run_id} was stopped by a signal (exit {INTERRUPTED}); it kept its last "
+                               "checkpoint and resumes when the sweep runs again")
+            else:
                 outcome.failed[run_id] = log_tail(results, run_id)
                 progress.write(f"run {run_id} failed (exit {returncode}); its log: "
                                f"{results / LOGS / (run_id + '.log')}\n{outcome.failed[run_id]}")

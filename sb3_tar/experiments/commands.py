@@ -26,14 +26,21 @@ def sweep_command(args: argparse.Namespace) -> None:
     except LockedError as error:
         raise SystemExit(f"sb3-tar sweep: {error}") from None
     print(f"{len(outcome.completed)} runs finished now, {outcome.skipped} were already done, "
-          f"{len(outcome.failed)} failed; results in {results.resolve()}")
+          f"{len(outcome.failed)} failed" + (f", {len(outcome.stopped)} stopped" if outcome.stopped else "")
+          + f"; results in {results.resolve()}")
     if outcome.interrupted:
         print("sb3-tar sweep: interrupted; runs in flight kept their last checkpoint: run the same command again "
               "to resume", file=sys.stderr)
         raise SystemExit(INTERRUPTED)
     print(f"next: sb3-tar report {results}")
+    problems = []
     if outcome.failed:
-        raise SystemExit(f"sb3-tar sweep: {len(outcome.failed)} runs failed: {sorted(outcome.failed)}")
+        problems.append(f"{len(outcome.failed)} runs failed: {sorted(outcome.failed)}")
+    if outcome.stopped:
+        problems.append(f"{len(outcome.stopped)} runs were stopped by a signal before their budget: "
+                        f"{sorted(outcome.stopped)}; run the same command again to resume them")
+    if problems:
+        raise SystemExit("sb3-tar sweep: " + "; ".join(problems))
 
 
 def report_command(args: argparse.Namespace) -> None:
