@@ -1,8 +1,8 @@
 """sb3-tar: sparse Stable-Baselines3 agents with Topology-Aware Revival.
 
 ``import sb3_tar`` exposes the sparsity engine (pure PyTorch) and makes the SB3 integration
-available: the ``"TarMlpPolicy"`` alias for SAC, TD3, DDPG, TQC and CrossQ is registered as soon
-as Stable-Baselines3 is imported (at once if it already is), and ``TARCallback``, ``DSTCallback``,
+available: the ``"TarMlpPolicy"`` alias (and its kin, see ``sb3_tar.sb3.policies``) is registered
+as soon as Stable-Baselines3 is imported (at once if it already is), and ``TARCallback``, ``DSTCallback``,
 ``sparse_agent`` and the rest load on first use. So ``import sb3_tar.engine`` (and code that only
 runs an exported actor) never imports SB3, while ``import sb3_tar`` followed by
 ``SAC("TarMlpPolicy", ...)`` works in either import order.
@@ -24,9 +24,10 @@ __version__ = "0.1.0"
 # Names of the SB3 layer, imported from ``sb3_tar.sb3`` on first access.
 _SB3_NAMES = ("DSTCallback", "MaskDriftError", "MaskMismatchError", "SparseAgent", "SparsityLogCallback", "TARCallback",
               "TarActorCriticPolicy", "TarCrossQPolicy", "TarDQNMultiInputPolicy", "TarDQNPolicy",
-              "TarMultiInputActorCriticPolicy", "TarQRDQNMultiInputPolicy", "TarQRDQNPolicy", "TarSACMultiInputPolicy",
-              "TarSACPolicy", "TarTD3MultiInputPolicy", "TarTD3Policy", "TarTQCMultiInputPolicy", "TarTQCPolicy",
-              "sparse_agent")
+              "TarMaskableActorCriticPolicy", "TarMaskableMultiInputActorCriticPolicy", "TarMultiInputActorCriticPolicy",
+              "TarQRDQNMultiInputPolicy", "TarQRDQNPolicy", "TarRecurrentActorCriticPolicy",
+              "TarRecurrentMultiInputActorCriticPolicy", "TarSACMultiInputPolicy", "TarSACPolicy",
+              "TarTD3MultiInputPolicy", "TarTD3Policy", "TarTQCMultiInputPolicy", "TarTQCPolicy", "sparse_agent")
 # The deployable actor: exporting needs SB3, running an exported actor needs only torch.
 _DEPLOY = {"export_actor": "sb3_tar.export", "load_actor": "sb3_tar.runtime"}
 __all__ = [*_engine_all, *_SB3_NAMES, *_DEPLOY, "__version__"]

@@ -2,10 +2,11 @@
 
 One module per job: ``networks`` (which networks of a policy are pruned), ``settings`` (the flat
 sparsity settings), ``agent`` (drawing and storing the masks), ``masking`` (the one mechanism that
-keeps them through training), ``policies`` (``TarMlpPolicy``, ``TarMultiInputPolicy``), ``callback`` (``TARCallback``,
-``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL) and ``logging`` (what goes to SB3's logger).
-Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN and QR-DQN,
-and ``"TarMultiInputPolicy"`` for each of them that has a ``MultiInputPolicy`` (all but CrossQ).
+keeps them through training), ``policies`` (``TarMlpPolicy``, ``TarMultiInputPolicy``, ``TarMlpLstmPolicy``),
+``callback`` (``TARCallback``, ``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL) and
+``logging`` (what goes to SB3's logger). Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC,
+CrossQ, PPO, A2C, DQN, QR-DQN and MaskablePPO, ``"TarMultiInputPolicy"`` for each of them that has a
+``MultiInputPolicy`` (all but CrossQ), and ``"TarMlpLstmPolicy"`` and ``"TarMultiInputLstmPolicy"`` for RecurrentPPO.
 """
 
 from sb3_tar.sb3.agent import MaskMismatchError, SparseAgent, sparse_agent
@@ -16,14 +17,19 @@ from sb3_tar.sb3.masking import WeightMasks, enforce_masks
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
 from sb3_tar.sb3.policies import (
     TarActorCriticPolicy,
+    TarCnnLstmPolicy,
     TarCnnPolicy,
     TarCrossQPolicy,
     TarDQNMultiInputPolicy,
     TarDQNPolicy,
+    TarMaskableActorCriticPolicy,
+    TarMaskableMultiInputActorCriticPolicy,
     TarMultiInputActorCriticPolicy,
     TarPolicy,
     TarQRDQNMultiInputPolicy,
     TarQRDQNPolicy,
+    TarRecurrentActorCriticPolicy,
+    TarRecurrentMultiInputActorCriticPolicy,
     TarSACMultiInputPolicy,
     TarSACPolicy,
     TarTD3MultiInputPolicy,
@@ -46,14 +52,19 @@ __all__ = [
     "SparsitySettings",
     "TARCallback",
     "TarActorCriticPolicy",
+    "TarCnnLstmPolicy",
     "TarCnnPolicy",
     "TarCrossQPolicy",
     "TarDQNMultiInputPolicy",
     "TarDQNPolicy",
+    "TarMaskableActorCriticPolicy",
+    "TarMaskableMultiInputActorCriticPolicy",
     "TarMultiInputActorCriticPolicy",
     "TarPolicy",
     "TarQRDQNMultiInputPolicy",
     "TarQRDQNPolicy",
+    "TarRecurrentActorCriticPolicy",
+    "TarRecurrentMultiInputActorCriticPolicy",
     "TarSACMultiInputPolicy",
     "TarSACPolicy",
     "TarTD3MultiInputPolicy",

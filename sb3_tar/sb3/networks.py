@@ -8,11 +8,15 @@ prunable layers are the ``nn.Linear`` layers of its MLP; the features extractor 
 - off-policy actor-critic (SAC, TD3, DDPG, TQC, CrossQ): ``policy.actor`` is the actor (role
   ``actor``, stream 0), each Q-network of ``policy.critic.q_networks`` is one critic network
   (``qf0``, ``qf1``, ...: role ``critic``, stream ``1 + i``), targets take their online mask;
-- on-policy actor-critic (PPO, A2C: ``ActorCriticPolicy``): the actor is
+- on-policy actor-critic (PPO, A2C: ``ActorCriticPolicy``; MaskablePPO; RecurrentPPO): the actor is
   ``mlp_extractor.policy_net`` + ``action_net`` (role ``actor``, stream 0), the critic is
   ``mlp_extractor.value_net`` + ``value_net`` (role ``critic``, stream 1). SB3's ``MlpExtractor``
   has no shared layers (``net_arch=[64, 64]`` builds two separate [64, 64] trunks), so the two
-  networks never share a weight; one optimizer owns both;
+  networks never share a weight; one optimizer owns both. RecurrentPPO's ``MlpExtractor`` reads the
+  LSTM's output, so its networks are ``lstm_hidden_size`` wide at the input (SynFlow's all-ones
+  input takes the first layer's ``in_features``, which is that width); its LSTMs (and the
+  ``critic`` linear layer that replaces the critic's LSTM with ``enable_critic_lstm=False``) are,
+  like a features extractor, not pruned;
 - value-based (DQN, QR-DQN): the Q-network ``q_net`` (QR-DQN: ``quantile_net``; role ``critic``,
   stream 1), with its target network taking its mask.
 """
@@ -121,7 +125,8 @@ def _value_based_network(policy: nn.Module, names: dict[int, str], online: str, 
                          target_prefix=names[id(target_mlp)] + ".")
 
 
-SUPPORTED = "the MLP and MultiInput policies of SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN and QR-DQN"
+SUPPORTED = ("the MLP and MultiInput policies of SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN, QR-DQN and MaskablePPO, "
+             "and the MlpLstm and MultiInputLstm policies of RecurrentPPO")
 
 
 def find_networks(policy: nn.Module) -> list[SparseNetwork]:

@@ -1,16 +1,20 @@
-"""``TarMlpPolicy`` and ``TarMultiInputPolicy``: each algorithm's own policy, pruned and revived when it is built.
+"""``TarMlpPolicy`` and its kin: each algorithm's own policy, pruned and revived when it is built.
 
 ``import sb3_tar`` registers the alias ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C,
-DQN and QR-DQN, and ``"TarMultiInputPolicy"`` for those of them that have a ``MultiInputPolicy``
-(all but CrossQ). Each class subclasses that algorithm's own policy, so every policy option keeps
-working; the sparsity settings are extra keyword arguments (``policy_kwargs``), and every other
-unknown keyword is an option of the criterion. ``"TarCnnPolicy"`` is registered only to say that
-image policies are not supported.
+DQN, QR-DQN and MaskablePPO, ``"TarMultiInputPolicy"`` for those of them that have a
+``MultiInputPolicy`` (all but CrossQ), and ``"TarMlpLstmPolicy"`` / ``"TarMultiInputLstmPolicy"``
+for RecurrentPPO (its ``MlpLstmPolicy`` / ``MultiInputLstmPolicy``: the MLPs after the LSTMs are
+pruned, the LSTMs stay dense). Each class subclasses that algorithm's own policy, so every policy
+option keeps working; the sparsity settings are extra keyword arguments (``policy_kwargs``), and
+every other unknown keyword is an option of the criterion. ``"TarCnnPolicy"`` (RecurrentPPO:
+``"TarCnnLstmPolicy"``) is registered only to say that image policies are not supported.
 
 While a fresh model builds its policy (``_build``, run from the constructor), each network
-(``sb3_tar.sb3.networks``) is pruned and revived on its own, the masks become persistent buffers
-(so ``save``/``load`` keep them), the weights and targets are masked, and the optimizers get the
-step hooks that keep the masks through training (``sb3_tar.sb3.masking``).
+(``sb3_tar.sb3.networks``) is pruned and revived on its own and the masks become persistent
+buffers (so ``save``/``load`` keep them). When the constructor returns, the weights and targets are
+masked and the optimizers get the step hooks that keep the masks through training
+(``sb3_tar.sb3.masking``): only then is the optimizer final, since ``RecurrentActorCriticPolicy``
+builds its LSTMs after ``_build`` and replaces the optimizer ``_build`` made.
 
 SB3's ``Algo.load`` and ``BasePolicy.load`` build the policy and then load its saved state dict.
 There the policy is built with placeholder masks, without scoring (SynFlow at width 1024 takes
@@ -28,7 +32,9 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
-from sb3_contrib import QRDQN, TQC, CrossQ
+from sb3_contrib import QRDQN, TQC, CrossQ, MaskablePPO, RecurrentPPO
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy, MaskableMultiInputActorCriticPolicy
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy, RecurrentMultiInputActorCriticPolicy
 from sb3_contrib.crossq.policies import CrossQPolicy
 from sb3_contrib.qrdqn.policies import MultiInputPolicy as QRDQNMultiInputPolicy
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
@@ -63,9 +69,14 @@ from sb3_tar.sb3.settings import SparsitySettings
 ALIAS = "TarMlpPolicy"
 MULTI_INPUT_ALIAS = "TarMultiInputPolicy"
 CNN_ALIAS = "TarCnnPolicy"
+LSTM_ALIAS = "TarMlpLstmPolicy"
+MULTI_INPUT_LSTM_ALIAS = "TarMultiInputLstmPolicy"
+CNN_LSTM_ALIAS = "TarCnnLstmPolicy"
 
-# SB3's own functions, recognised on the call stack by identity (not by name).
-_ALGORITHM_SETUPS = (OffPolicyAlgorithm._setup_model.__code__, OnPolicyAlgorithm._setup_model.__code__)
+# SB3's own functions, recognised on the call stack by identity (not by name). RecurrentPPO and
+# MaskablePPO build their policies in their own ``_setup_model``.
+_ALGORITHM_SETUPS = (OffPolicyAlgorithm._setup_model.__code__, OnPolicyAlgorithm._setup_model.__code__,
+                     RecurrentPPO._setup_model.__code__, MaskablePPO._setup_model.__code__)
 _LOADERS = (BaseAlgorithm.load.__func__.__code__, BaseModel.load.__func__.__code__)
 
 
@@ -75,8 +86,9 @@ def _who_builds() -> tuple[BaseAlgorithm | None, bool]:
     SB3 builds a policy from its spaces, learning-rate schedule and ``policy_kwargs`` only: it never
     tells the policy its model's seed, nor that a saved state dict will overwrite it right away.
     Both are read from the call stack, where SB3's ``OffPolicyAlgorithm._setup_model`` or
-    ``OnPolicyAlgorithm._setup_model`` (its ``self`` is the algorithm) and ``BaseAlgorithm.load`` / ``BaseModel.load`` are recognised by their code
-    objects. A policy built by hand finds neither.
+    ``OnPolicyAlgorithm._setup_model`` (or RecurrentPPO's or MaskablePPO's own; its ``self`` is the
+    algorithm) and ``BaseAlgorithm.load`` / ``BaseModel.load`` are recognised by their code objects.
+    A policy built by hand finds neither.
     """
     algorithm, loading = None, False
     frame = sys._getframe(1)
@@ -98,6 +110,12 @@ def _expected_policy(algorithm: BaseAlgorithm, alias: str) -> type[BasePolicy] |
     return next((table[base] for base in type(algorithm).__mro__ if base in table), None)
 
 
+def _aliases_of(algorithm: BaseAlgorithm | None) -> list[str]:
+    """The sparse policy aliases ``algorithm`` takes (all of them for ``None``)."""
+    return [alias for alias in TAR_POLICY_ALIASES
+            if algorithm is None or _expected_policy(algorithm, alias) is not None]
+
+
 def _check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loading: bool) -> None:
     """Refuse a sparse policy of one algorithm in another (e.g. ``TD3.load`` of a saved SAC model)."""
     alias = policy_class.alias
@@ -105,7 +123,9 @@ def _check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loadin
     if algorithm is not None and expected is None:
         algo = type(algorithm).__name__
         supported = ", ".join(a.__name__ for a in TAR_POLICY_ALIASES[alias])
-        raise ValueError(f"{algo} has no {alias}; {alias} is registered for {supported}")
+        own = _aliases_of(algorithm)
+        instead = f"; {algo} takes policy={' or '.join(repr(a) for a in own)}" if own else ""
+        raise ValueError(f"{algo} has no {alias}; {alias} is registered for {supported}{instead}")
     if expected is None or issubclass(policy_class, expected):
         return
     algo = type(algorithm).__name__
@@ -127,9 +147,10 @@ class TarPolicy:
     """Mixin that makes an SB3 policy sparse; put it before the dense policy class.
 
     Which networks are pruned, and which of ``actor_sparsity`` / ``critic_sparsity`` each takes, is
-    defined in ``sb3_tar.sb3.networks``: SAC/TD3/DDPG/TQC/CrossQ's actor and each Q-network, PPO/A2C's
-    actor (policy trunk + action head) and critic (value trunk + value head), DQN/QR-DQN's Q-network
-    (a critic). The features extractor is never pruned.
+    defined in ``sb3_tar.sb3.networks``: SAC/TD3/DDPG/TQC/CrossQ's actor and each Q-network,
+    PPO/A2C/MaskablePPO/RecurrentPPO's actor (policy trunk + action head) and critic (value trunk +
+    value head), DQN/QR-DQN's Q-network (a critic). The features extractor and RecurrentPPO's LSTMs
+    are never pruned.
 
     :param sparsity: final fraction of zero weights in each network, in [0, 1); required unless
         both ``actor_sparsity`` and ``critic_sparsity`` are given.
@@ -178,6 +199,9 @@ class TarPolicy:
         self._masks_pending = loading
         self._seed = mask_seed_for(algorithm.seed) if algorithm is not None else torch.initial_seed() % 2**63
         super().__init__(*args, **kwargs)
+        if not self._masks_pending:
+            # Hook the optimizer the policy keeps: RecurrentActorCriticPolicy replaces _build's after it.
+            self.sparse_agent().enforce()
 
     @classmethod
     def _dense_policy_class(cls) -> type[BasePolicy]:
@@ -192,8 +216,6 @@ class TarPolicy:
         self.masks = agent.masks
         self.masks_before_revival = agent.masks_before_revival
         self.register_buffer("mask_seed", torch.tensor(agent.seed, dtype=torch.int64))  # type: ignore[attr-defined]
-        if not self._masks_pending:
-            agent.enforce()
 
     def sparse_agent(self) -> SparseAgent:
         """The policy's sparse networks and their masks.
@@ -339,19 +361,60 @@ class TarQRDQNMultiInputPolicy(TarPolicy, QRDQNMultiInputPolicy):
     needs_box_actions = False
 
 
+class TarMaskableActorCriticPolicy(TarPolicy, MaskableActorCriticPolicy):
+    """MaskablePPO's ``MlpPolicy`` with a sparse actor and critic (alias ``"TarMlpPolicy"``)."""
+
+    needs_box_actions = False
+
+
+class TarMaskableMultiInputActorCriticPolicy(TarPolicy, MaskableMultiInputActorCriticPolicy):
+    """MaskablePPO's ``MultiInputPolicy`` with a sparse actor and critic (alias ``"TarMultiInputPolicy"``)."""
+
+    alias = MULTI_INPUT_ALIAS
+    needs_box_actions = False
+
+
+class TarRecurrentActorCriticPolicy(TarPolicy, RecurrentActorCriticPolicy):
+    """RecurrentPPO's ``MlpLstmPolicy`` with sparse actor and critic MLPs, dense LSTMs (alias ``"TarMlpLstmPolicy"``).
+
+    The pruned networks are PPO's (``mlp_extractor.policy_net`` + ``action_net``,
+    ``mlp_extractor.value_net`` + ``value_net``), whose input is the LSTM's output
+    (``lstm_hidden_size`` wide). ``lstm_actor``, ``lstm_critic`` and, with
+    ``enable_critic_lstm=False``, the ``critic`` linear layer that stands in for the critic's LSTM
+    are not pruned.
+    """
+
+    alias = LSTM_ALIAS
+    needs_box_actions = False
+
+
+class TarRecurrentMultiInputActorCriticPolicy(TarPolicy, RecurrentMultiInputActorCriticPolicy):
+    """RecurrentPPO's ``MultiInputLstmPolicy`` with sparse actor and critic MLPs (alias ``"TarMultiInputLstmPolicy"``)."""
+
+    alias = MULTI_INPUT_LSTM_ALIAS
+    needs_box_actions = False
+
+
 class TarCnnPolicy(BasePolicy):
     """Registered as ``"TarCnnPolicy"`` only to refuse it clearly: image (CNN) policies are not supported."""
+
+    alias = CNN_ALIAS
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TarCnnPolicy:
         algorithm, _ = _who_builds()
         algo = type(algorithm).__name__ if algorithm is not None else "this algorithm"
-        aliases = [alias for alias, table in TAR_POLICY_ALIASES.items()
-                   if algorithm is None or _expected_policy(algorithm, alias) is not None]
+        aliases = _aliases_of(algorithm)
         raise ValueError(
-            f"{CNN_ALIAS} is not supported: sb3-tar prunes MLP networks, not convolutional features extractors. "
+            f"{cls.alias} is not supported: sb3-tar prunes MLP networks, not convolutional features extractors. "
             f"{algo} supports policy={' or '.join(repr(a) for a in aliases)}; for image observations train a dense "
-            "'CnnPolicy', or flatten the observations and use 'TarMlpPolicy'"
+            f"{cls.alias.removeprefix('Tar')!r}, or flatten the observations and use {aliases[0]!r}"
         )
+
+
+class TarCnnLstmPolicy(TarCnnPolicy):
+    """Registered as RecurrentPPO's ``"TarCnnLstmPolicy"`` only to refuse it clearly, as ``TarCnnPolicy``."""
+
+    alias = CNN_LSTM_ALIAS
 
 
 TAR_POLICIES = {SAC: TarSACPolicy, TD3: TarTD3Policy, DDPG: TarTD3Policy, TQC: TarTQCPolicy, CrossQ: TarCrossQPolicy,
@@ -361,20 +424,43 @@ TAR_MULTI_INPUT_POLICIES = {
     PPO: TarMultiInputActorCriticPolicy, A2C: TarMultiInputActorCriticPolicy, DQN: TarDQNMultiInputPolicy,
     QRDQN: TarQRDQNMultiInputPolicy,
 }
-TAR_POLICY_ALIASES = {ALIAS: TAR_POLICIES, MULTI_INPUT_ALIAS: TAR_MULTI_INPUT_POLICIES}
+# sb3-contrib's PPO variants, alias -> algorithm -> policy: MaskablePPO takes PPO's two aliases,
+# RecurrentPPO its own LSTM ones (its dense policies are "MlpLstmPolicy" and "MultiInputLstmPolicy").
+TAR_PPO_VARIANT_POLICIES = {
+    ALIAS: {MaskablePPO: TarMaskableActorCriticPolicy},
+    MULTI_INPUT_ALIAS: {MaskablePPO: TarMaskableMultiInputActorCriticPolicy},
+    LSTM_ALIAS: {RecurrentPPO: TarRecurrentActorCriticPolicy},
+    MULTI_INPUT_LSTM_ALIAS: {RecurrentPPO: TarRecurrentMultiInputActorCriticPolicy},
+}
+# Every registered alias -> algorithm -> its sparse policy.
+TAR_POLICY_ALIASES = {
+    ALIAS: {**TAR_POLICIES, **TAR_PPO_VARIANT_POLICIES[ALIAS]},
+    MULTI_INPUT_ALIAS: {**TAR_MULTI_INPUT_POLICIES, **TAR_PPO_VARIANT_POLICIES[MULTI_INPUT_ALIAS]},
+    LSTM_ALIAS: TAR_PPO_VARIANT_POLICIES[LSTM_ALIAS],
+    MULTI_INPUT_LSTM_ALIAS: TAR_PPO_VARIANT_POLICIES[MULTI_INPUT_LSTM_ALIAS],
+}
+# The refusing image aliases, one per MLP alias.
+_CNN_REFUSALS = {ALIAS: (CNN_ALIAS, TarCnnPolicy), LSTM_ALIAS: (CNN_LSTM_ALIAS, TarCnnLstmPolicy)}
 
 
 def register_policies() -> None:
-    """Register ``"TarMlpPolicy"``, ``"TarMultiInputPolicy"`` (and the refusing ``"TarCnnPolicy"``) in each algorithm's ``policy_aliases``."""
+    """Register every alias of ``TAR_POLICY_ALIASES`` in each algorithm's ``policy_aliases``.
+
+    The refusing ``"TarCnnPolicy"`` goes with ``"TarMlpPolicy"``, ``"TarCnnLstmPolicy"`` with ``"TarMlpLstmPolicy"``.
+    """
     for alias, table in TAR_POLICY_ALIASES.items():
         for algorithm, policy in table.items():
             algorithm.policy_aliases[alias] = policy
-    for algorithm in TAR_POLICIES:
-        algorithm.policy_aliases[CNN_ALIAS] = TarCnnPolicy
+    for alias, (cnn_alias, refusal) in _CNN_REFUSALS.items():
+        for algorithm in TAR_POLICY_ALIASES[alias]:
+            algorithm.policy_aliases[cnn_alias] = refusal
 
 
-__all__ = ["ALIAS", "CNN_ALIAS", "MULTI_INPUT_ALIAS", "TAR_MULTI_INPUT_POLICIES", "TAR_POLICIES", "TAR_POLICY_ALIASES",
-           "TarActorCriticPolicy", "TarCnnPolicy", "TarCrossQPolicy", "TarDQNMultiInputPolicy", "TarDQNPolicy",
+__all__ = ["ALIAS", "CNN_ALIAS", "CNN_LSTM_ALIAS", "LSTM_ALIAS", "MULTI_INPUT_ALIAS", "MULTI_INPUT_LSTM_ALIAS",
+           "TAR_MULTI_INPUT_POLICIES", "TAR_POLICIES", "TAR_POLICY_ALIASES", "TAR_PPO_VARIANT_POLICIES",
+           "TarActorCriticPolicy", "TarCnnLstmPolicy", "TarCnnPolicy", "TarCrossQPolicy", "TarDQNMultiInputPolicy",
+           "TarDQNPolicy", "TarMaskableActorCriticPolicy", "TarMaskableMultiInputActorCriticPolicy",
            "TarMultiInputActorCriticPolicy", "TarPolicy", "TarQRDQNMultiInputPolicy", "TarQRDQNPolicy",
-           "TarSACMultiInputPolicy", "TarSACPolicy", "TarTD3MultiInputPolicy", "TarTD3Policy",
-           "TarTQCMultiInputPolicy", "TarTQCPolicy", "register_policies"]
+           "TarRecurrentActorCriticPolicy", "TarRecurrentMultiInputActorCriticPolicy", "TarSACMultiInputPolicy",
+           "TarSACPolicy", "TarTD3MultiInputPolicy", "TarTD3Policy", "TarTQCMultiInputPolicy", "TarTQCPolicy",
+           "register_policies"]
