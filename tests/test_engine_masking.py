@@ -104,3 +104,21 @@ def test_the_step_hook_follows_a_loaded_optimizer_state_and_state_created_later(
     optimizer.load_state_dict(dense.state_dict())
     step(first, second)
     assert_masked()
+
+
+def test_mask_hooks_do_not_keep_a_model_alive():
+    """The hook registry is by optimizer; a hook holding its optimizer strongly would leak every model."""
+    import gc
+    import weakref
+
+    from stable_baselines3 import PPO, SAC
+
+    import sb3_tar  # noqa: F401  (registers TarMlpPolicy)
+
+    for algo, env in ((SAC, "Pendulum-v1"), (PPO, "CartPole-v1")):
+        model = algo("TarMlpPolicy", env, policy_kwargs={"net_arch": [8], "sparsity": 0.5, "criterion": "erk"},
+                     device="cpu")
+        optimizer = weakref.ref(model.policy.optimizer if algo is PPO else model.actor.optimizer)
+        del model
+        gc.collect()
+        assert optimizer() is None, f"{algo.__name__}: the optimizer outlived its model"

@@ -116,7 +116,9 @@ class MaskEnforcement:
 
     def __init__(self, optimizer: torch.optim.Optimizer, weights: Sequence[torch.Tensor], masks: WeightMasks,
                  names: Sequence[str]) -> None:
-        self.optimizer = optimizer
+        # Weak: the optimizer holds this hook, and the registry below holds it by the optimizer, so a
+        # strong reference back would keep every optimizer (and its model's weights) alive forever.
+        self._optimizer = weakref.ref(optimizer)
         self.weights = list(weights)
         self.masks = masks
         self.names = list(names)
@@ -125,6 +127,13 @@ class MaskEnforcement:
         self._listed: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         self._handles = [optimizer.register_step_post_hook(self._mask_after_step),
                          optimizer.register_load_state_dict_post_hook(self._state_loaded)]
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        optimizer = self._optimizer()
+        if optimizer is None:
+            raise RuntimeError("the optimizer of these mask hooks was freed")
+        return optimizer
 
     def _state_loaded(self, *_: object) -> None:
         self._loads += 1
