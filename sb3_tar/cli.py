@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import json
 import signal
 import sys
@@ -26,7 +27,7 @@ from sb3_tar.engine import (
 from sb3_tar import __version__
 from sb3_tar.experiments.commands import add_experiment_commands
 from sb3_tar.export.cli import add_export_command
-from sb3_tar.experiments.config import ALGORITHMS, METHODS, RunConfig, run_hyperparams
+from sb3_tar.experiments.config import ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, RunConfig, run_hyperparams
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
 
@@ -127,10 +128,28 @@ def describe(config: RunConfig) -> str:
         + (f", recovery ratio {settings.recovery_ratio:g}" if config.method in ("tar", "uniform") else ""))
     hyperparams = run_hyperparams(config)
     shown = {key: value for key, value in hyperparams.items() if key not in ("policy", "policy_kwargs", "callback")}
-    return (f"training {config.algo.upper()} {config.label}{sparse} on {config.env} for {config.budget()} steps, "
+    steps = f"{config.budget()} steps"
+    rollout = _rollout_steps(config.algo, hyperparams)
+    if rollout is not None and config.budget() % rollout:  # SB3 collects whole rollouts: the budget rounds up
+        steps += f" (whole rollouts of {rollout}: {-(-config.budget() // rollout) * rollout} steps)"
+    return (f"training {config.algo.upper()} {config.label}{sparse} on {config.env} for {steps}, "
             f"seed {config.seed}, networks {config.resolved_net_arch()}\n"
             f"hyperparameters from {config.tuned()[1]}"
             + (f", with {sorted(config.hyperparams)} overridden" if config.hyperparams else "") + f": {shown}")
+
+
+def _rollout_steps(algo: str, hyperparams: dict[str, object]) -> int | None:
+    """Environment steps SB3 collects between two trainings (``None`` when counted in episodes)."""
+    from rl_zoo3.utils import ALGOS
+
+    defaults = inspect.signature(ALGOS[algo].__init__).parameters
+    n_envs = int(hyperparams.get("n_envs", 1))
+    if algo in ON_POLICY_ALGORITHMS:
+        return int(hyperparams.get("n_steps", defaults["n_steps"].default)) * n_envs
+    train_freq = hyperparams.get("train_freq", defaults["train_freq"].default)
+    if isinstance(train_freq, (list, tuple)):
+        return int(train_freq[0]) * n_envs if train_freq[1] == "step" else None
+    return int(train_freq) * n_envs
 
 
 def _stop_on_sigterm() -> None:
@@ -173,6 +192,8 @@ def train_command(args: argparse.Namespace) -> None:
         print(f"  (not written: {error})")
     print(f"results in {folder}/")
     print(f"  model           {folder / 'model.zip'}   ({config.algo.upper()}.load restores it, masks included)")
+    if (folder / "vecnormalize.pkl").exists():
+        print(f"  normalization   {folder / 'vecnormalize.pkl'}   (VecNormalize.load: what the model's inputs are)")
     if networks:
         print(f"  topology        {folder / 'topology.txt'}, topology.json, {networks}")
     print(f"  learning curve  {folder / 'learning_curve.png'}")
@@ -181,14 +202,18 @@ def train_command(args: argparse.Namespace) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algo", default="sac", choices=ALGORITHMS, help="the algorithm")
-    parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (continuous actions)")
+    parser.add_argument("--env", default="Pendulum-v1",
+                        help="Gymnasium environment id (sac, td3, ddpg, tqc, crossq: continuous actions; dqn, qrdqn: "
+                             "discrete; ppo, a2c: either)")
     parser.add_argument("--method", default="tar", choices=METHODS,
                         help="dense; static (recovery ratio 0); tar; uniform (Uniform Revival); set; rigl")
     parser.add_argument("--timesteps", type=int, help="environment steps (default: the tuned file's budget)")
     sparse = parser.add_argument_group("sparse settings (default: the tuned file's, adapted to --method)")
     sparse.add_argument("--sparsity", type=float, help="final fraction of zero weights in every network, in [0, 1)")
     sparse.add_argument("--actor-sparsity", type=float, help="the actor's sparsity (overrides --sparsity)")
-    sparse.add_argument("--critic-sparsity", type=float, help="each Q-network's sparsity (overrides --sparsity)")
+    sparse.add_argument("--critic-sparsity", type=float,
+                        help="the critic's sparsity: each Q-network's, PPO/A2C's value network's, DQN's Q-network's "
+                             "(overrides --sparsity)")
     sparse.add_argument("--criterion", choices=available_criteria(),
                         help="static pruning criterion (set/rigl: the initial masks')")
     sparse.add_argument("--recovery-ratio", type=float, help="revival budget (fraction of each network's weights)")
@@ -199,7 +224,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a criterion option, e.g. --option scope=layerwise or --option iterations=50")
     sparse.add_argument("--dst", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a SET/RigL option, e.g. --dst update_interval=500")
-    parser.add_argument("--net-arch", type=int, nargs="+", help="hidden layer widths (default: the tuned file's)")
+    parser.add_argument("--net-arch", type=int, nargs="+",
+                        help="hidden layer widths of every network (PPO/A2C: the actor's and the critic's, each its "
+                             "own; default: the tuned file's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hyperparam", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="override a tuned hyperparameter, e.g. --hyperparam batch_size=512")

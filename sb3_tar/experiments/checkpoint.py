@@ -2,10 +2,12 @@
 
 A checkpoint is a folder with the model (``model.zip``: weights, masks, optimizer state, the
 sb3-tar callbacks' state and the step counters, as SB3 saves them), the filled part of the replay
-buffer (``replay_buffer.npz``: a Humanoid buffer is allocated for 10^6 transitions, but a 50,000-step
-run fills 5 % of it, and SB3's own pickle would write all of it), and ``state.json`` (the run
-configuration, the evaluations so far and the step timer). It is written to a fresh folder and
-renamed into place, so the latest checkpoint is always complete.
+buffer of an off-policy algorithm (``replay_buffer.npz``: a Humanoid buffer is allocated for 10^6
+transitions, but a 50,000-step run fills 5 % of it, and SB3's own pickle would write all of it;
+PPO and A2C have none: a checkpoint falls between rollouts, when their rollout buffer is spent), the
+observation and return statistics where the environment is normalized (``vecnormalize.pkl``), and
+``state.json`` (the run configuration, the evaluations so far and the step timer). It is written to
+a fresh folder and renamed into place, so the latest checkpoint is always complete.
 
 Not restored: the environment's episode in progress (training resumes with a fresh episode, as
 SB3's ``load`` does), and the random generators of the environment, the action noise and the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ from sb3_tar.experiments.timing import StepTimeCallback
 
 CHECKPOINT = "checkpoint"
 MONITORS = "*.monitor.csv"
+NORMALIZER = "vecnormalize.pkl"
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
@@ -87,6 +91,12 @@ class Checkpoint:
         buffer_path = self.path / "replay_buffer.npz"
         if buffer_path.exists():
             load_replay_buffer(model.replay_buffer, buffer_path)
+        normalizer_path = self.path / NORMALIZER
+        if normalizer_path.exists():
+            with open(normalizer_path, "rb") as file:
+                saved = pickle.load(file)  # noqa: S301 - the run's own checkpoint, written by write_checkpoint
+            normalizer = model.get_vec_normalize_env()
+            normalizer.obs_rms, normalizer.ret_rms = saved.obs_rms, saved.ret_rms
         if eval_callback is not None and self.state.get("evaluations") is not None:
             _restore_eval(eval_callback, self.state["evaluations"], self.num_timesteps, model.n_envs)
         timer.restore(self.state["step_times"])
@@ -129,6 +139,10 @@ def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], e
     if getattr(model, "replay_buffer", None) is not None:
         save_replay_buffer(model.replay_buffer, fresh / "replay_buffer.npz")
         files.append("replay_buffer.npz")
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        normalizer.save(str(fresh / NORMALIZER))
+        files.append(NORMALIZER)
     state = {"num_timesteps": int(model.num_timesteps), "config": config, "files": files,
              "evaluations": _eval_state(eval_callback) if eval_callback is not None else None,
              "step_times": timer.state(), **(extra_state or {})}
@@ -148,7 +162,9 @@ class CheckpointCallback(BaseCallback):
     the gradient steps of the rollout just collected are done: SB3 trains after a rollout, so a
     checkpoint written at the rollout's last step would hold that step's transition but not its
     gradient steps, and a resumed run would never take them. (Training stopped early by a callback
-    ends before those gradient steps: nothing is written then.)
+    ends before those gradient steps: nothing is written then.) For PPO and A2C a rollout is
+    ``n_steps * n_envs`` steps and its training is all the epochs on it, so checkpoints fall on
+    rollout boundaries, the first at or after each ``frequency`` steps.
 
     :param work: the run's private folder.
     :param logs: the folder of the run's training-episode logs (``*.monitor.csv``), whose length

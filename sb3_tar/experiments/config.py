@@ -13,16 +13,22 @@ Methods (one vocabulary for train, sweeps and the variant files):
 - ``tar``: ``TarMlpPolicy`` with Topology-Aware Revival (``recovery_ratio > 0``, topology allocation);
 - ``uniform``: the Uniform Revival ablation (``allocation="uniform"``);
 - ``set``, ``rigl``: ``MlpPolicy`` with ``sb3_tar.DSTCallback`` (the criterion is the initial mask's).
+
+Algorithms: the off-policy actor-critics (SAC, TD3, DDPG, TQC, CrossQ: continuous actions), the
+on-policy actor-critics (PPO, A2C: continuous or discrete actions) and the value-based ones (DQN,
+QR-DQN: discrete actions), by rl-zoo3's names.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import difflib
 import inspect
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -35,12 +41,21 @@ from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
 STATIC_METHODS = ("static", "tar", "uniform")
 DYNAMIC_METHODS = ("set", "rigl")
-ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
+OFF_POLICY_ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
+ON_POLICY_ALGORITHMS = ("ppo", "a2c")
+VALUE_BASED_ALGORITHMS = ("dqn", "qrdqn")
+ALGORITHMS = (*OFF_POLICY_ALGORITHMS, *ON_POLICY_ALGORITHMS, *VALUE_BASED_ALGORITHMS)
+# The action spaces each algorithm trains on (SB3's own requirement, checked when a run is configured).
+ACTION_SPACES: dict[str, tuple[str, ...]] = {
+    **{algo: ("Box",) for algo in OFF_POLICY_ALGORITHMS},
+    **{algo: ("Box", "Discrete", "MultiDiscrete", "MultiBinary") for algo in ON_POLICY_ALGORITHMS},
+    **{algo: ("Discrete",) for algo in VALUE_BASED_ALGORITHMS},
+}
 HYPERPARAMS_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
 # The paper's default sparse training, as the tuned files' ``default`` entries set it.
 PAPER_SPARSITY = {"sparsity": 0.8, "criterion": "magnitude", "recovery_ratio": 0.01}
-# For an algorithm without a tuned file: SB3's defaults, the paper's width and sparse training, and
-# the exploration noise a deterministic actor needs (SB3's default is none). Without the sparse
+# For an algorithm without a tuned file: SB3's (sb3-contrib's) defaults, the paper's sparse training,
+# and the exploration noise a deterministic actor needs (SB3's default is none). Without the sparse
 # settings, `sb3-tar train --algo tqc` would have no sparsity to start from.
 BUILT_IN_DEFAULTS: dict[str, dict[str, Any]] = {
     "sac": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
@@ -48,8 +63,14 @@ BUILT_IN_DEFAULTS: dict[str, dict[str, Any]] = {
     "crossq": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
     "td3": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1, "policy_kwargs": PAPER_SPARSITY},
     "ddpg": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1, "policy_kwargs": PAPER_SPARSITY},
+    **{algo: {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY}
+       for algo in (*ON_POLICY_ALGORITHMS, *VALUE_BASED_ALGORITHMS)},
 }
+# Hidden widths when neither the run nor its tuned entry sets them: the paper's for the off-policy
+# actor-critics, SB3's own defaults (two layers of 64) for PPO, A2C, DQN and QR-DQN. A list for PPO
+# and A2C builds separate actor and critic trunks of those widths (SB3's ``MlpExtractor`` shares none).
 DEFAULT_NET_ARCH = [256, 256]
+SB3_NET_ARCH = [64, 64]
 # Keys of a zoo entry that are not arguments of the algorithm's constructor.
 ZOO_KEYS = ("n_timesteps", "noise_type", "noise_std", "normalize", "n_envs", "env_wrapper", "vec_env_wrapper",
             "frame_stack", "monitor_kwargs", "env_kwargs", "callback")
@@ -75,22 +96,34 @@ def _check_int(setting: str, value: object, minimum: int) -> None:
 
 # Value checks of the hyperparameters a tuned entry commonly sets (everything else goes to the
 # algorithm, which checks it when the model is built, still before any environment step).
-def _check_hyperparam(key: str, value: Any) -> None:
+def _check_hyperparam(algo: str, key: str, value: Any) -> None:
     setting = f"hyperparam {key}"
-    if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay"):
-        _check_int(setting, value, 1 if key != "gradient_steps" else -1)
+    if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay", "n_steps", "n_epochs",
+               "target_update_interval"):
+        minimum = {"gradient_steps": -1, "batch_size": 2 if algo == "ppo" else 1}.get(key, 1)
+        _check_int(setting, value, minimum)  # PPO normalizes advantages over a minibatch: one sample is refused
     elif key == "learning_starts":
         _check_int(setting, value, 0)
-    elif key in ("gamma", "tau", "target_policy_noise", "target_noise_clip", "noise_std"):
-        if not _is_real(value) or value < 0 or (key in ("gamma", "tau") and value > 1):
-            allowed = "in [0, 1]" if key in ("gamma", "tau") else ">= 0"
-            raise ValueError(f"{setting}={value!r} must be a finite number {allowed}")
-    elif key == "learning_rate":
+    elif key in ("gamma", "tau", "target_policy_noise", "target_noise_clip", "noise_std", "gae_lambda",
+                 "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "vf_coef"):
+        unit = key not in ("target_policy_noise", "target_noise_clip", "noise_std", "vf_coef")
+        if not _is_real(value) or value < 0 or (unit and value > 1):
+            raise ValueError(f"{setting}={value!r} must be a finite number {'in [0, 1]' if unit else '>= 0'}")
+    elif key == "max_grad_norm":
+        if not _is_real(value) or value <= 0:
+            raise ValueError(f"{setting}={value!r} must be a positive number")
+    elif key == "ent_coef" and algo in ON_POLICY_ALGORITHMS:  # SAC's may be 'auto'; SAC checks it itself
+        if not _is_real(value) or value < 0:
+            raise ValueError(f"{setting}={value!r} must be a finite number >= 0")
+    elif key in ("learning_rate", "clip_range", "clip_range_vf"):
+        if key == "clip_range_vf" and value is None:
+            return
         if isinstance(value, str):
             schedule, _, initial = value.partition("_")
-            if schedule != "lin" or not _is_real(_float_or_none(initial)) or float(initial) <= 0:
-                raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
-        elif not _is_real(value) or value <= 0:
+            ok = schedule == "lin" and _is_real(_float_or_none(initial)) and float(initial) > 0
+        else:
+            ok = _is_real(value) and value > 0
+        if not ok:
             raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
     elif key == "train_freq":
         ok = _is_int(value) and value >= 1
@@ -132,24 +165,96 @@ def tuned_entry(algo: str, env: str, hyperparams_dir: Path = HYPERPARAMS_DIR) ->
     return copy.deepcopy(entries[name]), f"{path.name}: {name}"
 
 
+class ZooExpression(str):
+    """A ``policy_kwargs`` value that is Python code for rl-zoo3 to evaluate (``nn.ReLU``), kept as its source."""
+
+
+def zoo_policy_kwargs(entry: dict[str, Any]) -> dict[str, Any]:
+    """A zoo entry's ``policy_kwargs`` as a dict, also where the entry writes them as a string.
+
+    rl-zoo3 evaluates a string ``policy_kwargs`` (``"dict(log_std_init=-2, activation_fn=nn.ReLU,
+    net_arch=dict(pi=[256, 256], vf=[256, 256]))"``) as Python. Here literal values (and ``dict(...)``
+    of literals) become values, so their sparse settings and widths can be read and replaced, and
+    the rest (``nn.ReLU``) stays as its source, a ``ZooExpression``; ``zoo_policy_kwargs_value``
+    writes the dict back in the form the zoo reads.
+
+    :raises ValueError: if the string is not ``dict(key=value, ...)`` (or a ``{...}`` literal).
+    """
+    kwargs = entry.get("policy_kwargs") or {}
+    if isinstance(kwargs, dict):
+        return dict(kwargs)
+    source = str(kwargs).strip()
+    try:
+        tree = ast.parse(source, mode="eval").body
+    except SyntaxError:
+        tree = None
+    if isinstance(tree, ast.Dict) and all(isinstance(key, ast.Constant) for key in tree.keys):
+        return {key.value: _zoo_value(value, source) for key, value in zip(tree.keys, tree.values)}
+    if not _is_dict_call(tree):
+        raise ValueError(f"policy_kwargs={kwargs!r} must be a mapping or a 'dict(key=value, ...)' string")
+    return {keyword.arg: _zoo_value(keyword.value, source) for keyword in tree.keywords}
+
+
+def _is_dict_call(node: ast.AST | None) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"
+            and not node.args and all(keyword.arg for keyword in node.keywords))
+
+
+def _zoo_value(node: ast.AST, source: str) -> Any:
+    if _is_dict_call(node):
+        values = {keyword.arg: _zoo_value(keyword.value, source) for keyword in node.keywords}
+        if not any(isinstance(value, ZooExpression) for value in values.values()):
+            return values
+    else:
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError):
+            pass
+    return ZooExpression(ast.get_source_segment(source, node))
+
+
+def zoo_policy_kwargs_value(kwargs: dict[str, Any]) -> dict[str, Any] | str:
+    """``kwargs`` as a zoo entry holds them: the dict itself, or a ``dict(...)`` string if a value is code."""
+    if not any(isinstance(value, ZooExpression) for value in kwargs.values()):
+        return kwargs
+    return "dict(" + ", ".join(f"{key}={value if isinstance(value, ZooExpression) else repr(value)}"
+                               for key, value in kwargs.items()) + ")"
+
+
 def file_sparsity(entry: dict[str, Any]) -> dict[str, Any]:
     """The sparse-training keys of a tuned entry's ``policy_kwargs`` (sparsity, criterion, ...)."""
-    return {key: value for key, value in dict(entry.get("policy_kwargs") or {}).items()
+    return {key: value for key, value in zoo_policy_kwargs(entry).items()
             if key in SETTING_NAMES or key in ("scope", "iterations")}
+
+
+def default_net_arch(algo: str) -> list[int]:
+    """The hidden widths a run of ``algo`` gets when neither it nor its tuned entry sets them."""
+    return list(DEFAULT_NET_ARCH if algo in OFF_POLICY_ALGORITHMS else SB3_NET_ARCH)
+
+
+def hidden_widths(net_arch: Any, source: str) -> list[int]:
+    """The hidden widths of a ``net_arch``: a list, or of a ``dict(pi=..., vf=...)`` (or ``qf``) the actor's ``pi``."""
+    widths = net_arch.get("pi", next(iter(net_arch.values()), None)) if isinstance(net_arch, dict) else net_arch
+    if not isinstance(widths, (list, tuple)) or not widths or not all(_is_int(width) for width in widths):
+        raise ValueError(f"net_arch={net_arch!r} in {source} is not a list of layer widths nor "
+                         "dict(pi=[...], vf=[...]); give the widths (--net-arch)")
+    return list(widths)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One training run: everything that determines it.
 
-    :param algo: ``sac``, ``td3``, ``ddpg``, ``tqc`` or ``crossq``.
-    :param env: a registered Gymnasium environment id with continuous actions.
+    :param algo: ``sac``, ``td3``, ``ddpg``, ``tqc``, ``crossq`` (continuous actions), ``ppo``, ``a2c``
+        (continuous or discrete) or ``dqn``, ``qrdqn`` (discrete).
+    :param env: a registered Gymnasium environment id whose actions the algorithm trains on.
     :param method: ``dense``, ``static``, ``tar``, ``uniform``, ``set`` or ``rigl``.
     :param sparsity: the sparse settings (``None``: the tuned file's, for a sparse method). For
         ``set``/``rigl`` its ``criterion`` is the initial mask's (default ERK) and its
         ``recovery_ratio`` must be 0.
     :param dst: ``DSTCallback`` options (``update_interval``, ``drop_fraction``, ``end_fraction``).
-    :param net_arch: hidden widths of the actor and each Q-network (``None``: the file's).
+    :param net_arch: hidden widths of every network: the actor and each Q-network; PPO/A2C's actor and
+        critic, each its own trunk; DQN's Q-network (``None``: the file's, else ``default_net_arch``).
     :param seed: the run's seed (environment, weights, masks).
     :param n_timesteps: the step budget (``None``: the file's).
     :param eval_freq: environment steps between evaluations (``None``: a tenth of the budget).
@@ -178,7 +283,7 @@ class RunConfig:
             raise ValueError(f"algo={self.algo!r} is not supported; allowed: {list(ALGORITHMS)}")
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
-        _check_env(self.env)
+        _check_env(self.env, self.algo)
         _check_int("seed", self.seed, 0)
         for setting in ("n_timesteps", "eval_freq", "checkpoint_freq"):
             if getattr(self, setting) is not None:
@@ -240,7 +345,7 @@ class RunConfig:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"hyperparam {key!r} is not an argument of {self.algo.upper()} nor an rl-zoo3 "
                                  f"key{hint} (allowed: {sorted(allowed)})")
-            _check_hyperparam(key, value)
+            _check_hyperparam(self.algo, key, value)
 
     # -- resolution against the tuned files -------------------------------------------------------
 
@@ -276,10 +381,21 @@ class RunConfig:
         return self.checkpoint_freq if self.checkpoint_freq is not None else self.resolved_eval_freq()
 
     def resolved_net_arch(self) -> list[int]:
+        """The hidden widths of the networks (of the actor's, if the tuned entry gives PPO's two different ones)."""
         if self.net_arch is not None:
             return list(self.net_arch)
-        net_arch = dict(self.tuned()[0].get("policy_kwargs") or {}).get("net_arch", DEFAULT_NET_ARCH)
-        return list(net_arch)
+        net_arch = zoo_policy_kwargs(self.tuned()[0]).get("net_arch")
+        return default_net_arch(self.algo) if net_arch is None else hidden_widths(net_arch, self.tuned()[1])
+
+    def policy_net_arch(self) -> list[int] | dict[str, list[int]]:
+        """The policy's ``net_arch``: this config's widths, else the tuned entry's as written, else the default."""
+        if self.net_arch is not None:
+            return list(self.net_arch)
+        net_arch = zoo_policy_kwargs(self.tuned()[0]).get("net_arch")
+        if net_arch is None:
+            return default_net_arch(self.algo)
+        hidden_widths(net_arch, self.tuned()[1])  # a net_arch the run could not name is refused here
+        return copy.deepcopy(net_arch)
 
     @property
     def run_id(self) -> str:
@@ -349,7 +465,7 @@ class RunConfig:
         return cls(**data)
 
 
-def _check_env(env: object) -> None:
+def _check_env(env: object, algo: str) -> None:
     import gymnasium as gym
 
     if not isinstance(env, str):
@@ -358,6 +474,46 @@ def _check_env(env: object) -> None:
         gym.spec(env)
     except gym.error.Error as error:
         raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
+    if not trains_on(algo, env):
+        raise ValueError(f"algo={algo!r} trains on {' or '.join(ACTION_SPACES[algo])} actions, but env={env!r} has "
+                         f"action space {_action_space(env)}; algorithms for it: "
+                         f"{[name for name in ALGORITHMS if trains_on(name, env)]}")
+
+
+def trains_on(algo: str, env: str) -> bool:
+    """Whether ``algo`` trains on ``env``'s actions (``True`` where the environment cannot be built here)."""
+    import gymnasium as gym
+
+    space = _action_space(env)
+    return space is None or isinstance(space, tuple(getattr(gym.spaces, kind) for kind in ACTION_SPACES[algo]))
+
+
+@cache
+def _action_space(env: str) -> Any:
+    """``env``'s action space, or ``None`` where it cannot be built here (a simulator not installed: the run
+    itself then stops with the simulator's own error, and configs of such runs can still be read)."""
+    import gymnasium as gym
+
+    try:
+        import mujoco
+    except ImportError:
+        mujoco = None
+    previous = mujoco.get_mju_user_warning() if mujoco is not None else None
+    if mujoco is not None:
+        mujoco.set_mju_user_warning(lambda message: None)  # the run's log records the model's warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            instance = gym.make(env, disable_env_checker=True)
+    except Exception:  # noqa: BLE001 - any failure to build it leaves the check to the run
+        return None
+    finally:
+        if mujoco is not None:
+            mujoco.set_mju_user_warning(previous)
+    try:
+        return instance.action_space
+    finally:
+        instance.close()
 
 
 def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
@@ -373,7 +529,8 @@ def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
 
 
 def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings | None, *,
-                 net_arch: list[int] | None = None, dst: dict[str, Any] | None = None) -> dict[str, Any]:
+                 net_arch: list[int] | dict[str, list[int]] | None = None,
+                 dst: dict[str, Any] | None = None) -> dict[str, Any]:
     """A zoo entry that trains ``method``: ``entry`` with the method's policy, sparse settings and callback.
 
     The one translation from a method to hyperparameters: ``run_hyperparams`` (``sb3-tar train``
@@ -382,20 +539,24 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
     :param entry: a tuned zoo entry (its sparse ``policy_kwargs`` keys are replaced).
     :param method: one of ``METHODS``.
     :param settings: the sparse settings (``None`` for ``dense``).
-    :param net_arch: hidden widths (default: the entry's).
+    :param net_arch: hidden widths, or PPO/A2C's ``dict(pi=..., vf=...)`` (default: the entry's, else
+        ``DEFAULT_NET_ARCH``).
     :param dst: ``DSTCallback`` options for ``set``/``rigl``.
     """
     entry = copy.deepcopy(entry)
-    policy_kwargs = {key: value for key, value in dict(entry.get("policy_kwargs") or {}).items()
+    policy_kwargs = {key: value for key, value in zoo_policy_kwargs(entry).items()
                      if key not in SETTING_NAMES and key not in ("scope", "iterations")}
-    policy_kwargs["net_arch"] = list(net_arch or policy_kwargs.get("net_arch", DEFAULT_NET_ARCH))
+    if net_arch:
+        policy_kwargs["net_arch"] = copy.deepcopy(net_arch) if isinstance(net_arch, dict) else list(net_arch)
+    else:
+        policy_kwargs["net_arch"] = policy_kwargs.get("net_arch", DEFAULT_NET_ARCH)
     entry.pop("callback", None)
     if method in STATIC_METHODS:
         entry["policy"] = "TarMlpPolicy"
         policy_kwargs.update(sparse_policy_kwargs(settings))
     else:
         entry["policy"] = "MlpPolicy"
-    entry["policy_kwargs"] = policy_kwargs
+    entry["policy_kwargs"] = zoo_policy_kwargs_value(policy_kwargs)
     if method in DYNAMIC_METHODS:
         sparsities = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
                       if getattr(settings, key) is not None}
@@ -407,5 +568,5 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
 def run_hyperparams(config: RunConfig) -> dict[str, Any]:
     """The zoo entry ``config`` trains with: the tuned entry, the overrides, then the method on top."""
     entry = {**config.tuned()[0], **copy.deepcopy(config.hyperparams), "n_timesteps": config.budget()}
-    return method_entry(entry, config.method, config.sparsity_settings(), net_arch=config.resolved_net_arch(),
+    return method_entry(entry, config.method, config.sparsity_settings(), net_arch=config.policy_net_arch(),
                         dst=config.dst)

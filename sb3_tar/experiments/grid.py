@@ -2,8 +2,11 @@
 
 The grid crosses algo x env x method x criterion x sparsity x recovery ratio x width x seed, then
 drops the settings a method ignores (dense has no criterion, SET/RigL start from ERK and revive
-nothing, static pruning has ``recovery_ratio=0``), so no run is trained twice. Every run is
-validated when the grid is read, so a bad value stops the sweep before any run starts.
+nothing, static pruning has ``recovery_ratio=0``), so no run is trained twice, and the pairs of an
+algorithm and an environment whose actions it does not train on (DQN with a continuous task, SAC
+with a discrete one), so one grid can hold both kinds; an algorithm or environment left with no run
+at all is an error. Every run is validated when the grid is read, so a bad value stops the sweep
+before any run starts.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.experiments.config import DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig
+from sb3_tar.experiments.config import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig, trains_on
 from sb3_tar.sb3.settings import SparsitySettings
 
 GRID_KEYS = ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "seed")
@@ -85,7 +88,12 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     configs: dict[str, RunConfig] = {}
     points = [dict(zip(GRID_KEYS, values)) for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
     points += [dict(point) for point in sweep.get("extra", [])]
+    mismatched = []
     for point in points:
+        algo, env = point.get("algo"), point.get("env")
+        if algo in ALGORITHMS and isinstance(env, str) and not trains_on(algo, env):
+            mismatched.append(point)  # an unknown algo or env is left to RunConfig, which names it
+            continue
         run_settings = dict(settings)
         for override in sweep.get("overrides", []):
             if all(point.get(key) in _as_list(value) for key, value in override["match"].items()):
@@ -97,6 +105,12 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
             raise ValueError(f"sweep grid point ({shown}): {error}") from None
         if config is not None:
             configs.setdefault(config.run_id, config)
+    for key in ("algo", "env"):
+        for value in dict.fromkeys(point[key] for point in mismatched):
+            if not any(getattr(config, key) == value for config in configs.values()):
+                pairs = sorted({(point["algo"], point["env"]) for point in mismatched if point[key] == value})
+                raise ValueError(f"sweep grid: {key}={value!r} has no run: each of its points pairs an algorithm "
+                                 f"with an environment whose actions it does not train on ({pairs})")
     return sorted(configs.values(), key=_order_key(grid, list(sweep.get("order", ["seed"]))))
 
 

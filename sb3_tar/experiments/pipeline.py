@@ -12,7 +12,8 @@ The result folder:
 
 - ``result.json``: configuration, hyperparameters, evaluation curve, final evaluation, per-network
   topology and kept weights, FLOPs, step times and provenance;
-- ``model.zip`` (``Algo.load`` restores it, masks included), ``hyperparams.yml`` (the zoo entry it
+- ``model.zip`` (``Algo.load`` restores it, masks included), ``vecnormalize.pkl`` (only where the
+  entry normalizes observations: the statistics the model acts on), ``hyperparams.yml`` (the zoo entry it
   trained with), ``evaluations.npz``, ``0.monitor.csv``, ``progress.csv`` (SB3's log with the
   ``sparsity/...`` keys), ``best_model.zip`` (the zoo's best evaluation), ``zoo/`` (the zoo's config);
 - ``topology.txt``/``.json``/``-<network>.png`` and ``learning_curve.png``.
@@ -35,7 +36,14 @@ import numpy as np
 import yaml
 
 from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint
-from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, run_hyperparams
+from sb3_tar.experiments.config import (
+    OFF_POLICY_ALGORITHMS,
+    ON_POLICY_ALGORITHMS,
+    STATIC_METHODS,
+    RunConfig,
+    run_hyperparams,
+)
+from sb3_tar.experiments.cost import BACKWARD, FORWARD, forward_flops
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.store import (
     LockedError,
@@ -244,9 +252,14 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None,
                         progress_bar=progress_bar)
+            if model.logger.name_to_value:  # SB3 logs before it trains: the last update's records are still pending
+                model.logger.dump(model.num_timesteps)
         if model.num_timesteps < config.budget():
             raise IncompleteRunError(f"training stopped at step {model.num_timesteps} of {config.budget()}")
         model.save(run_dir / "model.zip")  # before anything else can fail: the trained model is kept
+        normalizer = model.get_vec_normalize_env()
+        if normalizer is not None:  # the model acts on normalized observations: keep what they are
+            normalizer.save(str(run_dir / "vecnormalize.pkl"))
         final = _final_evaluation(model, eval_callback, config)
     (run_dir / "train.log").write_text(log.getvalue())
     result = _result(config, hyperparams, model, eval_callback, final, timer, resumes, run_dir)
@@ -257,12 +270,20 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
 
 
 def _final_evaluation(model: Any, eval_callback: Any, config: RunConfig) -> dict[str, Any]:
-    """The evaluation at the budget: the last scheduled one if it fell there, else one run now."""
-    from stable_baselines3.common.evaluation import evaluate_policy
+    """The evaluation of the trained model: the last scheduled one if it fell at the last step, else one run now.
 
-    if eval_callback.evaluations_timesteps and eval_callback.evaluations_timesteps[-1] >= config.budget():
+    PPO and A2C evaluate inside a rollout, before they train on it, so their final model is always
+    evaluated anew.
+    """
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    if (eval_callback.evaluations_timesteps and eval_callback.evaluations_timesteps[-1] >= model.num_timesteps
+            and not isinstance(model, OnPolicyAlgorithm)):
         returns = np.asarray(eval_callback.evaluations_results[-1], dtype=float)
     else:
+        sync_envs_normalization(model.get_env(), eval_callback.eval_env)  # as the evaluation callback does
         returns, _ = evaluate_policy(model, eval_callback.eval_env, n_eval_episodes=config.eval_episodes,
                                      deterministic=True, return_episode_rewards=True)
         returns = np.asarray(returns, dtype=float)
@@ -272,7 +293,6 @@ def _final_evaluation(model: Any, eval_callback: Any, config: RunConfig) -> dict
 
 def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_callback: Any, final: dict[str, Any],
             timer: StepTimeCallback, resumes: list[int], run_dir: Path) -> dict[str, Any]:
-    from sb3_tar.experiments.inspection import inspect_model
     from sb3_tar.experiments.outputs import plot_learning_curve, write_topology
 
     returns = [np.asarray(row, dtype=float) for row in eval_callback.evaluations_results]
@@ -282,7 +302,7 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         "std_return": [float(row.std()) for row in returns],
         "returns": [row.tolist() for row in returns],
     }
-    inspection = inspect_model(config.algo, model, batch_size=int(hyperparams.get("batch_size", 256)))
+    inspection = _inspect(config.algo, model)
     plans = inspection.pop("plans")
     errors = []
     try:
@@ -306,8 +326,42 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         "evaluations": evaluations,
         "final_evaluation": final,
         "step_times": step_times,
-        "seconds_per_1000_steps": median_block_seconds(step_times, after=int(hyperparams.get("learning_starts", 0))),
+        # the blocks before learning starts train nothing (on-policy algorithms train from the first rollout)
+        "seconds_per_1000_steps": median_block_seconds(step_times, after=int(getattr(model, "learning_starts", 0))),
         "resumed_at": resumes,
         **inspection,
         "report_errors": errors,
     }
+
+
+def _inspect(algo: str, model: Any) -> dict[str, Any]:
+    """Kept weights per network, the ``RevivalPlan``s if sparse, and the FLOPs (``cost``) of the trained model."""
+    from sb3_tar.experiments.inspection import inspect_model, kept_weights
+    from sb3_tar.sb3 import sparse_agent
+
+    if algo in OFF_POLICY_ALGORITHMS:
+        return inspect_model(algo, model, batch_size=int(model.batch_size))
+    kept = kept_weights(model.policy)
+    try:
+        plans = sparse_agent(model).plans()
+    except ValueError:  # a dense model has no masks
+        plans = {}
+    return {"kept_weights": kept, "plans": plans, "cost": _cost(algo, model, kept)}
+
+
+def _cost(algo: str, model: Any, kept: dict[str, int]) -> dict[str, float]:
+    """FLOPs per action and per gradient step of PPO, A2C, DQN and QR-DQN, counted as ``cost.py`` counts them.
+
+    PPO/A2C: acting runs the actor; a gradient step runs the actor and the critic forward and
+    backward on its batch (PPO: a minibatch of ``batch_size``; A2C: the whole rollout of
+    ``n_steps * n_envs``). DQN/QR-DQN: acting runs the Q-network; a gradient step runs the target
+    network forward and the Q-network forward and backward on a batch of ``batch_size``.
+    """
+    if algo in ON_POLICY_ALGORITHMS:
+        batch = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
+        networks = kept["actor"] + kept["critic"]
+        return {"flops_per_action": float(forward_flops(kept["actor"])),
+                "flops_per_training_step": float((FORWARD + BACKWARD) * networks * batch)}
+    (q_kept,) = kept.values()
+    return {"flops_per_action": float(forward_flops(q_kept)),
+            "flops_per_training_step": float((2 * FORWARD + BACKWARD) * q_kept * model.batch_size)}

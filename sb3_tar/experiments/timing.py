@@ -3,6 +3,12 @@
 The median time of a block is the run's training speed: blocks that contain an evaluation are
 slower, and the median leaves them out without having to know which they are. Sparse and dense
 runs of one sweep measured this way compare side by side on the same machine.
+
+A block must hold the training its steps cause. Off-policy algorithms train every few steps, so a
+block ends at the step that completes it. On-policy algorithms (PPO, A2C) collect a whole rollout
+of ``n_steps * n_envs`` steps and then train on it, so their blocks end at rollout boundaries,
+after the training: at the first rollout start at or after each ``interval`` steps (a block is then
+one rollout or more, and its time is scaled to ``interval`` steps), and at training end.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ import time
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 
 class StepTimeCallback(BaseCallback):
-    """Cumulative wall and CPU time at every ``interval`` environment steps.
+    """Cumulative wall and CPU time at every ``interval`` environment steps (on-policy: at the rollout
+    boundary that follows, see the module's docstring).
 
     ``state()`` is ``{"interval", "timesteps", "wall_s", "cpu_s"}``; a run resumed from a
     checkpoint passes it back to ``restore``, and the clock continues from the last stamp (the time
@@ -32,6 +40,7 @@ class StepTimeCallback(BaseCallback):
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self._origin = (0.0, 0.0)
+        self._per_rollout = False
 
     def restore(self, state: dict[str, Any]) -> None:
         self.timesteps, self.wall, self.cpu = list(state["timesteps"]), list(state["wall_s"]), list(state["cpu_s"])
@@ -41,6 +50,7 @@ class StepTimeCallback(BaseCallback):
                 "cpu_s": list(self.cpu)}
 
     def _on_training_start(self) -> None:
+        self._per_rollout = isinstance(self.model, OnPolicyAlgorithm)
         last_wall, last_cpu = (self.wall[-1], self.cpu[-1]) if self.wall else (0.0, 0.0)
         self._origin = (time.perf_counter() - last_wall, time.process_time() - last_cpu)
         if not self.timesteps:
@@ -51,10 +61,22 @@ class StepTimeCallback(BaseCallback):
         self.wall.append(time.perf_counter() - self._origin[0])
         self.cpu.append(time.process_time() - self._origin[1])
 
+    def _block_done(self) -> bool:
+        # "passed a multiple of interval", not "is one": with n_envs > 1 the count moves n_envs at a time
+        return self.num_timesteps // self.interval > self.timesteps[-1] // self.interval
+
     def _on_step(self) -> bool:
-        if self.num_timesteps % self.interval == 0:
+        if not self._per_rollout and self._block_done():
             self._stamp()
         return True
+
+    def _on_rollout_start(self) -> None:
+        if self._per_rollout and self._block_done():
+            self._stamp()
+
+    def _on_training_end(self) -> None:
+        if self._per_rollout and self.num_timesteps > self.timesteps[-1]:
+            self._stamp()
 
 
 def median_block_seconds(step_times: dict[str, Any] | None, after: int = 0) -> float | None:
