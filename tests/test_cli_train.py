@@ -20,7 +20,7 @@ from sb3_support import assert_masks_hold, assert_sparsity
 import sb3_tar
 from run_support import CHILD_ENV, PROVENANCE_KEYS, RESULT_KEYS, TINY_FLAGS, read_json, train_command
 from sb3_tar.cli import build_parser, main, train_config
-from sb3_tar.experiments.config import ALGORITHMS, RunConfig, run_hyperparams, tuned_entry
+from sb3_tar.experiments.config import OFF_POLICY_ALGORITHMS, RunConfig, run_hyperparams, tuned_entry
 
 NETWORKS = {"sac": {"actor", "qf0", "qf1"}, "td3": {"actor", "qf0", "qf1"}, "ddpg": {"actor", "qf0"},
             "tqc": {"actor", "qf0", "qf1"}, "crossq": {"actor", "qf0", "qf1"}}
@@ -32,7 +32,7 @@ def config_of(*flags: str) -> RunConfig:
     return train_config(build_parser().parse_args(["train", *flags]))
 
 
-@pytest.mark.parametrize("algo", ALGORITHMS)
+@pytest.mark.parametrize("algo", OFF_POLICY_ALGORITHMS)  # on-policy and DQN: tests/test_train_on_policy.py
 def test_train_writes_the_result_layout_for_every_algorithm_and_says_where(algo, tmp_path, capsys):
     output = tmp_path / "run"
     main(["train", "--algo", algo, "--method", "static", "--sparsity", "0.8", "--criterion", "erk",

@@ -89,7 +89,7 @@ def test_each_method_gets_its_policy_on_the_tuned_entry():
     ("sparsity", float("nan"), "sparsity=nan must be a finite number"),
     ("sparsity", 1.0, r"sparsity=1.0 must be in \[0, 1\)"),
     ("width", 0, "width=0 must be an integer >= 1"),
-    ("algo", "ppo", "algo='ppo' is not supported; allowed: "),
+    ("algo", "trpo", "algo='trpo' is not supported; allowed: "),
     ("seed", -1, "seed=-1 must be an integer >= 0"),
     ("method", "lottery", r"method='lottery' is not a method; allowed: \['dense', 'static', 'tar'"),
     ("criterion", "magnitud", "criterion='magnitud' is not a registered criterion"),
