@@ -11,6 +11,7 @@ from sb3_tar.cli import main, mlp
 from sb3_tar.engine import prune_and_revive, topology_report
 from sb3_tar.experiments.aggregate import as_runs, gain_percent, gain_rows, headline
 from sb3_tar.experiments.cost import cost_summary, training_step_flops
+from sb3_tar.experiments.outputs import training_episodes
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.experiments.report import write_report
 from sb3_tar.experiments.store import publish
@@ -123,3 +124,18 @@ def test_sparse_flops_scale_with_kept_weights():
     with pytest.raises(ValueError, match="algo='ppo' has no FLOP model"):
         training_step_flops("ppo", 1, [1], 1)
     assert np.isfinite(dense)
+    # PPO/A2C: both networks forward (2K) and backward (4K) per sample; DQN: target fwd, Q fwd and bwd
+    ppo = cost_summary("ppo", {"actor": 100, "critic": 60}, batch_size=64)
+    assert ppo == {"flops_per_action": 200.0, "flops_per_training_step": 6.0 * 160 * 64}
+    dqn = cost_summary("dqn", {"q_net": 30}, batch_size=32)
+    assert dqn == {"flops_per_action": 60.0, "flops_per_training_step": 8.0 * 30 * 32}
+
+
+def test_training_episodes_of_several_environments_are_placed_on_the_runs_steps(tmp_path):
+    """n monitor files (one per environment, stepped together): an environment's s steps are the run's n * s."""
+    header = '#{"t_start": 0, "env_id": "CartPole-v1"}\nr,l,t\n'
+    (tmp_path / "0.monitor.csv").write_text(header + "10.0,10,0.1\n20.0,20,0.3\n")
+    (tmp_path / "1.monitor.csv").write_text(header + "15.0,15,0.2\n")
+    steps, returns = training_episodes(tmp_path)
+    assert steps.tolist() == [20, 30, 60] and returns.tolist() == [10.0, 15.0, 20.0]
+    assert [len(part) for part in training_episodes(tmp_path / "absent")] == [0, 0]

@@ -45,7 +45,20 @@ def training_step_flops(algo: str, actor_kept: int, q_kept: list[int], batch_siz
 
 
 def cost_summary(algo: str, kept: Mapping[str, int], batch_size: int) -> dict[str, float]:
-    """FLOPs per action and per training step from kept weights per network (``actor``, ``qf0``, ...)."""
+    """FLOPs per action and per gradient step from kept weights per network.
+
+    Off-policy actor-critics (``actor``, ``qf0``, ...): ``training_step_flops``. PPO/A2C (``actor``,
+    ``critic``): a gradient step runs both networks forward and backward on its batch (PPO: a
+    minibatch; A2C: the whole rollout). DQN/QR-DQN (one Q-network): the target network forward and
+    the Q-network forward and backward on the batch.
+    """
+    if algo in ("ppo", "a2c"):
+        return {"flops_per_action": float(forward_flops(kept["actor"])),
+                "flops_per_training_step": float((FORWARD + BACKWARD) * (kept["actor"] + kept["critic"]) * batch_size)}
+    if algo in ("dqn", "qrdqn"):
+        (q_kept,) = kept.values()
+        return {"flops_per_action": float(forward_flops(q_kept)),
+                "flops_per_training_step": float((2 * FORWARD + BACKWARD) * q_kept * batch_size)}
     q_kept = [count for name, count in sorted(kept.items()) if name.startswith("qf")]
     return {
         "flops_per_action": float(forward_flops(kept["actor"])),

@@ -29,13 +29,24 @@ def write_topology(plans: dict[str, Any], folder: Path) -> dict[str, Any]:
     return report
 
 
-def training_episodes(monitor_csv: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative environment steps at the end of each training episode, and the episode's return."""
-    if not monitor_csv.exists():
+def training_episodes(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Environment steps at the end of each training episode, and the episode's return, from every ``*.monitor.csv``.
+
+    With ``n`` environments (one monitor file each) stepped together, an environment that has taken
+    ``s`` steps of its own is at about ``n * s`` steps of the run.
+    """
+    files = sorted(folder.glob("*.monitor.csv"))
+    steps, returns = [], []
+    for monitor_csv in files:
+        lines = [line for line in monitor_csv.read_text().splitlines() if line and not line.startswith("#")]
+        rows = list(csv.DictReader(lines))
+        steps.append(np.cumsum([int(row["l"]) for row in rows], dtype=np.int64) * len(files))
+        returns.append(np.array([float(row["r"]) for row in rows]))
+    if not files:
         return np.zeros(0), np.zeros(0)
-    lines = [line for line in monitor_csv.read_text().splitlines() if line and not line.startswith("#")]
-    rows = list(csv.DictReader(lines))
-    return np.cumsum([int(row["l"]) for row in rows]), np.array([float(row["r"]) for row in rows])
+    steps_all, returns_all = np.concatenate(steps), np.concatenate(returns)
+    order = np.argsort(steps_all, kind="stable")
+    return steps_all[order], returns_all[order]
 
 
 def plot_learning_curve(folder: Path, evaluations: dict[str, Any], final: dict[str, Any], title: str) -> Path:
@@ -48,7 +59,7 @@ def plot_learning_curve(folder: Path, evaluations: dict[str, Any], final: dict[s
 
     figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axes = figure.subplots()
-    steps, returns = training_episodes(folder / "0.monitor.csv")
+    steps, returns = training_episodes(folder)
     if len(steps):
         axes.plot(steps, returns, ".", color="#9e9e9e", markersize=4, label="training episodes")
     if evaluations["timesteps"]:

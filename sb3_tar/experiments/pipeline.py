@@ -36,14 +36,7 @@ import numpy as np
 import yaml
 
 from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint
-from sb3_tar.experiments.config import (
-    OFF_POLICY_ALGORITHMS,
-    ON_POLICY_ALGORITHMS,
-    STATIC_METHODS,
-    RunConfig,
-    run_hyperparams,
-)
-from sb3_tar.experiments.cost import BACKWARD, FORWARD, forward_flops
+from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.store import (
     LockedError,
@@ -293,6 +286,7 @@ def _final_evaluation(model: Any, eval_callback: Any, config: RunConfig) -> dict
 
 def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_callback: Any, final: dict[str, Any],
             timer: StepTimeCallback, resumes: list[int], run_dir: Path) -> dict[str, Any]:
+    from sb3_tar.experiments.inspection import inspect_model
     from sb3_tar.experiments.outputs import plot_learning_curve, write_topology
 
     returns = [np.asarray(row, dtype=float) for row in eval_callback.evaluations_results]
@@ -302,7 +296,7 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         "std_return": [float(row.std()) for row in returns],
         "returns": [row.tolist() for row in returns],
     }
-    inspection = _inspect(config.algo, model)
+    inspection = inspect_model(config.algo, model)
     plans = inspection.pop("plans")
     errors = []
     try:
@@ -332,36 +326,3 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         **inspection,
         "report_errors": errors,
     }
-
-
-def _inspect(algo: str, model: Any) -> dict[str, Any]:
-    """Kept weights per network, the ``RevivalPlan``s if sparse, and the FLOPs (``cost``) of the trained model."""
-    from sb3_tar.experiments.inspection import inspect_model, kept_weights
-    from sb3_tar.sb3 import sparse_agent
-
-    if algo in OFF_POLICY_ALGORITHMS:
-        return inspect_model(algo, model, batch_size=int(model.batch_size))
-    kept = kept_weights(model.policy)
-    try:
-        plans = sparse_agent(model).plans()
-    except ValueError:  # a dense model has no masks
-        plans = {}
-    return {"kept_weights": kept, "plans": plans, "cost": _cost(algo, model, kept)}
-
-
-def _cost(algo: str, model: Any, kept: dict[str, int]) -> dict[str, float]:
-    """FLOPs per action and per gradient step of PPO, A2C, DQN and QR-DQN, counted as ``cost.py`` counts them.
-
-    PPO/A2C: acting runs the actor; a gradient step runs the actor and the critic forward and
-    backward on its batch (PPO: a minibatch of ``batch_size``; A2C: the whole rollout of
-    ``n_steps * n_envs``). DQN/QR-DQN: acting runs the Q-network; a gradient step runs the target
-    network forward and the Q-network forward and backward on a batch of ``batch_size``.
-    """
-    if algo in ON_POLICY_ALGORITHMS:
-        batch = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
-        networks = kept["actor"] + kept["critic"]
-        return {"flops_per_action": float(forward_flops(kept["actor"])),
-                "flops_per_training_step": float((FORWARD + BACKWARD) * networks * batch)}
-    (q_kept,) = kept.values()
-    return {"flops_per_action": float(forward_flops(q_kept)),
-            "flops_per_training_step": float((2 * FORWARD + BACKWARD) * q_kept * model.batch_size)}
