@@ -92,9 +92,19 @@ SPARSE_FLAGS = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "r
                 "allow_empty_layers")
 
 
+# Flags that say how and where to run, not which run: the only ones a --config file leaves open.
+CONFIG_COMPANIONS = ("command", "run", "config", "output", "overwrite", "no_progress_bar", "threads")
+
+
 def train_config(args: argparse.Namespace) -> RunConfig:
-    """The run the flags describe: the tuned file's settings, with every flag given on top."""
+    """The run the flags describe: the tuned file's settings, with every flag given on top, or ``--config``'s run."""
     if args.config:
+        defaults = vars(build_parser().parse_args(["train"]))
+        clashing = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                    if name not in CONFIG_COMPANIONS and name in defaults and value != defaults[name]]
+        if clashing:
+            raise ValueError(f"--config {args.config} gives the whole run, so {clashing} would be ignored: leave "
+                             "them out, or set them in the file")
         return RunConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
     given = {flag: getattr(args, flag) for flag in SPARSE_FLAGS if getattr(args, flag) is not None}
     options = dict(args.option)
@@ -237,7 +247,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
     parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "
-                                         "replaces the settings above")
+                                         "gives the whole run: the settings above may not be given with it")
     parser.add_argument("--output", help="folder for the results (default: runs/<run id>)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output folder, once the new run is complete")
     parser.add_argument("--no-progress-bar", action="store_true")

@@ -116,6 +116,11 @@ def test_the_default_output_folder_names_the_run_and_a_config_file_trains_the_sa
     main(["train", "--config", "run.yml", "--output", "again"])
     again = read_json(tmp_path / "again" / "result.json")
     assert again["config"] == config and again["run_id"] == expected.name
+    # a run setting next to --config would be silently ignored: refused, naming it, before anything is written
+    with pytest.raises(SystemExit, match=r"--config run.yml gives the whole run, so \['--sparsity', '--seed'\] "
+                                         "would be ignored"):
+        main(["train", "--config", "run.yml", "--sparsity", "0.5", "--seed", "4", "--output", "third"])
+    assert not (tmp_path / "third").exists()
 
 
 def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
