@@ -207,7 +207,7 @@ def train_command(args: argparse.Namespace) -> None:
     if networks:
         print(f"  topology        {folder / 'topology.txt'}, topology.json, {networks}")
     print(f"  learning curve  {folder / 'learning_curve.png'}")
-    print(f"  training log    {folder / 'progress.csv'}, 0.monitor.csv, evaluations.npz; everything in result.json")
+    print(f"  training log    {folder / 'progress.csv'}, <n>.monitor.csv (one per environment), evaluations.npz; everything in result.json")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,7 +247,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
     parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "
-                                         "gives the whole run: the settings above may not be given with it")
+                                         "gives the whole run: a setting above given a value other than its default is refused")
     parser.add_argument("--output", help="folder for the results (default: runs/<run id>)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output folder, once the new run is complete")
     parser.add_argument("--no-progress-bar", action="store_true")

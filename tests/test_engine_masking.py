@@ -69,7 +69,7 @@ def test_it_is_one_multiply_per_tensor_and_idempotent(shapes, density, seed, wit
 def test_mismatched_arguments_are_refused():
     with pytest.raises(ValueError, match="one mask"):
         multiply_masks([torch.ones(2, 2)], [])
-    with pytest.raises(ValueError, match=r"shape \(2, 3\) does not fit a weight of shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"mask 0 of shape \(2, 3\) does not fit weight 0 of shape \(2, 2\)"):
         multiply_masks([torch.ones(2, 2)], [torch.ones(2, 3, dtype=torch.bool)])
 
 
@@ -122,3 +122,36 @@ def test_mask_hooks_do_not_keep_a_model_alive():
         del model
         gc.collect()
         assert optimizer() is None, f"{algo.__name__}: the optimizer outlived its model"
+
+
+@pytest.mark.parametrize("change", ["state cleared", "state entry replaced", "moment replaced", "mask edited in place"])
+def test_the_step_hook_lists_again_whatever_it_multiplies_changed(change):
+    """A reset optimizer state (a plasticity trick) or a mask edited in place must not leave stale tensors listed."""
+    from sb3_tar.sb3.masking import WeightMasks, enforce_masks
+
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 5)
+    masks = WeightMasks({"weight": torch.rand(5, 6) < 0.5})
+    optimizer = torch.optim.Adam([layer.weight], lr=0.1)
+    enforce_masks(optimizer, {"weight": layer.weight}, masks)
+
+    def step():
+        optimizer.zero_grad()
+        layer(torch.randn(4, 6)).pow(2).sum().backward()
+        optimizer.step()
+
+    step()
+    state = optimizer.state[layer.weight]
+    if change == "state cleared":
+        optimizer.state.clear()
+    elif change == "state entry replaced":
+        optimizer.state[layer.weight] = {key: value.clone() + 1.0 for key, value in state.items()}
+    elif change == "moment replaced":
+        state["exp_avg"] = torch.ones_like(state["exp_avg"])
+    else:
+        masks["weight"].copy_(torch.rand(5, 6) < 0.5)
+    step()
+    step()
+    kept = masks["weight"]
+    for tensor in (layer.weight.detach(), *moment_tensors(optimizer, layer.weight)):
+        assert not torch.any(tensor[~kept]), change

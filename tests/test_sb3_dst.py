@@ -254,3 +254,23 @@ def test_the_callback_runs_its_masks_callback_and_hooks_only_this_models_optimiz
     assert all(len(optimizer._optimizer_step_pre_hooks) == 0
                for optimizer in (model.actor.optimizer, model.critic.optimizer)), "hooks left after training"
     assert_masks_hold(callback.agent)
+
+
+def test_a_learn_that_raised_leaves_no_second_hook_for_the_next_learn():
+    """Training end never comes after an exception: the next training start must not stack hooks."""
+    model = make_model(SAC)
+    callback = DSTCallback("rigl", sparsity=0.8, update_interval=INTERVAL)
+
+    class Failing(BaseCallback):
+        def _on_step(self):
+            if self.num_timesteps == LEARNING_STARTS + 10:
+                raise RuntimeError("a crash mid-training")
+            return True
+
+    with pytest.raises(RuntimeError, match="a crash mid-training"):
+        model.learn(STEPS, callback=[callback, Failing()])
+    model.learn(STEPS, callback=callback, reset_num_timesteps=False)
+    optimizers = (model.actor.optimizer, model.critic.optimizer)
+    assert all(not optimizer._optimizer_step_pre_hooks for optimizer in optimizers)
+    steps = [record["gradient_step"] for record in callback.history if record["network"] == "qf0"]
+    assert len(steps) == len(set(steps)), "an update was applied twice at the same gradient step"

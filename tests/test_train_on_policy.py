@@ -241,3 +241,14 @@ def test_a_sweep_grid_of_every_kind_of_algorithm_keeps_the_pairs_that_train():
     with pytest.raises(ValueError, match=r"algo='dqn' has no run: each of its points pairs an algorithm with an "
                                          r"environment whose actions it does not train on \(\[\('dqn', 'Pend"):
         expand_grid(sweep)
+
+
+def test_a_mismatched_point_listed_by_hand_is_refused_not_dropped():
+    """Only the cross product's mismatched pairs are left out; a point named under ``extra:`` was meant."""
+    sweep = {"grid": {"algo": ["ppo"], "env": ["CartPole-v1"], "method": ["dense"], "criterion": ["magnitude"],
+                      "sparsity": [0.9], "recovery_ratio": [0.0], "width": [16], "seed": [0]},
+             "extra": [{"algo": "dqn", "env": "Pendulum-v1", "method": "dense", "width": 16, "seed": 0}],
+             "settings": {"n_timesteps": 300}}
+    with pytest.raises(ValueError, match=r"sweep grid point \(algo='dqn', env='Pendulum-v1'.*algo='dqn' trains on "
+                                         r"Discrete actions"):
+        expand_grid(sweep)

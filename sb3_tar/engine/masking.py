@@ -16,6 +16,8 @@ import torch
 # is reset to that initial state. Adam/AdamW/NAdam/RAdam: exp_avg, exp_avg_sq (and max_exp_avg_sq
 # with amsgrad); Adamax: exp_inf; SGD and RMSprop: momentum_buffer; RMSprop: square_avg, grad_avg.
 # Other per-element state (for example Rprop's step sizes) does not start at zero and is left alone.
+# Exception: SB3's RMSpropTFLike starts ``square_avg`` at one, so a weight SET/RigL regrows gets 0
+# there (a larger first step) instead of its optimizer's initial value.
 MOMENT_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg", "grad_avg")
 
 
@@ -49,7 +51,8 @@ def masked_tensors(
     multipliers: list[torch.Tensor] = []
     for index, (weight, mask) in enumerate(zip(weights, masks)):
         if tuple(mask.shape) != tuple(weight.shape):
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit a weight of shape {tuple(weight.shape)}")
+            raise ValueError(f"mask {index} of shape {tuple(mask.shape)} does not fit weight {index} of shape "
+                             f"{tuple(weight.shape)}")
         copies = [weight, *(moment for optimizer in optimizers for moment in moment_tensors(optimizer, weight))]
         if targets and targets[index] is not None:
             copies.append(targets[index])

@@ -238,8 +238,10 @@ def run_sweep(
                 outcome.completed.append(run_id)
             elif returncode == INTERRUPTED:
                 outcome.stopped.append(run_id)
-                progress.write(f"run {run_id} was stopped by a signal (exit {INTERRUPTED}); it kept its last "
-                               "checkpoint and resumes when the sweep runs again")
+                kept = ("it kept its last checkpoint and resumes from it" if find_checkpoint(results / PARTIAL / run_id)
+                        else "it had no checkpoint yet and starts over")
+                progress.write(f"run {run_id} was stopped by a signal (exit {INTERRUPTED}); {kept} when the sweep "
+                               "runs again")
             else:
                 outcome.failed[run_id] = log_tail(results, run_id)
                 progress.write(f"run {run_id} failed (exit {returncode}); its log: "

@@ -59,6 +59,8 @@ def cost_summary(algo: str, kept: Mapping[str, int], batch_size: int) -> dict[st
         (q_kept,) = kept.values()
         return {"flops_per_action": float(forward_flops(q_kept)),
                 "flops_per_training_step": float((2 * FORWARD + BACKWARD) * q_kept * batch_size)}
+    if "actor" not in kept:
+        raise ValueError(f"algo={algo!r} has no FLOP model for networks {sorted(kept)}")
     q_kept = [count for name, count in sorted(kept.items()) if name.startswith("qf")]
     return {
         "flops_per_action": float(forward_flops(kept["actor"])),

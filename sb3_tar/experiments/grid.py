@@ -86,12 +86,12 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
         raise ValueError(f"sweep settings has unknown keys {sorted(unknown_settings)}; allowed: {list(SETTING_KEYS)}")
 
     configs: dict[str, RunConfig] = {}
-    points = [dict(zip(GRID_KEYS, values)) for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
-    points += [dict(point) for point in sweep.get("extra", [])]
+    crossed = [dict(zip(GRID_KEYS, values)) for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
+    listed = [dict(point) for point in sweep.get("extra", [])]  # named one by one: a mismatch is refused below
     mismatched = []
-    for point in points:
+    for index, point in enumerate(crossed + listed):
         algo, env = point.get("algo"), point.get("env")
-        if algo in ALGORITHMS and isinstance(env, str) and not trains_on(algo, env):
+        if index < len(crossed) and algo in ALGORITHMS and isinstance(env, str) and not trains_on(algo, env):
             mismatched.append(point)  # an unknown algo or env is left to RunConfig, which names it
             continue
         run_settings = dict(settings)

@@ -14,7 +14,7 @@ The result folder:
   topology and kept weights, FLOPs, step times and provenance;
 - ``model.zip`` (``Algo.load`` restores it, masks included), ``vecnormalize.pkl`` (only where the
   entry normalizes observations: the statistics the model acts on), ``hyperparams.yml`` (the zoo entry it
-  trained with), ``evaluations.npz``, ``0.monitor.csv``, ``progress.csv`` (SB3's log with the
+  trained with), ``evaluations.npz``, ``<n>.monitor.csv`` (one per environment), ``progress.csv`` (SB3's log with the
   ``sparsity/...`` keys), ``best_model.zip`` (the zoo's best evaluation), ``zoo/`` (the zoo's config);
 - ``topology.txt``/``.json``/``-<network>.png`` and ``learning_curve.png``.
 """
@@ -210,6 +210,7 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
     from rl_zoo3.utils import ALGOS
     from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
     from sb3_tar.sb3 import SparsityLogCallback
 
@@ -245,7 +246,9 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None,
                         progress_bar=progress_bar)
-            if model.logger.name_to_value:  # SB3 logs before it trains: the last update's records are still pending
+            if model.logger.name_to_value and isinstance(model, OnPolicyAlgorithm):
+                # PPO/A2C log before they train: the last update's records are still pending
+                model.logger.record("time/total_timesteps", model.num_timesteps)
                 model.logger.dump(model.num_timesteps)
         if model.num_timesteps < config.budget():
             raise IncompleteRunError(f"training stopped at step {model.num_timesteps} of {config.budget()}")
@@ -263,23 +266,19 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
 
 
 def _final_evaluation(model: Any, eval_callback: Any, config: RunConfig) -> dict[str, Any]:
-    """The evaluation of the trained model: the last scheduled one if it fell at the last step, else one run now.
+    """The evaluation of the trained model, the one saved, always run anew.
 
-    PPO and A2C evaluate inside a rollout, before they train on it, so their final model is always
-    evaluated anew.
+    A scheduled evaluation runs inside a rollout, before that rollout's gradient steps (SB3 trains
+    after collecting: every algorithm, ``train_freq`` of any length), so even one at the last step
+    evaluates a model a few updates short of the saved one.
     """
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
-    if (eval_callback.evaluations_timesteps and eval_callback.evaluations_timesteps[-1] >= model.num_timesteps
-            and not isinstance(model, OnPolicyAlgorithm)):
-        returns = np.asarray(eval_callback.evaluations_results[-1], dtype=float)
-    else:
-        sync_envs_normalization(model.get_env(), eval_callback.eval_env)  # as the evaluation callback does
-        returns, _ = evaluate_policy(model, eval_callback.eval_env, n_eval_episodes=config.eval_episodes,
-                                     deterministic=True, return_episode_rewards=True)
-        returns = np.asarray(returns, dtype=float)
+    sync_envs_normalization(model.get_env(), eval_callback.eval_env)  # as the evaluation callback does
+    returns, _ = evaluate_policy(model, eval_callback.eval_env, n_eval_episodes=config.eval_episodes,
+                                 deterministic=True, return_episode_rewards=True)
+    returns = np.asarray(returns, dtype=float)
     return {"timesteps": int(model.num_timesteps), "mean_return": float(returns.mean()),
             "std_return": float(returns.std()), "episodes": len(returns), "returns": returns.tolist()}
 

@@ -162,6 +162,7 @@ class DSTCallback(BaseCallback):
             )
 
     def _on_training_start(self) -> None:
+        self._remove_hooks()  # a learn() that raised never reached training end: its hooks are still there
         self._check_policy()
         self.masks_callback.on_training_start(self.locals, self.globals)
         self.agent = self.masks_callback.agent
@@ -198,10 +199,13 @@ class DSTCallback(BaseCallback):
         self.masks_callback.on_rollout_end()
 
     def _on_training_end(self) -> None:
+        self._remove_hooks()
+        self.masks_callback.on_training_end()
+
+    def _remove_hooks(self) -> None:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        self.masks_callback.on_training_end()
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         if optimizer is self._critic_optimizer:

@@ -110,8 +110,10 @@ class MaskEnforcement:
     """The step hook of one optimizer: after each step, mask its weights and their optimizer state.
 
     What one step multiplies (``sb3_tar.engine.masking.masked_tensors``: the weights, their moments
-    and the masks in their dtype) is listed once and reused until the masks, the optimizer's state
-    (a new parameter's state, a loaded state dict) or the weights' device or dtype change.
+    and the masks in their dtype) is listed once and listed again when anything it was listed from
+    changes: a mask (``set``, a state-dict load, a device move or an in-place edit), the optimizer's
+    state (a weight's first state, a loaded state dict, a state entry or moment replaced, a cleared
+    state) or the weights' device or dtype.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, weights: Sequence[torch.Tensor], masks: WeightMasks,
@@ -125,6 +127,7 @@ class MaskEnforcement:
         self._loads = 0
         self._listed_for: tuple[object, ...] | None = None
         self._listed: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self._mask_tensors: list[torch.Tensor] = []
         self._handles = [optimizer.register_step_post_hook(self._mask_after_step),
                          optimizer.register_load_state_dict_post_hook(self._state_loaded)]
 
@@ -138,14 +141,21 @@ class MaskEnforcement:
     def _state_loaded(self, *_: object) -> None:
         self._loads += 1
 
+    def _listing_source(self) -> tuple[object, ...]:
+        """What the listing depends on. The listing holds the moments it found, so their ids stay theirs."""
+        state, first = self.optimizer.state, self.weights[0]
+        return (self.masks.version, self._loads, first.device, first.dtype,
+                tuple(mask._version for mask in self._mask_tensors),
+                tuple(None if (entry := state.get(weight)) is None else tuple(map(id, entry.values()))
+                      for weight in self.weights))
+
     def masked(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The tensors each step multiplies and their multipliers (a float multiply is ~6x faster than a bool one)."""
-        first = self.weights[0]
-        listed_for = (self.masks.version, self._loads, len(self.optimizer.state), first.device, first.dtype)
-        if listed_for != self._listed_for:
-            self._listed = masked_tensors(self.weights, [self.masks[name] for name in self.names],
-                                          optimizers=[self.optimizer])
-            self._listed_for = listed_for
+        source = self._listing_source()
+        if source != self._listed_for:
+            self._mask_tensors = [self.masks[name] for name in self.names]
+            self._listed = masked_tensors(self.weights, self._mask_tensors, optimizers=[self.optimizer])
+            self._listed_for = self._listing_source()
         return self._listed
 
     @torch.no_grad()
