@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import torch
 from sb3_contrib import QRDQN, TQC, CrossQ
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
@@ -15,6 +16,22 @@ from sb3_tar.sb3.agent import SparseAgent
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
 ENV_ID = "Pendulum-v1"
 LEARNING_STARTS = 50
+
+
+class DictObservations(gym.ObservationWrapper):
+    """A dict observation space: the first half of the observation and the second half."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        low, high, half = env.observation_space.low, env.observation_space.high, env.observation_space.shape[0] // 2
+        self.half = half
+        self.observation_space = gym.spaces.Dict({
+            "first": gym.spaces.Box(low[:half], high[:half], dtype=np.float32),
+            "second": gym.spaces.Box(low[half:], high[half:], dtype=np.float32),
+        })
+
+    def observation(self, observation):
+        return {"first": observation[:self.half], "second": observation[self.half:]}
 
 
 def make_model(algo: type[BaseAlgorithm], policy: str = "TarMlpPolicy", *, seed: int | None = 0,

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from import_blocking import BLOCK_SB3
 from sb3_contrib import TQC, CrossQ
 from stable_baselines3 import DDPG, SAC, TD3
 
@@ -192,13 +193,7 @@ def test_image_observations_are_divided_by_255_as_sb3_does(tmp_path):
 
 # ---------------------------------------------------------------- without SB3
 
-RUN_WITHOUT_SB3 = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] in ('stable_baselines3', 'sb3_contrib', 'gymnasium'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, Block())
+RUN_WITHOUT_SB3 = BLOCK_SB3 + """
 import torch
 from sb3_tar.runtime import load_actor
 data = torch.load(sys.argv[2])

@@ -6,15 +6,7 @@ import subprocess
 import sys
 
 import pytest
-
-BLOCK_SB3 = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] in ('stable_baselines3', 'sb3_contrib', 'gymnasium'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, Block())
-"""
+from import_blocking import BLOCK_SB3
 
 
 def run_python(code: str) -> str:

@@ -9,7 +9,6 @@ bad settings refused before any environment step. Tiny models (CartPole-v1, [32,
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from sb3_contrib import QRDQN, TQC
@@ -18,6 +17,7 @@ from sb3_support import (
     NEW_ALGOS,
     ON_POLICY_ALGOS,
     PPO_MINIBATCH_STEPS,
+    DictObservations,
     StepChecker,
     StepCounter,
     assert_masks_hold,
@@ -41,22 +41,6 @@ LAYERS = {
                      "quantile_net.quantile_net.4.weight"],
 }
 LEARN_STEPS = 192  # PPO: 3 rollouts of 64 (24 minibatch steps); A2C: 24 steps; DQN: 142 steps
-
-
-class DictObservations(gym.ObservationWrapper):
-    """A dict observation space: the first half of the observation and the second half."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        low, high, half = env.observation_space.low, env.observation_space.high, env.observation_space.shape[0] // 2
-        self.half = half
-        self.observation_space = gym.spaces.Dict({
-            "first": gym.spaces.Box(low[:half], high[:half], dtype=np.float32),
-            "second": gym.spaces.Box(low[half:], high[half:], dtype=np.float32),
-        })
-
-    def observation(self, observation):
-        return {"first": observation[:self.half], "second": observation[self.half:]}
 
 
 @pytest.mark.parametrize("algo", NEW_ALGOS)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO, RecurrentPPO
 from sb3_contrib.common.wrappers import ActionMasker
-from sb3_support import StepChecker, StepCounter, assert_masks_hold, assert_moments_masked, assert_sparsity
+from sb3_support import DictObservations, StepChecker, StepCounter, assert_masks_hold, assert_moments_masked, assert_sparsity
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import KVWriter, Logger
@@ -57,22 +57,6 @@ class AllActionsAllowed(ActionMasker):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env, lambda env: np.ones(env.action_space.n, dtype=bool))
-
-
-class DictObservations(gym.ObservationWrapper):
-    """A dict observation space: the first half of the observation and the second half."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        low, high, half = env.observation_space.low, env.observation_space.high, env.observation_space.shape[0] // 2
-        self.half = half
-        self.observation_space = gym.spaces.Dict({
-            "first": gym.spaces.Box(low[:half], high[:half], dtype=np.float32),
-            "second": gym.spaces.Box(low[half:], high[half:], dtype=np.float32),
-        })
-
-    def observation(self, observation):
-        return {"first": observation[:self.half], "second": observation[self.half:]}
 
 
 def make_env(algo: type[BaseAlgorithm], env: gym.Env | None = None) -> gym.Env:
