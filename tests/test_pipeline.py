@@ -143,6 +143,23 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
     assert any("discarding a checkpoint" in message and "other settings" in message for message in messages)
 
 
+def test_a_checkpoint_whose_tuned_hyperparameters_changed_since_is_not_resumed(tmp_path, monkeypatch):
+    """The tuned files may change between a stop and a resume (a suite spans sessions): no mixed run."""
+    import sb3_tar.experiments.pipeline as pipeline
+
+    output = tmp_path / "run"
+    stop_training_at(monkeypatch, 200, "stop")
+    with pytest.raises(IncompleteRunError):
+        run_training(tiny(), output)
+    monkeypatch.undo()
+    tuned = pipeline.run_hyperparams
+    monkeypatch.setattr(pipeline, "run_hyperparams", lambda config: {**tuned(config), "gamma": 0.9})
+    messages = []
+    result = run_training(tiny(), output, echo=messages.append).result
+    assert result["resumed_at"] == [] and result["hyperparams"]["gamma"] == 0.9
+    assert any("discarding a checkpoint" in message and "hyperparameters" in message for message in messages)
+
+
 def test_an_existing_output_or_a_run_in_flight_is_refused_before_anything_is_written(tmp_path):
     output = tmp_path / "run"
     output.mkdir()

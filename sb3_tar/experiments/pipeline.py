@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import shutil
 import time
 import warnings
@@ -121,8 +122,8 @@ def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progre
               echo: Callable[[str], None]) -> dict[str, Any]:
     """Train in ``work/run``, from ``work``'s checkpoint if it is one of this run; returns ``result.json``'s data."""
     checkpoint = find_checkpoint(work)
-    if checkpoint is not None and not _same_run(checkpoint.state["config"], config):
-        echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings")
+    if checkpoint is not None and not _same_run(checkpoint.state, config, hyperparams):
+        echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings or hyperparameters")
         for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
             shutil.rmtree(work / name, ignore_errors=True)
         checkpoint = None
@@ -148,11 +149,22 @@ def _interrupted(work: Path, output: Path, config: RunConfig, published: bool) -
                           f"kept in {work}: run the same command again to resume")
 
 
-def _same_run(stored: dict[str, Any], config: RunConfig) -> bool:
+def _same_run(state: dict[str, Any], config: RunConfig, hyperparams: dict[str, Any]) -> bool:
+    """Whether a checkpoint is of this run: the same configuration, and the same hyperparameters it resolved to.
+
+    The hyperparameters come from the tuned files, which may change between a stop and a resume;
+    a checkpoint written before they were recorded is judged by its configuration alone.
+    """
     try:
-        return RunConfig.from_dict(stored) == config
+        same_config = RunConfig.from_dict(state["config"]) == config
     except (TypeError, ValueError):
         return False
+    return same_config and state.get("hyperparams", _as_json(hyperparams)) == _as_json(hyperparams)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from a checkpoint's ``state.json``."""
+    return json.loads(json.dumps(value, default=str))
 
 
 @contextlib.contextmanager
@@ -240,7 +252,7 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
             callbacks.append(SparsityLogCallback())
         saver = CheckpointCallback(work, run_dir, config.resolved_checkpoint_freq(), config.budget(),
                                    config.to_dict(), eval_callback, timer)
-        saver.extra_state = {"resumes": resumes}
+        saver.extra_state = {"resumes": resumes, "hyperparams": _as_json(hyperparams)}
         callbacks += [timer, saver]
         remaining = config.budget() - model.num_timesteps
         if remaining > 0:
