@@ -79,7 +79,8 @@ def learning_curves(runs: Sequence[Run], path: Path) -> None:
         axes.set_visible(False)
     for axes in axes_grid[::columns]:
         axes.set_ylabel("evaluation return")
-    axes_grid[0].legend(fontsize="x-small", loc="lower right")
+    for axes in axes_grid[:len(panels)]:  # a legend per panel: the seed counts differ between panels
+        axes.legend(fontsize="x-small", loc="lower right")
     figure.suptitle(f"{task[0].upper()} on {task[1]}: mean over seeds, shaded 95% bootstrap CI")
     figure.savefig(path, dpi=110)
 
