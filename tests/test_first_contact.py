@@ -42,8 +42,9 @@ def test_a_bad_setting_stops_train_with_one_line_naming_it_and_writes_nothing(ar
 
 def test_an_unknown_algorithm_is_refused_by_the_parser_with_the_choices(capsys):
     with pytest.raises(SystemExit):
-        main(["train", "--algo", "ppo"])
-    assert "invalid choice: 'ppo' (choose from 'sac', 'td3', 'ddpg', 'tqc', 'crossq')" in capsys.readouterr().err
+        main(["train", "--algo", "trpo"])
+    assert ("invalid choice: 'trpo' (choose from 'sac', 'td3', 'ddpg', 'tqc', 'crossq', 'ppo', 'a2c', 'dqn', 'qrdqn')"
+            in capsys.readouterr().err)
 
 
 def test_a_mujoco_run_leaves_no_mujoco_log_and_prints_no_simulator_warnings(tmp_path):
