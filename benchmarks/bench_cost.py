@@ -82,8 +82,8 @@ def main() -> None:
     results = {f"{algo}-w{width}": measure(algo, width, args.rounds, args.steps_per_block)
                for algo in ALGOS for width in args.widths}
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "cost.json").write_text(json.dumps({"environment": describe_environment(), "results": results},
-                                                      indent=2))
+    environment = describe_environment()
+    (args.output / "cost.json").write_text(json.dumps({"environment": environment, "results": results}, indent=2))
     names = {"dense": "dense MlpPolicy", "tar": f"TarMlpPolicy (sparsity {SPARSITY}, rr 0.01)"}
     lines = [
         "# Cost of sparse training: wall time and FLOPs",
@@ -92,7 +92,7 @@ def main() -> None:
         f"{args.rounds} alternating blocks of {args.steps_per_block} gradient steps per model; medians. FLOPs "
         "count kept weights only (see `sb3_tar/experiments/cost.py`).",
         "",
-        environment_markdown(),
+        environment_markdown(environment),
         "",
         "| algo | width | method | ms / 1000 gradient steps | time vs dense | MFLOPs / action | GFLOPs / gradient step | FLOPs vs dense |",
         "|---|---:|---|---:|---:|---:|---:|---:|",

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from stable_baselines3 import SAC
 
-from benchmarks.environment import describe_environment
+from benchmarks.environment import describe_environment, environment_markdown
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar import DSTCallback
 
@@ -80,7 +80,7 @@ def write_results(rows: list[dict[str, object]], output: Path) -> None:
         "",
         __doc__.split("\n\n", 2)[2].strip(),
         "",
-        *[f"- {key}: `{value}`" for key, value in environment.items()],
+        environment_markdown(environment),
         "",
         "| width | blocks x steps | SAC step (ms) | step + RigL update (ms) | update (ms) | update / step | "
         f"amortised over {DEFAULT_INTERVAL} steps |",

@@ -55,14 +55,15 @@ def measure(widths: list[int]) -> list[dict[str, object]]:
 
 def write_results(rows: list[dict[str, object]], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    (output / "engine_speed.json").write_text(json.dumps({"environment": describe_environment(), "rows": rows}, indent=2))
+    environment = describe_environment()
+    (output / "engine_speed.json").write_text(json.dumps({"environment": environment, "rows": rows}, indent=2))
     lines = [
         "# One-shot pruning + revival time",
         "",
         "`prune_and_revive(sparsity=0.9, recovery_ratio=0.01)` on a freshly initialised 376-W-W-17 MLP "
         "(a Humanoid-sized actor), SynFlow with its default 100 iterations. Median over alternating rounds.",
         "",
-        environment_markdown(),
+        environment_markdown(environment),
         "",
         "| width | criterion | median (ms) | min (ms) | rounds | target (ms) | meets target |",
         "|---:|---|---:|---:|---:|---:|---|",

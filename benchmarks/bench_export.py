@@ -43,7 +43,7 @@ import torch
 from stable_baselines3 import SAC
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment, invoking_command
+from benchmarks.environment import describe_environment, environment_markdown, invoking_command
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.export import export_actor
 from sb3_tar.runtime import DeployedActor, KernelRule, Linear, MEASURED_RULE, read_actor
@@ -391,7 +391,7 @@ def write_results(result: dict[str, object], environment: dict[str, object], out
         f"alternates dense and sparse in the same run ({result['rounds']} rounds, rotating order); figures are "
         "medians and ratios of medians.",
         "",
-        *(f"- {key}: `{value}`" for key, value in environment.items()),
+        environment_markdown(environment),
         f"- 1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
         f"`{result['load_average_1min']['after']:.2f}` (a long benchmark ran beside it at low priority)",
         "",

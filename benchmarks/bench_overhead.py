@@ -29,7 +29,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment
+from benchmarks.environment import describe_environment, environment_markdown
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.sb3.masking import enforcement_of
 
@@ -109,7 +109,7 @@ def write_results(result: dict[str, object], output: Path) -> None:
         f"`MlpPolicy`, same seed and replay buffer, {result['rounds']} rounds of {result['steps_per_block']} "
         "gradient steps each, alternating which model goes first.",
         "",
-        *(f"- {key}: `{value}`" for key, value in environment.items()),
+        environment_markdown(environment),
         f"- 1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
         f"`{result['load_average_1min']['after']:.2f}` (other work on the machine slows both models alike)",
         "",

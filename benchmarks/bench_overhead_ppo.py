@@ -23,7 +23,7 @@ from stable_baselines3 import PPO
 
 import sb3_tar  # noqa: F401  (registers TarMlpPolicy)
 from sb3_tar.sb3.masking import enforcement_of
-from benchmarks.environment import describe_environment
+from benchmarks.environment import describe_environment, environment_markdown
 from benchmarks.shapes import HalfCheetahShapes
 
 SPARSE = {"sparsity": 0.8, "criterion": "magnitude", "recovery_ratio": 0.01}
@@ -83,7 +83,7 @@ def main() -> None:
         "",
         __doc__.split("\n\n", 2)[2].strip(),
         "",
-        *[f"- {key}: `{value}`" for key, value in environment.items()],
+        environment_markdown(environment),
         "",
         "| width | rounds | dense update (ms, median) | sparse update (ms, median) | ratio wall | ratio CPU "
         "| mask hook per step (µs) | hook share of a dense update |",

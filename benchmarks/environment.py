@@ -20,5 +20,6 @@ def describe_environment() -> dict[str, Any]:
     return provenance(command=[invoking_command()])
 
 
-def environment_markdown() -> str:
-    return "\n".join(f"- {key}: `{value}`" for key, value in describe_environment().items())
+def environment_markdown(environment: dict[str, Any]) -> str:
+    """The provenance record as a Markdown list: the same record the benchmark's JSON holds."""
+    return "\n".join(f"- {key}: `{value}`" for key, value in environment.items())
