@@ -159,7 +159,8 @@ def _same_run(state: dict[str, Any], config: RunConfig, hyperparams: dict[str, A
         same_config = RunConfig.from_dict(state["config"]) == config
     except (TypeError, ValueError):
         return False
-    return same_config and state.get("hyperparams", _as_json(hyperparams)) == _as_json(hyperparams)
+    resolved = _as_json(hyperparams)
+    return same_config and state.get("hyperparams", resolved) == resolved
 
 
 def _as_json(value: Any) -> Any:
