@@ -28,7 +28,8 @@ TINY_FLAGS = ["--timesteps", "300", "--net-arch", "16", "16", "--eval-freq", "15
               "--hyperparam", "learning_starts=100", "--hyperparam", "batch_size=32", "--device", "cpu",
               "--no-progress-bar"]
 RESULT_KEYS = {"run_id", "label", "config", "summary", "hyperparams", "num_timesteps", "evaluations",
-               "final_evaluation", "step_times", "seconds_per_1000_steps", "resumed_at", "kept_weights", "topology",
+               "final_evaluation", "step_times", "seconds_per_1000_steps", "cpu_seconds_per_1000_steps",
+               "resumed_at", "kept_weights", "topology",
                "cost", "report_errors", "provenance"}
 PROVENANCE_KEYS = {"command", "date", "git_commit", "versions", "cpu", "cores", "torch_threads", "device",
                    "wall_time_s", "load_average"}

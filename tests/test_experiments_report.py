@@ -9,11 +9,11 @@ import pytest
 
 from sb3_tar.cli import main, mlp
 from sb3_tar.engine import prune_and_revive, topology_report
-from sb3_tar.experiments.aggregate import as_runs, gain_percent, gain_rows, headline
+from sb3_tar.experiments.aggregate import as_runs, gain_percent, gain_rows, headline, rliable_aggregates
 from sb3_tar.experiments.cost import cost_summary, training_step_flops
 from sb3_tar.experiments.outputs import training_episodes
 from sb3_tar.experiments.grid import expand_grid
-from sb3_tar.experiments.report import write_report
+from sb3_tar.experiments.report import methods_section, write_report
 from sb3_tar.experiments.store import publish
 
 FINAL = {"dense": -150.0, "static": -400.0, "tar": -200.0, "set": -300.0, "rigl": -250.0}
@@ -93,6 +93,48 @@ def test_report_writes_markdown_summary_and_every_figure(results):
         assert f"]({figure})" in text
     poi = [row for row in summary["rliable"] if row["method"].startswith("P(")]
     assert poi and poi[0]["iqm"] == pytest.approx(1.0)  # TAR beats Original in every pairing here
+
+
+def step_times(wall_per_block: float, cpu_per_block: float, blocks: int = 5) -> dict:
+    return {"interval": 1000, "timesteps": [1000 * block for block in range(blocks + 1)],
+            "wall_s": [wall_per_block * block for block in range(blocks + 1)],
+            "cpu_s": [cpu_per_block * block for block in range(blocks + 1)]}
+
+
+def test_the_cost_table_compares_methods_by_cpu_time_derived_for_runs_that_did_not_record_it(results):
+    from sb3_tar.experiments.store import load_results
+
+    finished = [r for r in load_results(results) if r["summary"]["env"] == "Pendulum-v1"]
+    for result in finished:
+        # dense ran on a loaded machine (slow wall clock), the others on a quiet one; CPU time tells the truth
+        dense = result["summary"]["method"] == "dense"
+        result["step_times"] = step_times(wall_per_block=90.0 if dense else 30.0,
+                                          cpu_per_block=20.0 if dense else 30.0)
+        result["seconds_per_1000_steps"] = 90.0 if dense else 30.0
+        result["hyperparams"] = {"learning_starts": 1000}
+        if result["summary"]["method"] == "rigl":
+            result["cpu_seconds_per_1000_steps"] = 25.0  # a run's own figure wins over its step times
+    rows = {line.split(" | ")[4]: line for line in methods_section(as_runs(finished)) if "| Pendulum-v1 |" in line}
+    assert rows["Dense"].endswith("| 90.00 | 20.00 | 1.00x | 0.100 | 1.000 |")
+    assert rows["Original (magnitude)"].endswith("| 30.00 | 30.00 | 1.50x | 0.100 | 1.000 |")
+    assert "| 30.00 | 25.00 | 1.25x |" in rows["RigL"]
+
+
+def test_rliable_intervals_are_the_same_each_time_and_leave_numpys_global_generator_alone(results):
+    from sb3_tar.experiments.store import load_results
+
+    runs = [run for run in as_runs(load_results(results))]
+    for run in runs:  # spread the seeds' scores so that the intervals have width to differ in
+        run.mean_returns[-1] += 40.0 * run.spec["seed"]
+    np.random.seed(123)
+    expected_next = np.random.random_sample()
+    np.random.seed(123)
+    first = rliable_aggregates(runs, reps=300)
+    assert np.random.random_sample() == expected_next
+    second = rliable_aggregates(runs, reps=300)
+    assert any(row["ci_low"] < row["ci_high"] for row in first)
+    assert first == second
+    assert first != rliable_aggregates(runs, reps=300, seed=1)
 
 
 def test_report_refuses_an_empty_results_folder(tmp_path):

@@ -102,6 +102,10 @@ def test_on_policy_step_time_blocks_end_at_rollout_boundaries_and_hold_the_train
     # each block holds its rollouts' updates (the updates after steps 64 and 128, 192 and 256, then 320)
     assert all(seconds >= 0.2 * updates for seconds, updates in zip(blocks, [2, 2, 1]))
     assert timing.median_block_seconds(timer.state()) >= 0.2 * 100 / 64
+    # sleeping takes wall time, not CPU time: the CPU clock leaves the sleeps out
+    assert timing.median_block_seconds(timer.state(), clock="cpu_s") < 0.2 * 100 / 64
+    with pytest.raises(ValueError, match="clock='cpu' must be 'wall_s' or 'cpu_s'"):
+        timing.median_block_seconds(timer.state(), clock="cpu")
 
 
 @pytest.mark.parametrize("method", ["set", "rigl"])

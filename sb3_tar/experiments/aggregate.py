@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import statistics
-import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from sb3_tar.experiments.timing import median_block_seconds
 
 FINAL_EVALUATIONS = 3  # "final return": the mean over a run's last evaluations, damping one lucky episode
 
@@ -26,6 +28,7 @@ class Run:
     wall_time_s: float
     topology: dict[str, Any]
     seconds_per_1000_steps: float | None = None
+    cpu_seconds_per_1000_steps: float | None = None
 
     @property
     def final_return(self) -> float:
@@ -41,12 +44,20 @@ class Run:
         return self.spec["algo"], self.spec["env"], self.spec["sparsity"], self.spec["width"]
 
 
+def _cpu_seconds_per_1000_steps(result: dict[str, Any]) -> float | None:
+    """The run's own figure; results written before it was recorded derive it from their step times."""
+    if "cpu_seconds_per_1000_steps" in result:
+        return result["cpu_seconds_per_1000_steps"]
+    after = int(result.get("hyperparams", {}).get("learning_starts", 0))
+    return median_block_seconds(result.get("step_times"), after=after, clock="cpu_s")
+
+
 def as_runs(results: Iterable[dict[str, Any]]) -> list[Run]:
     """Runs from ``result.json`` data: ``summary`` holds what runs are grouped by, ``cost`` their FLOPs."""
     return [
         Run(r["run_id"], {**r["summary"], "cost": r["cost"]}, r["label"], r["evaluations"]["timesteps"],
             r["evaluations"]["mean_return"], r["provenance"]["wall_time_s"], r.get("topology", {}),
-            r.get("seconds_per_1000_steps"))
+            r.get("seconds_per_1000_steps"), _cpu_seconds_per_1000_steps(r))
         for r in results
     ]
 
@@ -168,14 +179,34 @@ def rliable_aggregates(runs: Sequence[Run], reps: int = 2000, seed: int = 0,
     Tasks are the (algo, env) pairs; dense runs are shared by every sparsity of their width.
     ``anchors`` as in ``normalised_scores``.
     """
+    with seeded_global_numpy(seed):
+        return _rliable_rows(runs, reps, anchors)
+
+
+@contextmanager
+def seeded_global_numpy(seed: int) -> Iterator[None]:
+    """Seed NumPy's global generator for a block, then restore it.
+
+    rliable's stratified bootstraps draw their resamples from ``np.random`` itself; the
+    ``random_state`` they accept reaches only arch, whose draws rliable overrides. Seeding the global
+    generator is what makes a report's confidence intervals the same each time it is written.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _rliable_rows(runs: Sequence[Run], reps: int, anchors: dict[tuple, tuple[float, float]] | None
+                  ) -> list[dict[str, Any]]:
     from rliable import library, metrics
 
-    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)  # rliable 1.2 on arch 7
     scores = normalised_scores(runs, anchors)
     settings = sorted({(r.spec["sparsity"], r.spec["width"]) for r in runs if r.spec["method"] != "dense"})
     tasks = sorted({run.task for run in runs})
     rows = []
-    random_state = np.random.RandomState(seed)
     for sparsity, width in settings:
         for label, per_key in sorted(scores.items()):
             by_ratio: dict[float, dict[tuple, list[float]]] = defaultdict(dict)
@@ -187,8 +218,7 @@ def rliable_aggregates(runs: Sequence[Run], reps: int = 2000, seed: int = 0,
                 if matrix is None:
                     continue
                 point, interval = library.get_interval_estimates(
-                    {label: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
-                    random_state=random_state)
+                    {label: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
                 rows.append({"sparsity": sparsity, "width": width, "method": label, "recovery_ratio": ratio,
                              "iqm": float(point[label][0]), "ci_low": float(interval[label][0][0]),
                              "ci_high": float(interval[label][1][0]), "runs_per_task": matrix.shape[0]})
@@ -204,7 +234,7 @@ def rliable_aggregates(runs: Sequence[Run], reps: int = 2000, seed: int = 0,
                 if tar is None or original is None:
                     continue
                 point, interval = library.get_interval_estimates(
-                    {"poi": (tar, original)}, metrics.probability_of_improvement, reps=reps, random_state=random_state)
+                    {"poi": (tar, original)}, metrics.probability_of_improvement, reps=reps)
                 rows.append({"sparsity": sparsity, "width": width, "method": f"P({label} > {original_label})",
                              "recovery_ratio": ratio, "iqm": float(point["poi"]), "ci_low": float(np.ravel(interval["poi"])[0]),
                              "ci_high": float(np.ravel(interval["poi"])[1]), "runs_per_task": tar.shape[0]})

@@ -322,6 +322,8 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
     except Exception as error:  # noqa: BLE001
         errors.append(f"learning curve: {type(error).__name__}: {error}")
     step_times = timer.state()
+    # the blocks before learning starts train nothing (on-policy algorithms train from the first rollout)
+    learning_starts = int(getattr(model, "learning_starts", 0))
     return {
         "run_id": config.run_id,
         "label": config.label,
@@ -332,8 +334,8 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         "evaluations": evaluations,
         "final_evaluation": final,
         "step_times": step_times,
-        # the blocks before learning starts train nothing (on-policy algorithms train from the first rollout)
-        "seconds_per_1000_steps": median_block_seconds(step_times, after=int(getattr(model, "learning_starts", 0))),
+        "seconds_per_1000_steps": median_block_seconds(step_times, after=learning_starts),
+        "cpu_seconds_per_1000_steps": median_block_seconds(step_times, after=learning_starts, clock="cpu_s"),
         "resumed_at": resumes,
         **inspection,
         "report_errors": errors,

@@ -71,27 +71,33 @@ def methods_section(runs: Sequence[Run]) -> list[str]:
         "## Final return and cost of every method",
         "",
         "Seconds per 1000 environment steps: the median over a run's 1000-step blocks after learning starts "
-        "(blocks with an evaluation are slower; the median leaves them out), measured inside runs that share the "
-        "machine two at a time. FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`).",
+        "(blocks with an evaluation are slower; the median leaves them out), then the median over seeds. Wall time "
+        "grows with whatever else shares the machine, so runs made under different loads compare by the process's "
+        "CPU time, which the ratio to dense uses. The masks multiply dense weight matrices, so a sparse run does the "
+        "dense run's arithmetic: FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`), the saving a "
+        "sparse kernel could realise.",
         "",
-        "| algo | env | sparsity | width | method | final return | std | seeds | s / 1000 steps | vs dense | MFLOPs / action | GFLOPs / train step |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| algo | env | sparsity | width | method | final return | std | seeds | wall s / 1000 steps | "
+        "CPU s / 1000 steps | CPU vs dense | MFLOPs / action | GFLOPs / train step |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    dense_time = {}
-    for (task, _, width, label), group in groups.items():
-        timed = [run.seconds_per_1000_steps for run in group if run.seconds_per_1000_steps is not None]
-        if label == "Dense" and timed:
-            dense_time[(task, width)] = statistics.median(timed)
+
+    def median_over(group: list[Run], field: str) -> float:
+        timed = [getattr(run, field) for run in group if getattr(run, field) is not None]
+        return statistics.median(timed) if timed else float("nan")
+
+    dense_cpu = {(task, width): median_over(group, "cpu_seconds_per_1000_steps")
+                 for (task, _, width, label), group in groups.items() if label == "Dense"}
     for (task, sparsity, width, label), group in sorted(groups.items(), key=lambda item: item[0]):
         finals = [run.final_return for run in group]
         spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        timed = [run.seconds_per_1000_steps for run in group if run.seconds_per_1000_steps is not None]
-        per_k = statistics.median(timed) if timed else float("nan")
+        cpu = median_over(group, "cpu_seconds_per_1000_steps")
+        ratio = cpu / dense_cpu[(task, width)] if (task, width) in dense_cpu else float("nan")
         cost = group[0].spec.get("cost", {})
-        ratio = per_k / dense_time[(task, width)] if (task, width) in dense_time else float("nan")
         lines.append(
             f"| {task[0]} | {task[1]} | {sparsity:g} | {width} | {label} | {statistics.fmean(finals):.1f} | {spread:.1f} | "
-            f"{len(group)} | {per_k:.2f} | {ratio:.2f}x | {cost.get('flops_per_action', float('nan')) / 1e6:.3f} | "
+            f"{len(group)} | {median_over(group, 'seconds_per_1000_steps'):.2f} | {cpu:.2f} | {ratio:.2f}x | "
+            f"{cost.get('flops_per_action', float('nan')) / 1e6:.3f} | "
             f"{cost.get('flops_per_training_step', float('nan')) / 1e9:.3f} |"
         )
     return [*lines, ""]

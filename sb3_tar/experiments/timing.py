@@ -79,11 +79,18 @@ class StepTimeCallback(BaseCallback):
             self._stamp()
 
 
-def median_block_seconds(step_times: dict[str, Any] | None, after: int = 0) -> float | None:
-    """Median wall seconds per ``interval`` steps, over blocks that end after step ``after``."""
+def median_block_seconds(step_times: dict[str, Any] | None, after: int = 0, clock: str = "wall_s") -> float | None:
+    """Median seconds per ``interval`` steps, over blocks that end after step ``after``.
+
+    ``clock="cpu_s"`` counts the process's CPU time instead of wall time: on a shared machine a run's
+    wall time grows with everything else running on it, its CPU time far less, so runs made under
+    different loads compare by CPU time.
+    """
+    if clock not in ("wall_s", "cpu_s"):
+        raise ValueError(f"clock={clock!r} must be 'wall_s' or 'cpu_s'")
     if not step_times or len(step_times["timesteps"]) < 2:
         return None
-    stamps = list(zip(step_times["timesteps"], step_times["wall_s"]))
+    stamps = list(zip(step_times["timesteps"], step_times[clock]))
     blocks = [(t1 - t0, w1 - w0) for (t0, w0), (t1, w1) in zip(stamps, stamps[1:]) if t1 > after and t1 > t0]
     if not blocks:
         return None
