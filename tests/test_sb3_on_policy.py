@@ -188,6 +188,19 @@ def test_tar_multi_input_policy_prunes_the_mlps_but_not_the_features_extractor(a
     assert all(torch.equal(sb3_tar.sparse_agent(loaded).masks[name], mask) for name, mask in agent.masks.items())
 
 
+@pytest.mark.parametrize("algo", [DQN, QRDQN])
+def test_actor_sparsity_on_a_model_without_an_actor_is_refused_naming_what_applies(algo):
+    message = r"actor_sparsity=0\.5 does not apply: .* has no actor .* set sparsity or critic_sparsity"
+    env = StepCounter(gym.make(DISCRETE_ENV_ID))
+    with pytest.raises(ValueError, match=message):
+        make_any_model(algo, env=env, sparsity=0.8, actor_sparsity=0.5)
+    dense = make_any_model(algo, "MlpPolicy", env=env)
+    with pytest.raises(ValueError, match=message):
+        dense.learn(LEARN_STEPS, callback=sb3_tar.TARCallback(sparsity=0.8, actor_sparsity=0.5))
+    assert env.steps == 0
+    assert sb3_tar.sparse_agent(make_any_model(algo, sparsity=0.8, critic_sparsity=0.6)).networks  # what applies
+
+
 @pytest.mark.parametrize("algo", NEW_ALGOS)
 def test_tar_callback_sparsifies_a_dense_model_like_the_policy_does(algo):
     dense = make_any_model(algo, "MlpPolicy")

@@ -198,6 +198,9 @@ BAD_SETTINGS = {
                        "hyperparam gae_lambda=1.5 must be a finite number in [0, 1]"),
     "dqn-exploration": (["--algo", "dqn", "--env", "CartPole-v1", "--hyperparam", "exploration_fraction=-0.1"],
                         "hyperparam exploration_fraction=-0.1 must be a finite number in [0, 1]"),
+    "dqn-actor-sparsity": (["--algo", "qrdqn", "--env", "CartPole-v1", "--sparsity", "0.8", "--actor-sparsity", "0.5"],
+                           "actor_sparsity=0.5 does not apply: algo='qrdqn' has no actor; its Q-network takes "
+                           "sparsity or critic_sparsity"),
 }
 
 

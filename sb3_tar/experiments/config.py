@@ -316,6 +316,9 @@ class RunConfig:
         if self.method in ("tar", "uniform") and settings.recovery_ratio == 0:
             raise ValueError(f"method={self.method!r} revives weights: recovery_ratio must be > 0 "
                              "(recovery_ratio=0 is method='static')")
+        if self.algo in VALUE_BASED_ALGORITHMS and settings.actor_sparsity is not None:
+            raise ValueError(f"actor_sparsity={settings.actor_sparsity!r} does not apply: algo={self.algo!r} has no "
+                             "actor; its Q-network takes sparsity or critic_sparsity")
         expected = {"tar": "topology", "uniform": "uniform"}.get(self.method)
         if expected is not None and settings.allocation != expected:
             raise ValueError(f"method={self.method!r} uses allocation={expected!r}, not {settings.allocation!r}")

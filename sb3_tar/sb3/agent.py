@@ -35,7 +35,7 @@ from sb3_tar.engine import (
 )
 from sb3_tar.engine.revival import topology_budgets
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks
-from sb3_tar.sb3.networks import SparseNetwork, find_networks
+from sb3_tar.sb3.networks import ACTOR, SparseNetwork, find_networks
 from sb3_tar.sb3.settings import SparsitySettings
 
 STATE_ATTRIBUTE = "sb3_tar_state"
@@ -158,6 +158,12 @@ def draw_masks(policy: nn.Module, settings: SparsitySettings, seed: int) -> Spar
         ``derive_seed(seed, 1 + i)``.
     """
     networks = find_networks(policy)
+    if settings.actor_sparsity is not None and all(network.role != ACTOR for network in networks):
+        raise ValueError(
+            f"{settings.owner}: actor_sparsity={settings.actor_sparsity!r} does not apply: {type(policy).__name__} has "
+            f"no actor (its {' and '.join(network.name for network in networks)} takes critic_sparsity); "
+            "set sparsity or critic_sparsity"
+        )
     masks, before = {}, {}
     for network in networks:
         pruning = settings.for_role(network.role)
