@@ -14,9 +14,11 @@ import shutil
 import signal
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 from sb3_support import make_model
 from stable_baselines3 import SAC
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_tar.experiments import checkpoint as checkpoints
 from sb3_tar.experiments import store
@@ -248,3 +250,16 @@ def test_a_replay_buffer_checkpoint_holds_only_the_filled_part(model, tmp_path):
     assert (fresh.replay_buffer.observations[:150] == model.replay_buffer.observations[:150]).all()
     assert (fresh.replay_buffer.rewards[:150] == model.replay_buffer.rewards[:150]).all()
     assert (work / "checkpoint" / "replay_buffer.npz").stat().st_size < 100_000  # not the 10^6 allocated
+
+
+def test_a_checkpoint_whose_normalization_does_not_match_its_run_is_refused_naming_both(model, tmp_path):
+    work = tmp_path / "work"
+    checkpoint_at(work, model, 100)
+    normalized = make_model(SAC, "TarMlpPolicy", net_arch=[16, 16], sparsity=0.8,
+                            env=VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")])))
+    with pytest.raises(ValueError, match="has no vecnormalize.pkl, but the run it resumes normalizes its environment"):
+        find_checkpoint(work).restore(normalized, None, StepTimeCallback())
+    checkpoint_at(work, normalized, 200)
+    with pytest.raises(ValueError, match="holds vecnormalize.pkl, but the run it resumes does not normalize"):
+        find_checkpoint(work).restore(model, None, StepTimeCallback())
+

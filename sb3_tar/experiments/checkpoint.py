@@ -92,10 +92,16 @@ class Checkpoint:
         if buffer_path.exists():
             load_replay_buffer(model.replay_buffer, buffer_path)
         normalizer_path = self.path / NORMALIZER
-        if normalizer_path.exists():
+        normalizer = model.get_vec_normalize_env()
+        if normalizer_path.exists() != (normalizer is not None):
+            raise ValueError(
+                f"the checkpoint at {self.path} {'holds' if normalizer_path.exists() else 'has no'} {NORMALIZER}, but "
+                f"the run it resumes {'does not normalize' if normalizer is None else 'normalizes'} its environment "
+                "(the 'normalize' hyperparameter); the checkpoint is not this run's"
+            )
+        if normalizer is not None:
             with open(normalizer_path, "rb") as file:
                 saved = pickle.load(file)  # noqa: S301 - the run's own checkpoint, written by write_checkpoint
-            normalizer = model.get_vec_normalize_env()
             normalizer.obs_rms, normalizer.ret_rms = saved.obs_rms, saved.ret_rms
         if eval_callback is not None and self.state.get("evaluations") is not None:
             _restore_eval(eval_callback, self.state["evaluations"], self.num_timesteps, model.n_envs)
