@@ -99,9 +99,8 @@ CONFIG_COMPANIONS = ("command", "run", "config", "output", "overwrite", "no_prog
 def train_config(args: argparse.Namespace) -> RunConfig:
     """The run the flags describe: the tuned file's settings, with every flag given on top, or ``--config``'s run."""
     if args.config:
-        defaults = vars(build_parser().parse_args(["train"]))
-        clashing = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-                    if name not in CONFIG_COMPANIONS and name in defaults and value != defaults[name]]
+        clashing = [f"--{name.replace('_', '-')}" for name in vars(args)
+                    if name in args.given and name not in CONFIG_COMPANIONS]
         if clashing:
             raise ValueError(f"--config {args.config} gives the whole run, so {clashing} would be ignored: leave "
                              "them out, or set them in the file")
@@ -247,7 +246,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
     parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "
-                                         "gives the whole run: a setting above given a value other than its default is refused")
+                                         "gives the whole run: a setting above given beside it is refused")
     parser.add_argument("--output", help="folder for the results (default: runs/<run id>)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output folder, once the new run is complete")
     parser.add_argument("--no-progress-bar", action="store_true")
@@ -278,8 +277,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _suppress_defaults(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public way to walk its actions
+        action.default = argparse.SUPPRESS
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for command in action.choices.values():
+                _suppress_defaults(command)
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, plus ``given``: the options it names, whatever their values.
+
+    ``--seed 0`` gives the seed although 0 is its default; ``train --config`` refuses every run
+    setting given beside it, so it must know which were given, not which differ from a default.
+    """
     args = build_parser().parse_args(argv)
+    probe = build_parser()
+    _suppress_defaults(probe)
+    args.given = set(vars(probe.parse_args(argv)))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_arguments(argv)
     try:
         args.run(args)
     except ValueError as error:

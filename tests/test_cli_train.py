@@ -19,7 +19,7 @@ from sb3_support import assert_masks_hold, assert_sparsity
 
 import sb3_tar
 from run_support import CHILD_ENV, PROVENANCE_KEYS, RESULT_KEYS, TINY_FLAGS, read_json, train_command
-from sb3_tar.cli import build_parser, main, train_config
+from sb3_tar.cli import main, parse_arguments, train_config
 from sb3_tar.experiments.config import OFF_POLICY_ALGORITHMS, RunConfig, run_hyperparams, tuned_entry
 
 NETWORKS = {"sac": {"actor", "qf0", "qf1"}, "td3": {"actor", "qf0", "qf1"}, "ddpg": {"actor", "qf0"},
@@ -29,7 +29,7 @@ LAYOUT = {"model.zip", "best_model.zip", "result.json", "hyperparams.yml", "eval
 
 
 def config_of(*flags: str) -> RunConfig:
-    return train_config(build_parser().parse_args(["train", *flags]))
+    return train_config(parse_arguments(["train", *flags]))
 
 
 @pytest.mark.parametrize("algo", OFF_POLICY_ALGORITHMS)  # on-policy and DQN: tests/test_train_on_policy.py
@@ -120,6 +120,10 @@ def test_the_default_output_folder_names_the_run_and_a_config_file_trains_the_sa
     with pytest.raises(SystemExit, match=r"--config run.yml gives the whole run, so \['--sparsity', '--seed'\] "
                                          "would be ignored"):
         main(["train", "--config", "run.yml", "--sparsity", "0.5", "--seed", "4", "--output", "third"])
+    # given at its default value, a setting is still given beside the file, and still refused
+    with pytest.raises(SystemExit, match=r"so \['--method', '--seed', '--eval-episodes'\] would be ignored"):
+        main(["train", "--config", "run.yml", "--method", "tar", "--seed", "0", "--eval-episodes", "5",
+              "--output", "third"])
     assert not (tmp_path / "third").exists()
 
 
