@@ -27,7 +27,9 @@ from sb3_tar.engine import (
 from sb3_tar import __version__
 from sb3_tar.experiments.commands import add_experiment_commands
 from sb3_tar.export.cli import add_export_command
-from sb3_tar.experiments.config import ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, RunConfig, run_hyperparams
+from sb3_tar.experiments.config import (
+    ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, RunConfig, algorithm_name, run_hyperparams,
+)
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
 
@@ -141,7 +143,7 @@ def describe(config: RunConfig) -> str:
     rollout = _rollout_steps(config.algo, hyperparams)
     if rollout is not None and config.budget() % rollout:  # SB3 collects whole rollouts: the budget rounds up
         steps += f" (whole rollouts of {rollout}: {-(-config.budget() // rollout) * rollout} steps)"
-    return (f"training {config.algo.upper()} {config.label}{sparse} on {config.env} for {steps}, "
+    return (f"training {algorithm_name(config.algo)} {config.label}{sparse} on {config.env} for {steps}, "
             f"seed {config.seed}, networks {config.resolved_net_arch()}\n"
             f"hyperparameters from {config.tuned()[1]}"
             + (f", with {sorted(config.hyperparams)} overridden" if config.hyperparams else "") + f": {shown}")
@@ -200,7 +202,7 @@ def train_command(args: argparse.Namespace) -> None:
     for error in result["report_errors"]:
         print(f"  (not written: {error})")
     print(f"results in {folder}/")
-    print(f"  model           {folder / 'model.zip'}   ({config.algo.upper()}.load restores it, masks included)")
+    print(f"  model           {folder / 'model.zip'}   ({algorithm_name(config.algo)}.load restores it, masks included)")
     if (folder / "vecnormalize.pkl").exists():
         print(f"  normalization   {folder / 'vecnormalize.pkl'}   (VecNormalize.load: what the model's inputs are)")
     if networks:
@@ -213,7 +215,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algo", default="sac", choices=ALGORITHMS, help="the algorithm")
     parser.add_argument("--env", default="Pendulum-v1",
                         help="Gymnasium environment id (sac, td3, ddpg, tqc, crossq: continuous actions; dqn, qrdqn: "
-                             "discrete; ppo, a2c: either)")
+                             "discrete; ppo, a2c, ppo_lstm: either)")
     parser.add_argument("--method", default="tar", choices=METHODS,
                         help="dense; static (recovery ratio 0); tar; uniform (Uniform Revival); set; rigl")
     parser.add_argument("--timesteps", type=int, help="environment steps (default: the tuned file's budget)")

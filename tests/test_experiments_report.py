@@ -169,6 +169,9 @@ def test_sparse_flops_scale_with_kept_weights():
     # PPO/A2C: both networks forward (2K) and backward (4K) per sample; DQN: target fwd, Q fwd and bwd
     ppo = cost_summary("ppo", {"actor": 100, "critic": 60}, batch_size=64)
     assert ppo == {"flops_per_action": 200.0, "flops_per_training_step": 6.0 * 160 * 64}
+    # RecurrentPPO: its dense LSTMs count in full, with their network
+    lstm = cost_summary("ppo_lstm", {"actor": 100, "critic": 60}, batch_size=64, recurrent={"actor": 500, "critic": 40})
+    assert lstm == {"flops_per_action": 1200.0, "flops_per_training_step": 6.0 * 700 * 64}
     dqn = cost_summary("dqn", {"q_net": 30}, batch_size=32)
     assert dqn == {"flops_per_action": 60.0, "flops_per_training_step": 8.0 * 30 * 32}
 

@@ -43,7 +43,7 @@ def test_a_bad_setting_stops_train_with_one_line_naming_it_and_writes_nothing(ar
 def test_an_unknown_algorithm_is_refused_by_the_parser_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--algo", "trpo"])
-    assert ("invalid choice: 'trpo' (choose from 'sac', 'td3', 'ddpg', 'tqc', 'crossq', 'ppo', 'a2c', 'dqn', 'qrdqn')"
+    assert ("invalid choice: 'trpo' (choose from 'sac', 'td3', 'ddpg', 'tqc', 'crossq', 'ppo', 'a2c', 'ppo_lstm', 'dqn', 'qrdqn')"
             in capsys.readouterr().err)
 
 

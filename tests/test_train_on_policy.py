@@ -1,4 +1,4 @@
-"""``sb3-tar train`` and sweeps for PPO, A2C, DQN and QR-DQN: the one run pipeline, with tiny runs.
+"""``sb3-tar train`` and sweeps for PPO, A2C, RecurrentPPO, DQN and QR-DQN: the one run pipeline, with tiny runs.
 
 The same guarantees as for the off-policy actor-critics: a valid result with every network's
 topology, masked weights 0.0 in the saved model, SET/RigL through ``DSTCallback``, a stopped run
@@ -35,8 +35,12 @@ RUNS = {
     ("qrdqn", "CartPole-v1"): (["--timesteps", "300", "--eval-freq", "150"], 300),  # sb3-contrib's defaults
     ("ppo", "Pendulum-v1"): (["--timesteps", "256", "--eval-freq", "128", "--hyperparam", "n_steps=64"], 256),
     ("a2c", "Pendulum-v1"): (["--timesteps", "256", "--eval-freq", "128"], 256),  # normalized observations
+    # rl-zoo3's own task (velocities hidden): rollouts of 8 x 32 steps, LSTMs of 64, normalized observations
+    ("ppo_lstm", "CartPoleNoVel-v1"): (["--timesteps", "256", "--eval-freq", "128", "--hyperparam", "n_epochs=2"], 256),
 }
-NETWORKS = {"ppo": {"actor", "critic"}, "a2c": {"actor", "critic"}, "dqn": {"q_net"}, "qrdqn": {"quantile_net"}}
+NETWORKS = {"ppo": {"actor", "critic"}, "a2c": {"actor", "critic"}, "ppo_lstm": {"actor", "critic"}, "dqn": {"q_net"},
+            "qrdqn": {"quantile_net"}}
+POLICIES = {"ppo_lstm": "TarMlpLstmPolicy"}
 
 
 def stop_training_at(monkeypatch, step: int) -> None:
@@ -66,7 +70,7 @@ def test_train_runs_every_new_algorithm_sparse_with_a_valid_result(algo, env, tm
     assert RESULT_KEYS <= set(result) and result["report_errors"] == []
     assert result["num_timesteps"] == steps == result["final_evaluation"]["timesteps"]
     assert result["summary"]["algo"] == algo and result["summary"]["n_timesteps"] == budget
-    assert result["hyperparams"]["policy"] == "TarMlpPolicy"
+    assert result["hyperparams"]["policy"] == POLICIES.get(algo, "TarMlpPolicy")
     assert set(result["topology"]) == set(result["kept_weights"]) == NETWORKS[algo]
     assert all(network["achieved_sparsity"] == pytest.approx(0.9, abs=0.01) for network in result["topology"].values())
     assert all((output / f"topology-{network}.png").is_file() for network in NETWORKS[algo])
@@ -76,7 +80,7 @@ def test_train_runs_every_new_algorithm_sparse_with_a_valid_result(algo, env, tm
     # the normalized observations the model acts on travel with it (a2c.yml's Pendulum-v1 entry normalizes)
     assert (output / "vecnormalize.pkl").is_file() == bool(result["hyperparams"].get("normalize"))
 
-    if algo in ("ppo", "a2c"):  # the step timer's last block ends with the last rollout's update
+    if algo in ("ppo", "a2c", "ppo_lstm"):  # the step timer's last block ends with the last rollout's update
         assert result["step_times"]["timesteps"] == [0, steps] and result["seconds_per_1000_steps"] > 0
 
     model = ALGOS[algo].load(output / "model.zip", device="cpu")
@@ -125,10 +129,11 @@ def test_ppo_trains_set_and_rigl_counting_minibatch_steps(method, tmp_path):
     assert any(key.startswith("dst/") for key in header)
 
 
-def test_a_stopped_ppo_run_resumes_from_its_checkpoint_to_its_whole_budget(tmp_path, monkeypatch):
-    # CartPole-v1 rollouts of 256; a checkpoint at every rollout boundary; Ctrl-C in the third rollout
+@pytest.mark.parametrize(("algo", "env"), [("ppo", "CartPole-v1"), ("ppo_lstm", "CartPoleNoVel-v1")])
+def test_a_stopped_on_policy_run_resumes_from_its_checkpoint_to_its_whole_budget(algo, env, tmp_path, monkeypatch):
+    # rollouts of 8 x 32 = 256 steps; a checkpoint at every rollout boundary; Ctrl-C in the third rollout
     output = tmp_path / "run"
-    flags = ["train", "--algo", "ppo", "--env", "CartPole-v1", "--sparsity", "0.9", "--timesteps", "768",
+    flags = ["train", "--algo", algo, "--env", env, "--sparsity", "0.9", "--timesteps", "768",
              "--eval-freq", "256", "--checkpoint-freq", "256", "--hyperparam", "n_epochs=2", "--output", str(output),
              *SMALL]
     stop_training_at(monkeypatch, 600)
@@ -136,8 +141,9 @@ def test_a_stopped_ppo_run_resumes_from_its_checkpoint_to_its_whole_budget(tmp_p
         main(flags)
     assert stopped.value.code == 130 and not output.exists()
     checkpoint = find_checkpoint(partial_dir(output))
-    assert checkpoint.num_timesteps == 512 and checkpoint.state["files"] == ["model.zip"]  # no replay buffer
-    at_checkpoint = ALGOS["ppo"].load(checkpoint.path / "model.zip", device="cpu")
+    normalizer = ["vecnormalize.pkl"] if algo == "ppo_lstm" else []  # ppo_lstm.yml's entry normalizes
+    assert checkpoint.num_timesteps == 512 and checkpoint.state["files"] == ["model.zip", *normalizer]  # no buffer
+    at_checkpoint = ALGOS[algo].load(checkpoint.path / "model.zip", device="cpu")
     assert at_checkpoint._n_updates == 2 * 2  # the checkpoint holds the second rollout's update
 
     monkeypatch.undo()
@@ -146,7 +152,7 @@ def test_a_stopped_ppo_run_resumes_from_its_checkpoint_to_its_whole_budget(tmp_p
     assert result["resumed_at"] == [512] and result["num_timesteps"] == 768
     assert result["evaluations"]["timesteps"] == [256, 512, 768]
     assert result["evaluations"]["returns"][:2] == checkpoint.state["evaluations"]["results"]  # the curve continues
-    final = ALGOS["ppo"].load(output / "model.zip", device="cpu")
+    final = ALGOS[algo].load(output / "model.zip", device="cpu")
     assert final._n_updates == 3 * 2  # every rollout trained once: none lost, none repeated
     assert same_masks(masks_of(final), masks_of(at_checkpoint))
     assert_masks_hold(sb3_tar.sparse_agent(final))
@@ -184,7 +190,7 @@ BAD_SETTINGS = {
     "qrdqn-on-continuous-actions": (["--algo", "qrdqn", "--env", "MountainCarContinuous-v0"],
                                     "algorithms for it: ['sac', 'td3', 'ddpg'"),
     "sac-on-discrete-actions": (["--algo", "sac", "--env", "CartPole-v1"],
-                                "has action space Discrete(2); algorithms for it: ['ppo', 'a2c', 'dqn', 'qrdqn']"),
+                                "has action space Discrete(2); algorithms for it: ['ppo', 'a2c', 'ppo_lstm', 'dqn', 'qrdqn']"),
     "ppo-misspelt-hyperparam": (["--algo", "ppo", "--hyperparam", "n_step=64"],
                                 "hyperparam 'n_step' is not an argument of PPO nor an rl-zoo3 key; "
                                 "did you mean 'n_steps'?"),
@@ -198,6 +204,10 @@ BAD_SETTINGS = {
                        "hyperparam gae_lambda=1.5 must be a finite number in [0, 1]"),
     "dqn-exploration": (["--algo", "dqn", "--env", "CartPole-v1", "--hyperparam", "exploration_fraction=-0.1"],
                         "hyperparam exploration_fraction=-0.1 must be a finite number in [0, 1]"),
+    "ppo-lstm-batch-size": (["--algo", "ppo_lstm", "--env", "CartPoleNoVel-v1", "--hyperparam", "batch_size=1"],
+                            "hyperparam batch_size=1 must be an integer >= 2"),
+    "ppo-lstm-unknown-env": (["--algo", "ppo_lstm", "--env", "CartPoleNoVelocity-v1"],
+                             "env='CartPoleNoVelocity-v1' is not a registered Gymnasium environment"),
     "dqn-actor-sparsity": (["--algo", "qrdqn", "--env", "CartPole-v1", "--sparsity", "0.8", "--actor-sparsity", "0.5"],
                            "actor_sparsity=0.5 does not apply: algo='qrdqn' has no actor; its Q-network takes "
                            "sparsity or critic_sparsity"),
@@ -231,6 +241,10 @@ def test_the_tuned_entries_give_each_algorithm_its_networks_and_policy():
     qrdqn = RunConfig(algo="qrdqn", env="CartPole-v1")
     assert qrdqn.tuned()[1] == "built-in defaults for qrdqn (no qrdqn.yml)"
     assert qrdqn.sparsity_settings().sparsity == 0.8 and qrdqn.resolved_net_arch() == [64, 64]
+    # RecurrentPPO trains the LSTM policies; its entry's LSTM settings stay as written
+    lstm = run_hyperparams(RunConfig(algo="ppo_lstm", env="CartPoleNoVel-v1"))
+    assert lstm["policy"] == "TarMlpLstmPolicy" and "lstm_hidden_size=64" in lstm["policy_kwargs"]
+    assert run_hyperparams(RunConfig(algo="ppo_lstm", env="CartPoleNoVel-v1", method="set"))["policy"] == "MlpLstmPolicy"
     rigl = run_hyperparams(RunConfig(algo="a2c", env="CartPole-v1", method="rigl", dst={"update_interval": 10}))
     assert rigl["policy"] == "MlpPolicy" and rigl["callback"] == [
         {"sb3_tar.DSTCallback": {"method": "rigl", "sparsity": 0.8, "initial": "erk", "update_interval": 10}}]

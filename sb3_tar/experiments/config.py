@@ -15,8 +15,9 @@ Methods (one vocabulary for train, sweeps and the variant files):
 - ``set``, ``rigl``: ``MlpPolicy`` with ``sb3_tar.DSTCallback`` (the criterion is the initial mask's).
 
 Algorithms: the off-policy actor-critics (SAC, TD3, DDPG, TQC, CrossQ: continuous actions), the
-on-policy actor-critics (PPO, A2C: continuous or discrete actions) and the value-based ones (DQN,
-QR-DQN: discrete actions), by rl-zoo3's names.
+on-policy actor-critics (PPO, A2C and RecurrentPPO, ``ppo_lstm``: continuous or discrete actions) and
+the value-based ones (DQN, QR-DQN: discrete actions), by rl-zoo3's names. RecurrentPPO trains
+``MlpLstmPolicy`` (dense) or ``TarMlpLstmPolicy``: the MLPs after its LSTMs are pruned.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
 STATIC_METHODS = ("static", "tar", "uniform")
 DYNAMIC_METHODS = ("set", "rigl")
 OFF_POLICY_ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
-ON_POLICY_ALGORITHMS = ("ppo", "a2c")
+ON_POLICY_ALGORITHMS = ("ppo", "a2c", "ppo_lstm")
 VALUE_BASED_ALGORITHMS = ("dqn", "qrdqn")
 ALGORITHMS = (*OFF_POLICY_ALGORITHMS, *ON_POLICY_ALGORITHMS, *VALUE_BASED_ALGORITHMS)
 # The action spaces each algorithm trains on (SB3's own requirement, checked when a run is configured).
@@ -79,6 +80,20 @@ RESERVED = {"policy": "method", "env": "env", "seed": "seed", "device": "device"
             "tensorboard_log": "the run's folder", "verbose": "the run's log"}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DST_OPTIONS = ("update_interval", "drop_fraction", "end_fraction", "total_gradient_steps")
+# The dense policy each algorithm trains (``dense``, ``set``, ``rigl``); the sparse one is its ``Tar`` twin.
+DENSE_POLICIES = {"ppo_lstm": "MlpLstmPolicy"}
+# Each algorithm's class name where it is not its rl-zoo3 name in capitals.
+ALGORITHM_NAMES = {"crossq": "CrossQ", "ppo_lstm": "RecurrentPPO"}
+
+
+def algorithm_name(algo: str) -> str:
+    """The algorithm's SB3 class name, for people: ``SAC``, ``CrossQ``, ``RecurrentPPO`` (for ``ppo_lstm``)."""
+    return ALGORITHM_NAMES.get(algo, algo.upper())
+
+
+def dense_policy(algo: str) -> str:
+    """The SB3 policy alias a dense run of ``algo`` trains: ``MlpPolicy``, RecurrentPPO's ``MlpLstmPolicy``."""
+    return DENSE_POLICIES.get(algo, "MlpPolicy")
 
 
 def _is_int(value: object) -> bool:
@@ -100,7 +115,7 @@ def _check_hyperparam(algo: str, key: str, value: Any) -> None:
     setting = f"hyperparam {key}"
     if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay", "n_steps", "n_epochs",
                "target_update_interval"):
-        minimum = {"gradient_steps": -1, "batch_size": 2 if algo == "ppo" else 1}.get(key, 1)
+        minimum = {"gradient_steps": -1, "batch_size": 2 if algo in ("ppo", "ppo_lstm") else 1}.get(key, 1)
         _check_int(setting, value, minimum)  # PPO normalizes advantages over a minibatch: one sample is refused
     elif key == "learning_starts":
         _check_int(setting, value, 0)
@@ -245,8 +260,8 @@ def hidden_widths(net_arch: Any, source: str) -> list[int]:
 class RunConfig:
     """One training run: everything that determines it.
 
-    :param algo: ``sac``, ``td3``, ``ddpg``, ``tqc``, ``crossq`` (continuous actions), ``ppo``, ``a2c``
-        (continuous or discrete) or ``dqn``, ``qrdqn`` (discrete).
+    :param algo: ``sac``, ``td3``, ``ddpg``, ``tqc``, ``crossq`` (continuous actions), ``ppo``, ``a2c``,
+        ``ppo_lstm`` (continuous or discrete) or ``dqn``, ``qrdqn`` (discrete).
     :param env: a registered Gymnasium environment id whose actions the algorithm trains on.
     :param method: ``dense``, ``static``, ``tar``, ``uniform``, ``set`` or ``rigl``.
     :param sparsity: the sparse settings (``None``: the tuned file's, for a sparse method). For
@@ -346,7 +361,7 @@ class RunConfig:
             if key not in allowed:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"hyperparam {key!r} is not an argument of {self.algo.upper()} nor an rl-zoo3 "
+                raise ValueError(f"hyperparam {key!r} is not an argument of {algorithm_name(self.algo)} nor an rl-zoo3 "
                                  f"key{hint} (allowed: {sorted(allowed)})")
             _check_hyperparam(self.algo, key, value)
 
@@ -475,8 +490,12 @@ def _check_env(env: object, algo: str) -> None:
         raise ValueError(f"env={env!r} must be a Gymnasium environment id (a string)")
     try:
         gym.spec(env)
-    except gym.error.Error as error:
-        raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
+    except gym.error.Error:
+        import rl_zoo3.import_envs  # noqa: F401 - registers the zoo's own tasks (CartPoleNoVel-v1, ...), as it trains
+        try:
+            gym.spec(env)
+        except gym.error.Error as error:
+            raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
     if not trains_on(algo, env):
         raise ValueError(f"algo={algo!r} trains on {' or '.join(ACTION_SPACES[algo])} actions, but env={env!r} has "
                          f"action space {_action_space(env)}; algorithms for it: "
@@ -533,7 +552,7 @@ def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
 
 def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings | None, *,
                  net_arch: list[int] | dict[str, list[int]] | None = None,
-                 dst: dict[str, Any] | None = None) -> dict[str, Any]:
+                 dst: dict[str, Any] | None = None, policy: str = "MlpPolicy") -> dict[str, Any]:
     """A zoo entry that trains ``method``: ``entry`` with the method's policy, sparse settings and callback.
 
     The one translation from a method to hyperparameters: ``run_hyperparams`` (``sb3-tar train``
@@ -545,6 +564,7 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
     :param net_arch: hidden widths, or PPO/A2C's ``dict(pi=..., vf=...)`` (default: the entry's, else
         ``DEFAULT_NET_ARCH``).
     :param dst: ``DSTCallback`` options for ``set``/``rigl``.
+    :param policy: the dense policy alias (``dense_policy(algo)``); static methods train its ``Tar`` twin.
     """
     entry = copy.deepcopy(entry)
     policy_kwargs = {key: value for key, value in zoo_policy_kwargs(entry).items()
@@ -555,10 +575,10 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
         policy_kwargs["net_arch"] = policy_kwargs.get("net_arch", DEFAULT_NET_ARCH)
     entry.pop("callback", None)
     if method in STATIC_METHODS:
-        entry["policy"] = "TarMlpPolicy"
+        entry["policy"] = f"Tar{policy}"
         policy_kwargs.update(sparse_policy_kwargs(settings))
     else:
-        entry["policy"] = "MlpPolicy"
+        entry["policy"] = policy
     entry["policy_kwargs"] = zoo_policy_kwargs_value(policy_kwargs)
     if method in DYNAMIC_METHODS:
         sparsities = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
@@ -572,4 +592,4 @@ def run_hyperparams(config: RunConfig) -> dict[str, Any]:
     """The zoo entry ``config`` trains with: the tuned entry, the overrides, then the method on top."""
     entry = {**config.tuned()[0], **copy.deepcopy(config.hyperparams), "n_timesteps": config.budget()}
     return method_entry(entry, config.method, config.sparsity_settings(), net_arch=config.policy_net_arch(),
-                        dst=config.dst)
+                        dst=config.dst, policy=dense_policy(config.algo))

@@ -44,17 +44,22 @@ def training_step_flops(algo: str, actor_kept: int, q_kept: list[int], batch_siz
     return float(per_sample * batch_size)
 
 
-def cost_summary(algo: str, kept: Mapping[str, int], batch_size: int) -> dict[str, float]:
+def cost_summary(algo: str, kept: Mapping[str, int], batch_size: int,
+                 recurrent: Mapping[str, int] | None = None) -> dict[str, float]:
     """FLOPs per action and per gradient step from kept weights per network.
 
     Off-policy actor-critics (``actor``, ``qf0``, ...): ``training_step_flops``. PPO/A2C (``actor``,
     ``critic``): a gradient step runs both networks forward and backward on its batch (PPO: a
-    minibatch; A2C: the whole rollout). DQN/QR-DQN (one Q-network): the target network forward and
-    the Q-network forward and backward on the batch.
+    minibatch; A2C: the whole rollout). RecurrentPPO (``ppo_lstm``) adds its dense recurrent layers,
+    ``recurrent`` (``{"actor": weights of the actor's LSTM, "critic": of the critic's LSTM or linear
+    layer}``): an LSTM step costs 2 FLOPs per weight forward, like a linear layer. DQN/QR-DQN (one
+    Q-network): the target network forward and the Q-network forward and backward on the batch.
     """
-    if algo in ("ppo", "a2c"):
-        return {"flops_per_action": float(forward_flops(kept["actor"])),
-                "flops_per_training_step": float((FORWARD + BACKWARD) * (kept["actor"] + kept["critic"]) * batch_size)}
+    if algo in ("ppo", "a2c", "ppo_lstm"):
+        actor = kept["actor"] + (recurrent or {}).get("actor", 0)
+        critic = kept["critic"] + (recurrent or {}).get("critic", 0)
+        return {"flops_per_action": float(forward_flops(actor)),
+                "flops_per_training_step": float((FORWARD + BACKWARD) * (actor + critic) * batch_size)}
     if algo in ("dqn", "qrdqn"):
         (q_kept,) = kept.values()
         return {"flops_per_action": float(forward_flops(q_kept)),

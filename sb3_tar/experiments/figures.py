@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sb3_tar.experiments.aggregate import Run
+from sb3_tar.experiments.config import algorithm_name
 
 CRITERION_COLOURS = {"magnitude": "#1f77b4", "erk": "#ff7f0e", "synflow": "#2ca02c", "random": "#8c564b"}
 BASELINE_STYLES = {"dense": ("#000000", "--"), "set": ("#7f7f7f", ":"), "rigl": ("#9467bd", ":")}
@@ -81,7 +82,7 @@ def learning_curves(runs: Sequence[Run], path: Path) -> None:
         axes.set_ylabel("evaluation return")
     for axes in axes_grid[:len(panels)]:  # a legend per panel: the seed counts differ between panels
         axes.legend(fontsize="x-small", loc="lower right")
-    figure.suptitle(f"{task[0].upper()} on {task[1]}: mean over seeds, shaded 95% bootstrap CI")
+    figure.suptitle(f"{algorithm_name(task[0])} on {task[1]}: mean over seeds, shaded 95% bootstrap CI")
     figure.savefig(path, dpi=110)
 
 

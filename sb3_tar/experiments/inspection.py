@@ -15,6 +15,19 @@ def kept_weights(policy: Any) -> dict[str, int]:
             for network in find_networks(policy)}
 
 
+def recurrent_weights(policy: Any) -> dict[str, int]:
+    """RecurrentPPO's dense recurrent weights: the actor's LSTM, the critic's LSTM (or the linear layer
+    that stands in for it); empty for a policy without them. Biases are left out, as for every layer."""
+    if getattr(policy, "lstm_actor", None) is None:
+        return {}
+    counts = {}
+    for role, names in (("actor", ("lstm_actor",)), ("critic", ("lstm_critic", "critic"))):
+        module = next((getattr(policy, name) for name in names if getattr(policy, name, None) is not None), None)
+        if module is not None:
+            counts[role] = sum(weight.numel() for name, weight in module.named_parameters() if "weight" in name)
+    return counts
+
+
 def training_batch_size(model: Any) -> int:
     """Samples in one gradient step: ``batch_size`` (off-policy, DQN, PPO's minibatch), else A2C's whole rollout."""
     return int(getattr(model, "batch_size", None) or model.n_steps * model.n_envs)
@@ -27,4 +40,5 @@ def inspect_model(algo: str, model: Any) -> dict[str, Any]:
         plans = sparse_agent(model).plans()
     except ValueError:  # a dense model has no masks
         plans = {}
-    return {"kept_weights": kept, "plans": plans, "cost": cost_summary(algo, kept, training_batch_size(model))}
+    cost = cost_summary(algo, kept, training_batch_size(model), recurrent=recurrent_weights(model.policy))
+    return {"kept_weights": kept, "plans": plans, "cost": cost}

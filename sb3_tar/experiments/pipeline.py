@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint
-from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, run_hyperparams
+from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, algorithm_name, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.store import (
     LockedError,
@@ -317,7 +317,7 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         errors.append(f"topology report: {type(error).__name__}: {error}")
         inspection["topology"] = {}
     try:
-        plot_learning_curve(run_dir, evaluations, final, title=f"{config.algo.upper()} {config.env}: {config.label}"
+        plot_learning_curve(run_dir, evaluations, final, title=f"{algorithm_name(config.algo)} {config.env}: {config.label}"
                             + ("" if config.method == "dense" else f", sparsity {config.summary()['sparsity']:g}"))
     except Exception as error:  # noqa: BLE001
         errors.append(f"learning curve: {type(error).__name__}: {error}")

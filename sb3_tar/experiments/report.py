@@ -20,6 +20,7 @@ from sb3_tar.experiments.aggregate import (
     headline,
     rliable_aggregates,
 )
+from sb3_tar.experiments.config import algorithm_name
 from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
 from sb3_tar.experiments.store import load_results
 
@@ -47,7 +48,7 @@ def gains_section(runs: Sequence[Run]) -> tuple[list[str], dict[str, float | Non
         panels[row.panel].append(row)
     for (algo, env, sparsity, width), panel_rows in sorted(panels.items(), key=lambda item: item[0]):
         lines += [
-            f"### {algo.upper()} {env}, sparsity {sparsity:g}, width {width}",
+            f"### {algorithm_name(algo)} {env}, sparsity {sparsity:g}, width {width}",
             "",
             "| criterion | rr | Original | TAR | TAR vs Original | best DST | TAR vs best DST | dense | seeds |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -174,7 +175,7 @@ def topology_section(runs: Sequence[Run]) -> list[str]:
         "",
     ]
     for (task, sparsity, width, label), run in sorted(chosen.items(), key=lambda item: item[0]):
-        lines += [f"### {task[0].upper()} {task[1]}, sparsity {sparsity:g}, width {width}: {label} (seed {run.spec['seed']})",
+        lines += [f"### {algorithm_name(task[0])} {task[1]}, sparsity {sparsity:g}, width {width}: {label} (seed {run.spec['seed']})",
                   "", "| network | layer | in x out | density | deficit | isolated in/out |", "|---|---|---|---|---:|---|"]
         for network, report in sorted(run.topology.items()):
             for layer in report["layers"]:
@@ -234,7 +235,7 @@ def write_report(results: str | Path, output: str | Path | None = None, random_r
         "# sb3-tar sweep report",
         "",
         f"{len(runs)} finished runs from `{results}`; tasks: "
-        + ", ".join(f"{algo.upper()} {env}" for algo, env in tasks) + ".",
+        + ", ".join(f"{algorithm_name(algo)} {env}" for algo, env in tasks) + ".",
         "",
         *gains,
         *rliable_lines,
