@@ -21,7 +21,9 @@ from run_support import RESULT_KEYS, masks_of, same_masks
 from sb3_tar.cli import main
 from sb3_tar.experiments import timing
 from sb3_tar.experiments.checkpoint import find_checkpoint
-from sb3_tar.experiments.config import RunConfig, run_hyperparams
+from sb3_tar.experiments.config import (
+    ACTION_SPACES, ALGORITHMS, BUILT_IN_DEFAULTS, HYPERPARAMS_DIR, RunConfig, file_sparsity, run_hyperparams,
+)
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.experiments.store import partial_dir, read_result
 
@@ -220,6 +222,14 @@ def test_a_bad_setting_for_a_new_algorithm_stops_before_anything_is_created(argu
         main(["train", "--output", str(tmp_path / "run"), *arguments, *SMALL])
     assert message in str(stopped.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_algorithm_has_one_source_of_defaults_a_tuned_file_or_built_in_ones():
+    for algo in ALGORITHMS:
+        assert (HYPERPARAMS_DIR / f"{algo}.yml").is_file() != (algo in BUILT_IN_DEFAULTS), algo
+        entry, source = RunConfig(algo=algo, env="CartPole-v1" if "Discrete" in ACTION_SPACES[algo] else
+                                  "Pendulum-v1").tuned()
+        assert file_sparsity(entry)["sparsity"] == 0.8, source  # the paper's default sparse training
 
 
 def test_the_tuned_entries_give_each_algorithm_its_networks_and_policy():
