@@ -59,6 +59,18 @@ def results(tmp_path):
     return tmp_path
 
 
+def test_a_gain_row_names_each_means_seeds_where_a_sweep_left_them_unequal(results):
+    from sb3_tar.experiments.store import load_results
+
+    runs = as_runs(load_results(results))
+    assert {row.seeds_text for row in gain_rows(runs)} == {"3"}
+    unfinished = [run for run in runs if not (run.spec["method"] == "tar" and run.spec["seed"] == 2)]
+    rows = gain_rows(unfinished)
+    assert {row.seeds_text for row in rows} == {"TAR 2, Original 3, DST 3, dense 3"}
+    kept = [run.final_return for run in unfinished if run.spec["method"] == "tar" and run.task == rows[0].panel[:2]]
+    assert len(kept) == 2 and rows[0].tar == pytest.approx(sum(kept) / 2)  # the mean of the seeds there are
+
+
 def test_gain_is_relative_to_the_magnitude_of_the_baseline():
     assert gain_percent(-200.0, -400.0) == pytest.approx(50.0)
     assert gain_percent(120.0, 100.0) == pytest.approx(20.0)

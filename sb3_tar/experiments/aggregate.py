@@ -83,6 +83,15 @@ class GainRow:
     best_dst: float | None
     dense: float | None
     seeds: int
+    # Seeds behind each mean (TAR, Original, best DST, dense); they differ while a sweep is unfinished.
+    seed_counts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def seeds_text(self) -> str:
+        """``"3"``, or each mean's seeds where they differ: ``"TAR 2, Original 3, dense 3"``."""
+        if len({count for _, count in self.seed_counts}) <= 1:
+            return str(self.seeds)
+        return ", ".join(f"{name} {count}" for name, count in self.seed_counts)
 
     @property
     def gain_over_original(self) -> float:
@@ -106,16 +115,19 @@ def gain_rows(runs: Sequence[Run]) -> list[GainRow]:
     for (panel, method, criterion, ratio), tar_runs in sorted(groups.items(), key=lambda item: str(item[0])):
         if method != "tar":
             continue
-        original = _mean_final(groups.get((panel, "static", criterion, 0.0), []))
-        if original is None:
+        original_runs = groups.get((panel, "static", criterion, 0.0), [])
+        if not original_runs:
             continue
-        dst = [_mean_final(groups.get((panel, m, None, 0.0), [])) for m in ("set", "rigl")]
-        dst = [value for value in dst if value is not None]
+        dst = [(_mean_final(groups[(panel, m, None, 0.0)]), len(groups[(panel, m, None, 0.0)]))
+               for m in ("set", "rigl") if groups.get((panel, m, None, 0.0))]
+        best_dst = max(dst) if dst else None
         algo, env, _, width = panel
-        dense = _mean_final([r for r in runs if r.spec["method"] == "dense" and r.task == (algo, env)
-                             and r.spec["width"] == width])
-        rows.append(GainRow(panel, criterion, ratio, original, _mean_final(tar_runs), max(dst) if dst else None,
-                            dense, len(tar_runs)))
+        dense_runs = [r for r in runs if r.spec["method"] == "dense" and r.task == (algo, env)
+                      and r.spec["width"] == width]
+        counts = (("TAR", len(tar_runs)), ("Original", len(original_runs)),
+                  *((("DST", best_dst[1]),) if best_dst else ()), *((("dense", len(dense_runs)),) if dense_runs else ()))
+        rows.append(GainRow(panel, criterion, ratio, _mean_final(original_runs), _mean_final(tar_runs),
+                            best_dst[0] if best_dst else None, _mean_final(dense_runs), len(tar_runs), counts))
     return rows
 
 

@@ -36,7 +36,8 @@ def gains_section(runs: Sequence[Run]) -> tuple[list[str], dict[str, float | Non
         "## TAR against its static Original and the best DST baseline",
         "",
         f"Final return = mean of a run's last {FINAL_EVALUATIONS} evaluations, averaged over seeds. "
-        "Gain = (TAR - baseline) / |baseline|. Best DST = the better of SET and RigL at the same sparsity.",
+        "Gain = (TAR - baseline) / |baseline|. Best DST = the better of SET and RigL at the same sparsity. "
+        "Seeds: the runs behind each mean, listed per method where they differ (a sweep still running).",
         "",
         f"- best TAR gain over Original: **{_signed(stats['max_gain_over_original'])}**",
         f"- median TAR gain over Original: **{_signed(stats['median_gain_over_original'])}**",
@@ -55,7 +56,7 @@ def gains_section(runs: Sequence[Run]) -> tuple[list[str], dict[str, float | Non
             *[
                 f"| {r.criterion} | {r.recovery_ratio:g} | {r.original:.1f} | {r.tar:.1f} | "
                 f"{_signed(r.gain_over_original)} | {'n/a' if r.best_dst is None else f'{r.best_dst:.1f}'} | "
-                f"{_signed(r.gain_over_dst)} | {'n/a' if r.dense is None else f'{r.dense:.1f}'} | {r.seeds} |"
+                f"{_signed(r.gain_over_dst)} | {'n/a' if r.dense is None else f'{r.dense:.1f}'} | {r.seeds_text} |"
                 for r in panel_rows
             ],
             "",
