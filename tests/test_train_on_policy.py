@@ -9,6 +9,8 @@ may end past its budget (the tuned CartPole-v1 entries: rollouts of 256 for PPO,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from stable_baselines3 import PPO
 from sb3_support import assert_masks_hold, assert_sparsity
 
 import sb3_tar
-from run_support import RESULT_KEYS, masks_of, same_masks
+from run_support import CHILD_ENV, RESULT_KEYS, masks_of, same_masks
 from sb3_tar.cli import main
 from sb3_tar.experiments import timing
 from sb3_tar.experiments.checkpoint import find_checkpoint
@@ -272,6 +274,13 @@ def test_a_sweep_grid_of_every_kind_of_algorithm_keeps_the_pairs_that_train():
     with pytest.raises(ValueError, match=r"algo='dqn' has no run: each of its points pairs an algorithm with an "
                                          r"environment whose actions it does not train on \(\[\('dqn', 'Pend"):
         expand_grid(sweep)
+
+
+def test_the_zoos_own_tasks_are_known_to_a_fresh_process_before_anything_imports_the_zoo():
+    # rl-zoo3 registers CartPoleNoVel-v1 and the like when it is imported; the action-space check may come first
+    check = ("from sb3_tar.experiments.config import trains_on\n"
+             "assert trains_on('ppo_lstm', 'PendulumNoVel-v1') and not trains_on('dqn', 'PendulumNoVel-v1')")
+    subprocess.run([sys.executable, "-c", check], check=True, env=CHILD_ENV)
 
 
 def test_a_mismatched_point_listed_by_hand_is_refused_not_dropped():

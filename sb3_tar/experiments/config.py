@@ -487,17 +487,29 @@ def _check_env(env: object, algo: str) -> None:
     if not isinstance(env, str):
         raise ValueError(f"env={env!r} must be a Gymnasium environment id (a string)")
     try:
-        gym.spec(env)
-    except gym.error.Error:
-        import rl_zoo3.import_envs  # noqa: F401 - registers the zoo's own tasks (CartPoleNoVel-v1, ...), as it trains
-        try:
-            gym.spec(env)
-        except gym.error.Error as error:
-            raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
+        _spec(env)
+    except gym.error.Error as error:
+        raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
     if not trains_on(algo, env):
         raise ValueError(f"algo={algo!r} trains on {' or '.join(ACTION_SPACES[algo])} actions, but env={env!r} has "
                          f"action space {_action_space(env)}; algorithms for it: "
                          f"{[name for name in ALGORITHMS if trains_on(name, env)]}")
+
+
+def _spec(env: str) -> Any:
+    """``env``'s Gymnasium spec, registering rl-zoo3's own tasks (``CartPoleNoVel-v1``, ...) if it is one, as
+    the zoo does when it trains.
+
+    :raises gymnasium.error.Error: if ``env`` is registered by neither.
+    """
+    import gymnasium as gym
+
+    try:
+        return gym.spec(env)
+    except gym.error.Error:
+        import rl_zoo3.import_envs  # noqa: F401
+
+        return gym.spec(env)
 
 
 def trains_on(algo: str, env: str) -> bool:
@@ -524,7 +536,7 @@ def _action_space(env: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            instance = gym.make(env, disable_env_checker=True)
+            instance = gym.make(_spec(env), disable_env_checker=True)
     except Exception:  # noqa: BLE001 - any failure to build it leaves the check to the run
         return None
     finally:
