@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 from import_blocking import BLOCK_SB3
-from sb3_contrib import TQC, CrossQ
-from stable_baselines3 import DDPG, SAC, TD3
+from sb3_contrib import TQC, CrossQ, RecurrentPPO
+from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 
 import sb3_tar
 from sb3_tar.cli import main
@@ -362,6 +362,58 @@ def test_sb3_tar_export_writes_the_actor_of_a_saved_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "weights kept" in printed and "actor.mu.2" in printed
     assert_actions_equal_predict(model, tmp_path / "out" / "actor.sb3tar", kernels=("auto",))
+
+
+def train_on_policy(algo, env=None, **kwargs):
+    """A small PPO/A2C model ([32, 32], sparsity 0.9) after two rollouts of 64 steps."""
+    policy_kwargs = {"net_arch": [32, 32], "sparsity": 0.9, "recovery_ratio": 0.02, **kwargs.pop("policy_kwargs", {})}
+    model = algo("TarMlpPolicy", env if env is not None else rescaled_pendulum(), n_steps=64, seed=0,
+                 policy_kwargs=policy_kwargs, device="cpu", **kwargs)
+    return model.learn(128)
+
+
+@pytest.mark.parametrize("model_class", [PPO, A2C])
+def test_an_on_policy_actor_exports_its_gaussian_mean_clipped_to_the_bounds(model_class, tmp_path):
+    model = train_on_policy(model_class)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    assert_actions_equal_predict(model, path)
+    spec = read_actor(path)
+    assert spec.metadata["deterministic_action"] == "mean" and spec.action_bounds == "clip"
+    assert [layer.name for layer in spec.linear_layers()] == [
+        "mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2", "action_net"]  # not the value network
+    assert spec.kept == sum(int(sb3_tar.sparse_agent(model).masks[f"{name}.weight"].sum())
+                            for name in ("mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2", "action_net"))
+
+
+def test_a_ppo_actor_with_squashed_gsde_exports_tanh_and_rescales(tmp_path):
+    model = train_on_policy(PPO, use_sde=True, policy_kwargs={"squash_output": True})
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    spec = read_actor(path)
+    assert spec.metadata["deterministic_action"] == "tanh(mean)" and spec.action_bounds == "rescale"
+    assert_actions_equal_predict(model, path)
+
+
+def test_discrete_and_recurrent_on_policy_actors_are_refused_by_name(tmp_path):
+    discrete = PPO("TarMlpPolicy", "CartPole-v1", policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02}, device="cpu")
+    with pytest.raises(ValueError, match=r"action space Discrete\(2\) is not a Box"):
+        export_actor(discrete, tmp_path / "actor.sb3tar")
+    recurrent = RecurrentPPO("TarMlpLstmPolicy", "Pendulum-v1", n_steps=16, device="cpu",
+                             policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02, "lstm_hidden_size": 8})
+    with pytest.raises(ValueError, match="acts through an LSTM whose state carries over"):
+        export_actor(recurrent, tmp_path / "actor.sb3tar")
+    recurrent.save(tmp_path / "recurrent.zip")
+    with pytest.raises(SystemExit, match="a RecurrentPPO model acts through an LSTM"):
+        main(["export", str(tmp_path / "recurrent.zip"), str(tmp_path / "actor.sb3tar")])
+    assert not (tmp_path / "actor.sb3tar").exists()
+
+
+@pytest.mark.parametrize("model_class", [PPO, A2C])
+def test_sb3_tar_export_tells_a_saved_ppo_model_from_an_a2c_one(model_class, tmp_path, capsys):
+    model = train_on_policy(model_class)
+    model.save(tmp_path / "model.zip")
+    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+    assert f"({model_class.__name__}, TarActorCriticPolicy: mean, clipped" in capsys.readouterr().out
+    assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
 
 
 def test_sb3_tar_export_names_a_missing_model(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
+ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c")
 
 
 def algorithm_class(name: str) -> type:
@@ -17,24 +17,34 @@ def algorithm_class(name: str) -> type:
         return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ}[name]
     import stable_baselines3
 
-    return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG}[name]
+    return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG,
+            "ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C}[name]
 
 
 def saved_algorithm(path: Path) -> str:
-    """The algorithm a saved model's policy belongs to (TD3 for TD3 and DDPG models: they share it)."""
+    """The algorithm a saved model's policy belongs to (TD3 for TD3 and DDPG models: they share it; PPO and
+    A2C share theirs too, and only PPO saves a ``clip_range``)."""
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
     from sb3_contrib.crossq.policies import CrossQPolicy
     from sb3_contrib.tqc.policies import TQCPolicy
+    from stable_baselines3.common.policies import ActorCriticPolicy
     from stable_baselines3.common.save_util import load_from_zip_file
     from stable_baselines3.sac.policies import SACPolicy
     from stable_baselines3.td3.policies import TD3Policy
 
     data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
-    policy_class = (data or {}).get("policy_class")
+    data = data or {}
+    policy_class = data.get("policy_class")
+    if isinstance(policy_class, type) and issubclass(policy_class, RecurrentActorCriticPolicy):
+        raise ValueError(f"{path}: a RecurrentPPO model acts through an LSTM whose state carries over from step to "
+                         "step; sb3-tar exports feed-forward actors only")
+    if isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy):
+        return "ppo" if "clip_range" in data else "a2c"
     for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq")):
         if isinstance(policy_class, type) and issubclass(policy_class, base):
             return name
     raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is not one of SAC, TD3, "
-                     "DDPG, TQC or CrossQ's; sb3-tar exports the actors of those algorithms (or pass --algo)")
+                     "DDPG, TQC, CrossQ, PPO or A2C's; sb3-tar exports the actors of those algorithms (or pass --algo)")
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
@@ -75,13 +85,14 @@ def export_command(args: argparse.Namespace) -> None:
 def add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a saved model's deterministic actor for deployment (kept weights only; runs without SB3)",
-        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC or CrossQ model (sparse or dense): "
+        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC or CrossQ model, or PPO or A2C "
+                    "model with continuous actions (sparse or dense): "
                     "kept weights only, in a compact encoding, with its activation, squash and action bounds. "
                     "Load it with sb3_tar.runtime.load_actor (torch only).")
     export.add_argument("model", help="a model saved by SB3 (model.save): MODEL.zip")
     export.add_argument("output", help="the actor file to write")
     export.add_argument("--algo", choices=ALGORITHMS,
-                        help="the model's algorithm (default: from its policy; DDPG models load as TD3: the same "
-                             "actor)")
+                        help="the model's algorithm (default: from the saved model; DDPG models load as TD3: the "
+                             "same actor)")
     export.add_argument("--onnx", help="also write the actor as ONNX to this file (needs the export extra)")
     export.set_defaults(run=export_command)

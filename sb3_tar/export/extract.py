@@ -8,8 +8,10 @@ What ``model.predict(obs, deterministic=True)`` computes, layer by layer:
   (with gSDE's ``clip_mean`` Hardtanh when present), then ``tanh``: the mode of the squashed
   Gaussian; the ``log_std`` head is not exported, a deterministic action does not use it;
 - TD3 and DDPG: ``mu``, whose last layer is already a ``tanh``;
+- PPO and A2C (continuous actions): ``mlp_extractor.policy_net`` then ``action_net``, the Gaussian's
+  mean (with gSDE's ``squash_output``: then ``tanh``); the value network is not exported;
 - the action mapped to the action space's bounds as ``BasePolicy.predict`` does: rescaled from
-  [-1, 1] for a squashing policy (all five), clipped otherwise.
+  [-1, 1] for a squashing policy (the off-policy five, gSDE with ``squash_output``), clipped otherwise.
 
 Kept weights are those of the model's masks (``sparse_agent(model)``: ``TarMlpPolicy``,
 ``TARCallback`` and ``DSTCallback`` models); a model without masks exports dense. Observation
@@ -26,6 +28,7 @@ from typing import Any
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
@@ -35,6 +38,7 @@ from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Line
 
 _ACTIVATION_NAMES = {cls: name for name, (cls, _) in ACTIVATIONS.items()}
 _SKIPPED = (nn.Identity, nn.Dropout)  # identity functions at inference
+EXPORTED = "SAC, TD3, DDPG, TQC and CrossQ, and of PPO and A2C with continuous actions"
 
 
 def _package_version(name: str) -> str | None:
@@ -114,19 +118,43 @@ def _normalization(module: nn.Module, name: str) -> Normalization:
     return Normalization(mean, std, scale, shift, name)
 
 
+def _squashed(distribution: Any) -> bool:
+    """Whether the distribution's mode is ``tanh`` of its mean (SAC's squashed Gaussian; gSDE with a bijector)."""
+    return isinstance(distribution, SquashedDiagGaussianDistribution) or (
+        isinstance(distribution, StateDependentNoiseDistribution) and distribution.bijector is not None)
+
+
+def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, str]:
+    """The actor's features extractor, the modules its deterministic action runs through, whether a ``tanh``
+    follows them, and that action as the file's metadata names it."""
+    if isinstance(policy, ActorCriticPolicy):
+        if getattr(policy, "lstm_actor", None) is not None:
+            raise ValueError(f"model: a {type(policy).__name__} acts through an LSTM whose state carries over from "
+                             "step to step; sb3-tar exports feed-forward actors only")
+        squashed = _squashed(policy.action_dist)
+        return (policy.pi_features_extractor, [policy.mlp_extractor.policy_net, policy.action_net], squashed,
+                "tanh(mean)" if squashed else "mean")
+    actor = getattr(policy, "actor", None)
+    if actor is None or not hasattr(actor, "mu"):
+        raise ValueError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
+                         f"actors of {EXPORTED}")
+    if hasattr(actor, "latent_pi"):  # SAC, TQC, CrossQ: the mode of a squashed Gaussian is tanh(mu)
+        squashed = _squashed(actor.action_dist)
+        return actor.features_extractor, [actor.latent_pi, actor.mu], squashed, "tanh(mu)" if squashed else "mu"
+    return actor.features_extractor, [actor.mu], False, "mu"  # TD3, DDPG: mu ends with its own tanh
+
+
 def actor_spec(model: Any) -> ActorSpec:
-    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ), kept weights only.
+    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ; PPO, A2C with continuous
+    actions), kept weights only.
 
     :param model: an SB3 algorithm (or its policy) with an ``MlpPolicy`` or ``TarMlpPolicy``, sparse
         (``TarMlpPolicy``, ``TARCallback``, ``DSTCallback``) or dense.
     :raises ValueError: naming what cannot be exported (observation or action space, features
-        extractor, a layer type), or a weight that is non-zero where its mask prunes it.
+        extractor, a layer type, a recurrent actor), or a weight that is non-zero where its mask prunes it.
     """
     policy = getattr(model, "policy", model)
-    actor = getattr(policy, "actor", None)
-    if actor is None or not hasattr(actor, "mu"):
-        raise ValueError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
-                         "actors of SAC, TD3, DDPG, TQC and CrossQ")
+    extractor, modules, squashed, action = _actor_path(policy)
     observation_space, action_space = policy.observation_space, policy.action_space
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(f"model: observation space {observation_space} is not a Box; the exported actor takes Box "
@@ -134,25 +162,17 @@ def actor_spec(model: Any) -> ActorSpec:
     if not isinstance(action_space, spaces.Box):
         raise ValueError(f"model: action space {action_space} is not a Box; the exported actor returns continuous "
                          "actions")
-    extractor = actor.features_extractor
     if not isinstance(extractor, (FlattenExtractor, nn.Flatten)):
         raise ValueError(f"model: the actor's features extractor is a {type(extractor).__name__}; the exported actor "
                          "supports MlpPolicy's FlattenExtractor only")
 
     collector = _Collector(policy, _kept_masks(model))
-    if hasattr(actor, "latent_pi"):  # SAC, TQC, CrossQ: the mode of a squashed Gaussian is tanh(mu)
-        collector.add(actor.latent_pi)
-        collector.add(actor.mu)
-        squashed = isinstance(actor.action_dist, SquashedDiagGaussianDistribution) or (
-            isinstance(actor.action_dist, StateDependentNoiseDistribution) and actor.action_dist.bijector is not None)
-        if squashed:
-            collector.layers.append(Activation("tanh"))
-        action = "tanh(mu)" if squashed else "mu"
-    else:  # TD3, DDPG: mu ends with its own tanh
-        collector.add(actor.mu)
-        action = "mu"
+    for module in modules:
+        collector.add(module)
+    if squashed:
+        collector.layers.append(Activation("tanh"))
 
-    divisor = 255.0 if actor.normalize_images and is_image_space(observation_space) else None
+    divisor = 255.0 if policy.normalize_images and is_image_space(observation_space) else None
     algorithm = model if hasattr(model, "policy") else None
     linear = [layer for layer in collector.layers if isinstance(layer, Linear)]
     metadata = {
@@ -184,7 +204,8 @@ def export_actor(model: Any, path: str | Path) -> Path:
     Load it with ``sb3_tar.runtime.load_actor(path)`` (torch only). Its actions equal
     ``model.predict(obs, deterministic=True)``.
 
-    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC or CrossQ, sparse or dense.
+    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC, CrossQ, or PPO or A2C with
+        continuous actions; sparse or dense.
     :param path: the file to write (parent folders are created).
     :return: the path written.
     """
