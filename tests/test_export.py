@@ -65,6 +65,14 @@ def train(algo, policy: str = "TarMlpPolicy", env=None, steps: int = LEARN_STEPS
     return model
 
 
+def train_on_policy(algo, env=None, **kwargs):
+    """A small PPO/A2C model ([32, 32], sparsity 0.9) after two rollouts of 64 steps."""
+    policy_kwargs = {"net_arch": [32, 32], "sparsity": 0.9, "recovery_ratio": 0.02, **kwargs.pop("policy_kwargs", {})}
+    model = algo("TarMlpPolicy", env if env is not None else rescaled_pendulum(), n_steps=64, seed=0,
+                 policy_kwargs=policy_kwargs, device="cpu", **kwargs)
+    return model.learn(128)
+
+
 def observations(model, count: int = OBSERVATIONS) -> np.ndarray:
     space = model.observation_space
     space.seed(1)
@@ -337,13 +345,17 @@ def test_a_linear_layer_with_weights_outside_its_mask_is_refused():
 # ---------------------------------------------------------------- ONNX and the command line
 
 
-def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(tmp_path):
+@pytest.mark.parametrize("model_class", [SAC, PPO])
+def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_path):
     pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     pytest.importorskip("onnxscript", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime (export extra)")
     from sb3_tar.export.onnx_export import export_onnx
 
-    model = train(SAC, env=rescaled_pendulum(), net_arch=[64, 64])
+    if model_class is SAC:
+        model = train(SAC, env=rescaled_pendulum(), net_arch=[64, 64])
+    else:
+        model = train_on_policy(PPO, policy_kwargs={"net_arch": [64, 64]})
     path = export_onnx(export_actor(model, tmp_path / "actor.sb3tar"), tmp_path / "actor.onnx")
     session = ort.InferenceSession(str(path))
     obs = observations(model)
@@ -362,14 +374,6 @@ def test_sb3_tar_export_writes_the_actor_of_a_saved_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "weights kept" in printed and "actor.mu.2" in printed
     assert_actions_equal_predict(model, tmp_path / "out" / "actor.sb3tar", kernels=("auto",))
-
-
-def train_on_policy(algo, env=None, **kwargs):
-    """A small PPO/A2C model ([32, 32], sparsity 0.9) after two rollouts of 64 steps."""
-    policy_kwargs = {"net_arch": [32, 32], "sparsity": 0.9, "recovery_ratio": 0.02, **kwargs.pop("policy_kwargs", {})}
-    model = algo("TarMlpPolicy", env if env is not None else rescaled_pendulum(), n_steps=64, seed=0,
-                 policy_kwargs=policy_kwargs, device="cpu", **kwargs)
-    return model.learn(128)
 
 
 @pytest.mark.parametrize("model_class", [PPO, A2C])
