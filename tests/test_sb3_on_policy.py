@@ -198,7 +198,12 @@ def test_actor_sparsity_on_a_model_without_an_actor_is_refused_naming_what_appli
     with pytest.raises(ValueError, match=message):
         dense.learn(LEARN_STEPS, callback=sb3_tar.TARCallback(sparsity=0.8, actor_sparsity=0.5))
     assert env.steps == 0
-    assert sb3_tar.sparse_agent(make_any_model(algo, sparsity=0.8, critic_sparsity=0.6)).networks  # what applies
+    # what applies: critic_sparsity, with sparsity or alone
+    for settings in ({"sparsity": 0.8, "critic_sparsity": 0.6}, {"critic_sparsity": 0.6}):
+        agent = sb3_tar.sparse_agent(make_any_model(algo, env=env, **settings))
+        assert [network.role for network in agent.networks] == ["critic"]
+        assert_sparsity(agent, actor=0.0, critic=0.6)
+    assert env.steps == 0
 
 
 @pytest.mark.parametrize("algo", NEW_ALGOS)

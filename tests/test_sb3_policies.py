@@ -216,6 +216,12 @@ BAD_SETTINGS = {
         {"sparsity": 0.5, "critic_sparsity": 0.995, "recovery_ratio": 0.01},
         "recovery_ratio=0.01 is too large for critic_sparsity=0.995"),
     "no-sparsity": ({}, "TarMlpPolicy needs a sparsity"),
+    "actor-sparsity-alone": ({"actor_sparsity": 0.5},
+                             "actor_sparsity=0.5 alone leaves the critic without a sparsity: set sparsity or "
+                             "critic_sparsity too"),
+    "critic-sparsity-alone": ({"critic_sparsity": 0.5},
+                              "TarMlpPolicy gives the actor no sparsity (critic_sparsity alone is for models without "
+                              "an actor, DQN and QR-DQN): set sparsity or actor_sparsity too"),
     "unknown-criterion": ({"sparsity": 0.5, "criterion": "magnitud"}, "criterion='magnitud' is not a registered"),
     "misspelt-option": ({"sparsity": 0.5, "scpoe": "global"}, "unknown setting(s) ['scpoe']"),
     "bad-option-value": ({"sparsity": 0.5, "scope": "local"}, "scope='local' is not a magnitude scope"),

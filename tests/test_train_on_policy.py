@@ -28,6 +28,7 @@ from sb3_tar.experiments.config import (
 )
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.experiments.store import partial_dir, read_result
+from sb3_tar.sb3.settings import SparsitySettings
 
 SMALL = ["--net-arch", "16", "16", "--eval-episodes", "1", "--device", "cpu", "--no-progress-bar"]
 # Per run: the flags that keep it to a few seconds, and the steps it trains (PPO/A2C: whole rollouts).
@@ -224,6 +225,15 @@ def test_a_bad_setting_for_a_new_algorithm_stops_before_anything_is_created(argu
         main(["train", "--output", str(tmp_path / "run"), *arguments, *SMALL])
     assert message in str(stopped.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_critic_sparsity_alone_configures_a_value_based_run_and_is_refused_where_there_is_an_actor():
+    critic_only = SparsitySettings(critic_sparsity=0.9)
+    dqn = RunConfig(algo="dqn", env="CartPole-v1", method="static", sparsity=critic_only)
+    assert dqn.run_id == "dqn-CartPole-v1-static-magnitude-c0.9-w256-seed0" and dqn.summary()["sparsity"] == 0.9
+    with pytest.raises(ValueError, match=r"critic_sparsity=0\.9 alone leaves the actor of algo='ppo' without a "
+                                         "sparsity: set sparsity or actor_sparsity too"):
+        RunConfig(algo="ppo", env="CartPole-v1", method="static", sparsity=critic_only)
 
 
 def test_every_algorithm_has_one_source_of_defaults_a_tuned_file_or_built_in_ones():

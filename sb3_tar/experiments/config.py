@@ -332,6 +332,9 @@ class RunConfig:
         if self.algo in VALUE_BASED_ALGORITHMS and settings.actor_sparsity is not None:
             raise ValueError(f"actor_sparsity={settings.actor_sparsity!r} does not apply: algo={self.algo!r} has no "
                              "actor; its Q-network takes sparsity or critic_sparsity")
+        if self.algo not in VALUE_BASED_ALGORITHMS and settings.sparsity is None and settings.actor_sparsity is None:
+            raise ValueError(f"critic_sparsity={settings.critic_sparsity!r} alone leaves the actor of algo={self.algo!r} "
+                             "without a sparsity: set sparsity or actor_sparsity too")
         expected = {"tar": "topology", "uniform": "uniform"}.get(self.method)
         if expected is not None and settings.allocation != expected:
             raise ValueError(f"method={self.method!r} uses allocation={expected!r}, not {settings.allocation!r}")
@@ -375,7 +378,8 @@ class RunConfig:
         if self.sparsity is not None:
             return self.sparsity
         from_file = file_sparsity(self.tuned()[0])
-        if "sparsity" not in from_file and not {"actor_sparsity", "critic_sparsity"} <= set(from_file):
+        needed = {"critic_sparsity"} if self.algo in VALUE_BASED_ALGORITHMS else {"actor_sparsity", "critic_sparsity"}
+        if "sparsity" not in from_file and not needed <= set(from_file):
             raise ValueError(f"method={self.method!r} needs a sparsity, and {self.tuned()[1]} sets none: "
                              "give one (e.g. --sparsity 0.9)")
         if self.method == "static" or self.method in DYNAMIC_METHODS:

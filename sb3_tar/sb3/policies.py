@@ -153,7 +153,7 @@ class TarPolicy:
     are never pruned.
 
     :param sparsity: final fraction of zero weights in each network, in [0, 1); required unless
-        both ``actor_sparsity`` and ``critic_sparsity`` are given.
+        both ``actor_sparsity`` and ``critic_sparsity`` are given (DQN, QR-DQN: ``critic_sparsity``).
     :param actor_sparsity: the actor's sparsity (overrides ``sparsity``).
     :param critic_sparsity: each Q-network's sparsity (overrides ``sparsity``).
     :param criterion: ``magnitude`` (default), ``random``, ``erk``, ``synflow`` or a registered name.

@@ -88,15 +88,20 @@ class SparsitySettings:
             raise ValueError(
                 f"{self.owner} sets criterion option(s) {derived} itself, for each network it prunes; remove them"
             )
-        if self.sparsity is None and (self.actor_sparsity is None or self.critic_sparsity is None):
+        if self.sparsity is None and self.actor_sparsity is None and self.critic_sparsity is None:
             raise ValueError(
                 f"{self.owner} needs a sparsity: set sparsity=<fraction of zero weights in [0, 1)>, "
-                "or both actor_sparsity and critic_sparsity"
+                "or both actor_sparsity and critic_sparsity (DQN, QR-DQN: critic_sparsity alone)"
             )
+        if self.sparsity is None and self.critic_sparsity is None:
+            raise ValueError(f"{self.owner}: actor_sparsity={self.actor_sparsity!r} alone leaves the critic without a "
+                             "sparsity: set sparsity or critic_sparsity too")
         if not isinstance(self.allow_empty_layers, bool):
             raise ValueError(f"allow_empty_layers={self.allow_empty_layers!r} must be True or False")
-        # Built once, here: every network of every build then takes its role's settings as they are.
-        object.__setattr__(self, "_by_role", {role: self._pruning_settings(role) for role in (ACTOR, CRITIC)})
+        # Built once, here: every network of every build then takes its role's settings as they are. A role
+        # without a sparsity (the actor, given critic_sparsity alone) is refused when a network asks for it.
+        object.__setattr__(self, "_by_role", {role: self._pruning_settings(role) for role in (ACTOR, CRITIC)
+                                              if self.sparsity_setting(role)[1] is not None})
 
     def sparsity_setting(self, role: str) -> tuple[str, float]:
         """The setting that gives a role its sparsity and its value: ``("critic_sparsity", 0.9)``."""
@@ -106,7 +111,13 @@ class SparsitySettings:
         return f"{role}_sparsity", specific
 
     def for_role(self, role: str) -> PruningSettings:
-        """The engine's settings for the actor (``role="actor"``) or for each Q-network (``"critic"``)."""
+        """The engine's settings for the actor (``role="actor"``) or for each Q-network (``"critic"``).
+
+        :raises ValueError: if no setting gives the role a sparsity (an actor, with critic_sparsity alone).
+        """
+        if role not in self._by_role:
+            raise ValueError(f"{self.owner} gives the {role} no sparsity (critic_sparsity alone is for models "
+                             "without an actor, DQN and QR-DQN): set sparsity or actor_sparsity too")
         return self._by_role[role]
 
     def _pruning_settings(self, role: str) -> PruningSettings:
