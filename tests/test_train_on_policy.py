@@ -264,6 +264,10 @@ def test_the_tuned_entries_give_each_algorithm_its_networks_and_policy():
     assert qrdqn.tuned()[1] == "built-in defaults for qrdqn (no qrdqn.yml)"
     assert qrdqn.sparsity_settings().sparsity == 0.8 and qrdqn.resolved_net_arch() == [64, 64]
     # RecurrentPPO trains the LSTM policies; its entry's LSTM settings stay as written
+    # one hidden layer (ppo_lstm.yml's pi=[64]) is named apart from two: the runs must not share a folder
+    assert RunConfig(algo="ppo_lstm", env="CartPoleNoVel-v1").run_id.endswith("-w64d1-seed0")
+    assert RunConfig(algo="ppo_lstm", env="CartPoleNoVel-v1", net_arch=(64, 64)).run_id.endswith("-w64-seed0")
+    assert RunConfig(algo="ppo", env="CartPole-v1", net_arch=(64, 32, 32)).run_id.endswith("-w64x32x32-seed0")
     lstm = run_hyperparams(RunConfig(algo="ppo_lstm", env="CartPoleNoVel-v1"))
     assert lstm["policy"] == "TarMlpLstmPolicy" and "lstm_hidden_size=64" in lstm["policy_kwargs"]
     assert run_hyperparams(RunConfig(algo="ppo_lstm", env="CartPoleNoVel-v1", method="set"))["policy"] == "MlpLstmPolicy"

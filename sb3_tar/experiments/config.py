@@ -434,7 +434,10 @@ class RunConfig:
                 parts.append(settings.budget)
             parts += [f"{key}{value}" for key, value in sorted(settings.criterion_options.items())]
         widths = self.resolved_net_arch()
-        parts.append(f"w{widths[0]}" if len(set(widths)) == 1 and len(widths) == 2 else "w" + "x".join(map(str, widths)))
+        if len(widths) == 1:
+            parts.append(f"w{widths[0]}d1")  # one hidden layer: not the [w, w] of a plain "w{w}"
+        else:
+            parts.append(f"w{widths[0]}" if widths == [widths[0]] * 2 else "w" + "x".join(map(str, widths)))
         parts.append(f"seed{self.seed}")
         return "-".join(parts)
 
