@@ -4,10 +4,12 @@ model becomes sparse."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from import_blocking import BLOCK_SB3
-from sb3_contrib import TQC, CrossQ, RecurrentPPO
+from sb3_contrib import TQC, TRPO, CrossQ, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 
 import sb3_tar
@@ -418,6 +420,29 @@ def test_sb3_tar_export_tells_a_saved_ppo_model_from_an_a2c_one(model_class, tmp
     main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
     assert f"({model_class.__name__}, TarActorCriticPolicy: mean, clipped" in capsys.readouterr().out
     assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
+
+
+def test_a_ppo_model_whose_clip_range_cannot_be_unpickled_here_is_still_told_from_a2c(tmp_path, capsys):
+    # SB3 drops, with a warning, a saved attribute it cannot unpickle (another Python or cloudpickle version)
+    train_on_policy(PPO).save(tmp_path / "saved.zip")
+    with zipfile.ZipFile(tmp_path / "saved.zip") as saved, zipfile.ZipFile(tmp_path / "model.zip", "w") as model:
+        for item in saved.infolist():
+            content = saved.read(item)
+            if item.filename == "data":
+                data = json.loads(content)
+                # a pickle of a function this Python does not have: AttributeError on loading
+                data["clip_range"][":serialized:"] = base64.b64encode(b"cbuiltins\nno_such_function\n.").decode()
+                content = json.dumps(data).encode()
+            model.writestr(item, content)
+    with pytest.warns(UserWarning, match="clip_range"):
+        main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+    assert "(PPO, TarActorCriticPolicy" in capsys.readouterr().out
+
+
+def test_a_trpo_model_is_refused_by_name(tmp_path):
+    TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, device="cpu").save(tmp_path / "model.zip")
+    with pytest.raises(SystemExit, match="a TRPO model; sb3-tar exports the actors of"):
+        main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
 
 
 def test_sb3_tar_export_names_a_missing_model(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,15 @@ def algorithm_class(name: str) -> type:
             "ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C}[name]
 
 
+def _saved_keys(path: Path) -> set[str]:
+    """The attribute names a saved model's ``data`` holds, read as JSON: nothing is unpickled, so none is lost."""
+    with zipfile.ZipFile(path) as archive:
+        return set(json.loads(archive.read("data")))
+
+
 def saved_algorithm(path: Path) -> str:
-    """The algorithm a saved model's policy belongs to (TD3 for TD3 and DDPG models: they share it; PPO and
-    A2C share theirs too, and only PPO saves a ``clip_range``)."""
+    """The algorithm a saved model's policy belongs to (TD3 for TD3 and DDPG models: they share it). PPO,
+    A2C and TRPO share theirs too: PPO saves a ``clip_range``, TRPO a ``cg_max_steps``, A2C neither."""
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
     from sb3_contrib.crossq.policies import CrossQPolicy
     from sb3_contrib.tqc.policies import TQCPolicy
@@ -39,7 +47,11 @@ def saved_algorithm(path: Path) -> str:
         raise ValueError(f"{path}: a RecurrentPPO model acts through an LSTM whose state carries over from step to "
                          "step; sb3-tar exports feed-forward actors only")
     if isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy):
-        return "ppo" if "clip_range" in data else "a2c"
+        keys = _saved_keys(path)
+        if "cg_max_steps" in keys:
+            raise ValueError(f"{path}: a TRPO model; sb3-tar exports the actors of SAC, TD3, DDPG, TQC, CrossQ, PPO "
+                             "and A2C")
+        return "ppo" if "clip_range" in keys else "a2c"
     for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq")):
         if isinstance(policy_class, type) and issubclass(policy_class, base):
             return name
