@@ -223,7 +223,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     sparse.add_argument("--sparsity", type=float, help="final fraction of zero weights in every network, in [0, 1)")
     sparse.add_argument("--actor-sparsity", type=float, help="the actor's sparsity (overrides --sparsity)")
     sparse.add_argument("--critic-sparsity", type=float,
-                        help="the critic's sparsity: each Q-network's, PPO/A2C's value network's, DQN's Q-network's "
+                        help="the critic's sparsity: each Q-network's, the on-policy value network's, DQN's Q-network's "
                              "(overrides --sparsity)")
     sparse.add_argument("--criterion", choices=available_criteria(),
                         help="static pruning criterion (set/rigl: the initial masks')")
@@ -236,8 +236,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     sparse.add_argument("--dst", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a SET/RigL option, e.g. --dst update_interval=500")
     parser.add_argument("--net-arch", type=int, nargs="+",
-                        help="hidden layer widths of every network (PPO/A2C: the actor's and the critic's, each its "
-                             "own; default: the tuned file's)")
+                        help="hidden layer widths of every network (PPO, A2C, RecurrentPPO: the actor's and the "
+                             "critic's, each its own; default: the tuned file's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hyperparam", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="override a tuned hyperparameter, e.g. --hyperparam batch_size=512")

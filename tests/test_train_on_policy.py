@@ -80,6 +80,10 @@ def test_train_runs_every_new_algorithm_sparse_with_a_valid_result(algo, env, tm
     assert all(network["achieved_sparsity"] == pytest.approx(0.9, abs=0.01) for network in result["topology"].values())
     assert all((output / f"topology-{network}.png").is_file() for network in NETWORKS[algo])
     assert result["cost"]["flops_per_action"] > 0 and result["cost"]["flops_per_training_step"] > 0
+    if algo == "ppo_lstm":  # its dense LSTMs count in full: 4 gates x 64 units x (4 inputs + 64 recurrent) each
+        lstm, kept = 4 * 64 * (4 + 64), result["kept_weights"]  # the zoo zeroes the velocities, keeps 4 inputs
+        assert result["cost"] == {"flops_per_action": 2.0 * (kept["actor"] + lstm),
+                                  "flops_per_training_step": 6.0 * (kept["actor"] + kept["critic"] + 2 * lstm) * 256}
     header = (output / "progress.csv").read_text().splitlines()[0].split(",")
     assert {f"sparsity/{network}/sparsity" for network in NETWORKS[algo]} <= set(header)
     # the normalized observations the model acts on travel with it (a2c.yml's Pendulum-v1 entry normalizes)

@@ -66,8 +66,8 @@ BUILT_IN_DEFAULTS: dict[str, dict[str, Any]] = {
     "qrdqn": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
 }
 # Hidden widths when neither the run nor its tuned entry sets them: the paper's for the off-policy
-# actor-critics, SB3's own defaults (two layers of 64) for PPO, A2C, DQN and QR-DQN. A list for PPO
-# and A2C builds separate actor and critic trunks of those widths (SB3's ``MlpExtractor`` shares none).
+# actor-critics, SB3's own defaults (two layers of 64) for PPO, A2C, RecurrentPPO, DQN and QR-DQN. A list
+# for the on-policy ones builds separate actor and critic trunks of those widths (``MlpExtractor`` shares none).
 DEFAULT_NET_ARCH = [256, 256]
 SB3_NET_ARCH = [64, 64]
 # Keys of a zoo entry that are not arguments of the algorithm's constructor.

@@ -74,10 +74,11 @@ def methods_section(runs: Sequence[Run]) -> list[str]:
         "",
         "Seconds per 1000 environment steps: the median over a run's 1000-step blocks after learning starts "
         "(blocks with an evaluation are slower; the median leaves them out), then the median over seeds. Wall time "
-        "grows with whatever else shares the machine, so runs made under different loads compare by the process's "
-        "CPU time, which the ratio to dense uses. The masks multiply dense weight matrices, so a sparse run does the "
-        "dense run's arithmetic: FLOPs count kept weights only (see `sb3_tar/experiments/cost.py`), the saving a "
-        "sparse kernel could realise.",
+        "grows with whatever else shares the machine; the process's CPU time grows far less (it still rises with "
+        "contention for caches and memory), so the ratio to dense uses CPU time. CPU time counts every thread of a "
+        "run: it compares runs made with the same number of torch threads. The masks multiply dense weight "
+        "matrices, so a sparse run does the dense run's arithmetic: FLOPs count kept weights only (see "
+        "`sb3_tar/experiments/cost.py`), the saving a sparse kernel could realise.",
         "",
         "| algo | env | sparsity | width | method | final return | std | seeds | wall s / 1000 steps | "
         "CPU s / 1000 steps | CPU vs dense | MFLOPs / action | GFLOPs / train step |",
@@ -249,7 +250,8 @@ def write_report(results: str | Path, output: str | Path | None = None, random_r
     summary = {"runs": len(runs), "headline": stats, "gains": [
         {"panel": list(row.panel), "criterion": row.criterion, "recovery_ratio": row.recovery_ratio,
          "original": row.original, "tar": row.tar, "best_dst": row.best_dst, "dense": row.dense,
-         "gain_over_original": row.gain_over_original, "gain_over_best_dst": row.gain_over_dst, "seeds": row.seeds}
+         "gain_over_original": row.gain_over_original, "gain_over_best_dst": row.gain_over_dst, "seeds": row.seeds,
+         "seed_counts": dict(row.seed_counts)}
         for row in gain_rows(runs)], "rliable": rliable_rows}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return output / "report.md"
