@@ -149,6 +149,15 @@ def test_rliable_intervals_are_the_same_each_time_and_leave_numpys_global_genera
     assert first != rliable_aggregates(runs, reps=300, seed=1)
 
 
+def test_report_refuses_runs_of_one_width_and_different_depths_naming_them(results):
+    run = next(path for path in results.glob("*/result.json") if "-dense-" in str(path))
+    result = json.loads(run.read_text())
+    result["summary"]["depth"] = 1
+    run.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"runs of width 64 with 2 depths \(1: sac-.*-dense-w64-seed., 2: sac-"):
+        write_report(results)
+
+
 def test_report_refuses_an_empty_results_folder(tmp_path):
     with pytest.raises(ValueError, match="holds no finished run"):
         write_report(tmp_path)

@@ -217,6 +217,20 @@ def load_random_returns(path: str | Path) -> dict[str, float]:
     return {env: task["mean_return"] for env, task in json.loads(Path(path).read_text())["tasks"].items()}
 
 
+def _refuse_mixed_depths(runs: Sequence[Run], results: Path) -> None:
+    """A report compares runs by width; runs of one width but different depths would be averaged together."""
+    depths: dict[tuple, dict[int, str]] = defaultdict(dict)
+    for run in runs:
+        depths[(run.task, run.spec["width"])].setdefault(run.spec["depth"], run.run_id)
+    for ((algo, env), width), examples in sorted(depths.items()):
+        if len(examples) > 1:
+            raise ValueError(
+                f"results={str(results)!r} holds {algorithm_name(algo)} {env} runs of width {width} with "
+                f"{len(examples)} depths ({', '.join(f'{depth}: {run_id}' for depth, run_id in sorted(examples.items()))})"
+                "; a report compares runs by width, so report each depth from its own results folder"
+            )
+
+
 def write_report(results: str | Path, output: str | Path | None = None, random_returns: str | Path | None = None) -> Path:
     """Write ``report.md``, ``summary.json`` and PNG figures for the finished runs under ``results``.
 
@@ -227,6 +241,7 @@ def write_report(results: str | Path, output: str | Path | None = None, random_r
     runs = as_runs(load_results(results))
     if not runs:
         raise ValueError(f"results={str(results)!r} holds no finished run (no */result.json)")
+    _refuse_mixed_depths(runs, results)
     output = Path(output) if output else results / "report"
     output.mkdir(parents=True, exist_ok=True)
     anchors = dense_random_anchors(runs, load_random_returns(random_returns)) if random_returns else None
