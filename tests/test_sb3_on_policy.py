@@ -52,7 +52,8 @@ def test_tar_mlp_policy_is_the_algorithms_own_mlp_policy_made_sparse(algo):
 
 @pytest.mark.parametrize("algo", NEW_ALGOS)
 def test_each_network_has_its_own_mask_and_its_own_exact_count(algo):
-    model = make_any_model(algo, actor_sparsity=0.6, critic_sparsity=0.85, recovery_ratio=0.02)
+    actor = {} if algo in (DQN, QRDQN) else {"actor_sparsity": 0.6}  # a Q-network only: critic_sparsity alone
+    model = make_any_model(algo, **actor, critic_sparsity=0.85, recovery_ratio=0.02)
     agent = sb3_tar.sparse_agent(model)
     assert [network.name for network in agent.networks] == NETWORKS[algo]
     for network in agent.networks:
@@ -173,8 +174,8 @@ MULTI_INPUT_ALGOS = [SAC, TD3, DDPG, TQC, PPO, A2C, DQN, QRDQN]
 def test_tar_multi_input_policy_prunes_the_mlps_but_not_the_features_extractor(algo, tmp_path):
     assert set(TAR_MULTI_INPUT_POLICIES) == set(MULTI_INPUT_ALGOS)
     env = DictObservations(gym.make(DISCRETE_ENV_ID if algo in NEW_ALGOS else "Pendulum-v1"))
-    model = make_any_model(algo, "TarMultiInputPolicy", env=env, actor_sparsity=0.6, critic_sparsity=0.8,
-                           recovery_ratio=0.05)
+    actor = {} if algo in (DQN, QRDQN) else {"actor_sparsity": 0.6}  # a Q-network only: critic_sparsity alone
+    model = make_any_model(algo, "TarMultiInputPolicy", env=env, **actor, critic_sparsity=0.8, recovery_ratio=0.05)
     assert isinstance(model.policy, algo.policy_aliases["MultiInputPolicy"])
     agent = sb3_tar.sparse_agent(model)
     assert not any("features_extractor" in name for name in agent.masks.names())
