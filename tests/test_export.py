@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 from import_blocking import BLOCK_SB3
-from sb3_contrib import TQC, TRPO, CrossQ, RecurrentPPO
-from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, RecurrentPPO
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 
 import sb3_tar
 from sb3_tar.cli import main
 from sb3_tar.export import actor_spec, export_actor
 from sb3_tar.runtime import MEASURED_RULE, DeployedActor, KernelRule, Linear, load_actor, read_actor
+from sb3_tar.runtime.spec import ActorSpec
 from sb3_tar.runtime.actor import LinearLayer
 from sb3_tar.runtime.encoding import decode, encode, encoded_sizes, pack_bits, unpack_bits
 
@@ -189,6 +190,18 @@ def test_unsupported_spaces_are_refused_by_name(tmp_path):
         export_actor(model, tmp_path / "actor.sb3tar")
 
 
+class MultiDiscreteActions(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([3, 2])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
 class TinyImages(gym.Env):
     observation_space = gym.spaces.Box(0, 255, (3, 6, 6), np.uint8)
     action_space = gym.spaces.Box(-2.0, 1.0, (2,), np.float32)
@@ -347,7 +360,7 @@ def test_a_linear_layer_with_weights_outside_its_mask_is_refused():
 # ---------------------------------------------------------------- ONNX and the command line
 
 
-@pytest.mark.parametrize("model_class", [SAC, PPO])
+@pytest.mark.parametrize("model_class", [SAC, PPO, DQN])
 def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_path):
     pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     pytest.importorskip("onnxscript", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
@@ -356,8 +369,10 @@ def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_pa
 
     if model_class is SAC:
         model = train(SAC, env=rescaled_pendulum(), net_arch=[64, 64])
-    else:
+    elif model_class is PPO:
         model = train_on_policy(PPO, policy_kwargs={"net_arch": [64, 64]})
+    else:  # a discrete action: the ONNX output is the int64 index
+        model = train_discrete(DQN)
     path = export_onnx(export_actor(model, tmp_path / "actor.sb3tar"), tmp_path / "actor.onnx")
     session = ort.InferenceSession(str(path))
     obs = observations(model)
@@ -399,10 +414,49 @@ def test_a_ppo_actor_with_squashed_gsde_exports_tanh_and_rescales(tmp_path):
     assert_actions_equal_predict(model, path)
 
 
-def test_discrete_and_recurrent_on_policy_actors_are_refused_by_name(tmp_path):
-    discrete = PPO("TarMlpPolicy", "CartPole-v1", policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02}, device="cpu")
-    with pytest.raises(ValueError, match=r"action space Discrete\(2\) is not a Box"):
-        export_actor(discrete, tmp_path / "actor.sb3tar")
+def train_discrete(algo, env: str = "CartPole-v1"):
+    """A small PPO, A2C or DQN model ([32, 32], sparsity 0.9) after 200 steps of CartPole."""
+    kwargs = {"n_steps": 64} if algo is PPO else {} if algo is A2C else {"learning_starts": 50, "buffer_size": 1000}
+    model = algo("TarMlpPolicy", env, seed=0, device="cpu", **kwargs,
+                 policy_kwargs={"net_arch": [32, 32], "sparsity": 0.9, "recovery_ratio": 0.02})
+    return model.learn(200)
+
+
+@pytest.mark.parametrize(("model_class", "action"), [(PPO, "argmax(logits)"), (A2C, "argmax(logits)"),
+                                                     (DQN, "argmax(q_values)")])
+def test_a_discrete_actor_exports_the_index_of_its_largest_logit_or_q_value(model_class, action, tmp_path):
+    model = train_discrete(model_class)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    assert_actions_equal_predict(model, path)
+    spec = read_actor(path)
+    assert spec.action_bounds == "argmax" and spec.action_shape == () and spec.metadata["deterministic_action"] == action
+    assert int(spec.action_high) == 1 and spec.linear_layers()[-1].out_features == 2
+    actor = load_actor(path)
+    assert actor(torch.zeros(7, 4)).dtype == torch.int64 and actor(torch.zeros(4)).shape == (1,)
+    if model_class is DQN:  # the Q-network, not its target
+        assert [layer.name for layer in spec.linear_layers()] == ["q_net.q_net.0", "q_net.q_net.2", "q_net.q_net.4"]
+
+
+def test_an_argmax_actor_spec_takes_one_discrete_action_only():
+    layer = Linear(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), None, "head")
+    with pytest.raises(ValueError, match=r"action_bounds='argmax' picks one discrete action: action_shape must be "
+                                         r"\(\), not \(2,\)"):
+        ActorSpec((3,), None, (layer,), (2,), torch.zeros(2), torch.ones(2), "argmax")
+    with pytest.raises(ValueError, match=r"action_bounds='round' must be one of \['rescale', 'clip', 'argmax'\]"):
+        ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(1.0), "round")
+
+
+def test_quantile_multi_discrete_and_recurrent_actors_are_refused_by_name(tmp_path):
+    quantiles = QRDQN("TarMlpPolicy", "CartPole-v1", policy_kwargs={"sparsity": 0.5}, device="cpu")
+    with pytest.raises(ValueError, match=r"\(QR-DQN\) acts on the mean of its quantiles"):
+        export_actor(quantiles, tmp_path / "actor.sb3tar")
+    quantiles.save(tmp_path / "quantiles.zip")
+    with pytest.raises(SystemExit, match="a QR-DQN model acts on the mean of its quantiles"):
+        main(["export", str(tmp_path / "quantiles.zip"), str(tmp_path / "actor.sb3tar")])
+    several = PPO("TarMlpPolicy", MultiDiscreteActions(), n_steps=16, device="cpu",
+                  policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02})
+    with pytest.raises(ValueError, match=r"action space MultiDiscrete\(\[3 2\]\) is neither a Box nor a Discrete"):
+        export_actor(several, tmp_path / "actor.sb3tar")
     recurrent = RecurrentPPO("TarMlpLstmPolicy", "Pendulum-v1", n_steps=16, device="cpu",
                              policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02, "lstm_hidden_size": 8})
     with pytest.raises(ValueError, match="acts through an LSTM whose state carries over"):
@@ -443,6 +497,14 @@ def test_a_trpo_model_is_refused_by_name(tmp_path):
     TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, device="cpu").save(tmp_path / "model.zip")
     with pytest.raises(SystemExit, match="a TRPO model; sb3-tar exports the actors of"):
         main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+
+
+def test_sb3_tar_export_writes_a_saved_dqn_models_greedy_actor(tmp_path, capsys):
+    model = train_discrete(DQN)
+    model.save(tmp_path / "model.zip")
+    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+    assert "(DQN, TarDQNPolicy: argmax(q_values): one of 2 discrete actions)" in capsys.readouterr().out
+    assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
 
 
 def test_sb3_tar_export_names_a_missing_model(tmp_path):

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c")
+ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "dqn")
 
 
 def algorithm_class(name: str) -> type:
@@ -20,7 +20,7 @@ def algorithm_class(name: str) -> type:
     import stable_baselines3
 
     return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG,
-            "ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C}[name]
+            "ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C, "dqn": stable_baselines3.DQN}[name]
 
 
 def _saved_keys(path: Path) -> set[str]:
@@ -34,9 +34,11 @@ def saved_algorithm(path: Path) -> str:
     A2C and TRPO share theirs too: PPO saves a ``clip_range``, TRPO a ``cg_max_steps``, A2C neither."""
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
     from sb3_contrib.crossq.policies import CrossQPolicy
+    from sb3_contrib.qrdqn.policies import QRDQNPolicy
     from sb3_contrib.tqc.policies import TQCPolicy
     from stable_baselines3.common.policies import ActorCriticPolicy
     from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.dqn.policies import DQNPolicy
     from stable_baselines3.sac.policies import SACPolicy
     from stable_baselines3.td3.policies import TD3Policy
 
@@ -49,14 +51,19 @@ def saved_algorithm(path: Path) -> str:
     if isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy):
         keys = _saved_keys(path)
         if "cg_max_steps" in keys:
-            raise ValueError(f"{path}: a TRPO model; sb3-tar exports the actors of SAC, TD3, DDPG, TQC, CrossQ, PPO "
-                             "and A2C")
+            raise ValueError(f"{path}: a TRPO model; sb3-tar exports the actors of SAC, TD3, DDPG, TQC, CrossQ, PPO, "
+                             "A2C and DQN")
         return "ppo" if "clip_range" in keys else "a2c"
-    for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq")):
+    if isinstance(policy_class, type) and issubclass(policy_class, QRDQNPolicy):
+        raise ValueError(f"{path}: a QR-DQN model acts on the mean of its quantiles; sb3-tar exports the actors of "
+                         "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C and DQN")
+    for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq"),
+                       (DQNPolicy, "dqn")):
         if isinstance(policy_class, type) and issubclass(policy_class, base):
             return name
     raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is not one of SAC, TD3, "
-                     "DDPG, TQC, CrossQ, PPO or A2C's; sb3-tar exports the actors of those algorithms (or pass --algo)")
+                     "DDPG, TQC, CrossQ, PPO, A2C or DQN's; sb3-tar exports the actors of those algorithms (or pass "
+                     "--algo)")
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
@@ -80,9 +87,10 @@ def export_command(args: argparse.Namespace) -> None:
     dense_bytes = sum(encoded_sizes(layer.out_features, layer.in_features, layer.kept)["dense"]
                       + 4 * layer.out_features * layer.has_bias for layer in actor.linear_layers())
     size = path.stat().st_size
-    bounds = "rescaled to" if actor.action_bounds == "rescale" else "clipped to"
+    bounds = {"rescale": ", rescaled to the action bounds", "clip": ", clipped to the action bounds",
+              "argmax": f": one of {int(actor.action_high) + 1} discrete actions"}[actor.action_bounds]
     print(f"exported the deterministic actor of {args.model} ({type(model).__name__}, {type(model.policy).__name__}: "
-          f"{actor.metadata['deterministic_action']}, {bounds} the action bounds) to {path}")
+          f"{actor.metadata['deterministic_action']}{bounds}) to {path}")
     print(f"{actor.kept:,} of {actor.total:,} weights kept; {size:,} bytes "
           f"({size / dense_bytes:.3f}x its layers' dense float32 weights and biases, {dense_bytes:,} bytes)")
     print(actor.describe())
@@ -97,8 +105,8 @@ def export_command(args: argparse.Namespace) -> None:
 def add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a saved model's deterministic actor for deployment (kept weights only; runs without SB3)",
-        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC or CrossQ model, or PPO or A2C "
-                    "model with continuous actions (sparse or dense): "
+        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C or DQN model "
+                    "(sparse or dense): "
                     "kept weights only, in a compact encoding, with its activation, squash and action bounds. "
                     "Load it with sb3_tar.runtime.load_actor (torch only).")
     export.add_argument("model", help="a model saved by SB3 (model.save): MODEL.zip")

@@ -8,10 +8,13 @@ What ``model.predict(obs, deterministic=True)`` computes, layer by layer:
   (with gSDE's ``clip_mean`` Hardtanh when present), then ``tanh``: the mode of the squashed
   Gaussian; the ``log_std`` head is not exported, a deterministic action does not use it;
 - TD3 and DDPG: ``mu``, whose last layer is already a ``tanh``;
-- PPO and A2C (continuous actions): ``mlp_extractor.policy_net`` then ``action_net``, the Gaussian's
-  mean (with gSDE's ``squash_output``: then ``tanh``); the value network is not exported;
+- PPO and A2C: ``mlp_extractor.policy_net`` then ``action_net``: for continuous actions the
+  Gaussian's mean (with gSDE's ``squash_output``: then ``tanh``), for discrete ones the logits; the
+  value network is not exported;
+- DQN: the Q-network ``q_net.q_net`` (its target is not exported);
 - the action mapped to the action space's bounds as ``BasePolicy.predict`` does: rescaled from
-  [-1, 1] for a squashing policy (the off-policy five, gSDE with ``squash_output``), clipped otherwise.
+  [-1, 1] for a squashing policy (the off-policy five, gSDE with ``squash_output``), clipped otherwise;
+  a discrete action is the index of the largest logit or Q-value.
 
 Kept weights are those of the model's masks (``sparse_agent(model)``: ``TarMlpPolicy``,
 ``TARCallback`` and ``DSTCallback`` models); a model without masks exports dense. Observation
@@ -38,7 +41,7 @@ from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Line
 
 _ACTIVATION_NAMES = {cls: name for name, (cls, _) in ACTIVATIONS.items()}
 _SKIPPED = (nn.Identity, nn.Dropout)  # identity functions at inference
-EXPORTED = "SAC, TD3, DDPG, TQC and CrossQ, and of PPO and A2C with continuous actions"
+EXPORTED = "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C and DQN"
 
 
 def _package_version(name: str) -> str | None:
@@ -132,8 +135,14 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
             raise ValueError(f"model: a {type(policy).__name__} acts through an LSTM whose state carries over from "
                              "step to step; sb3-tar exports feed-forward actors only")
         squashed = _squashed(policy.action_dist)
+        action = "argmax(logits)" if isinstance(policy.action_space, spaces.Discrete) else "mean"
         return (policy.pi_features_extractor, [policy.mlp_extractor.policy_net, policy.action_net], squashed,
-                "tanh(mean)" if squashed else "mean")
+                "tanh(mean)" if squashed else action)
+    if hasattr(policy, "quantile_net"):
+        raise ValueError(f"model: a {type(policy).__name__} (QR-DQN) acts on the mean of its quantiles; sb3-tar "
+                         f"exports the actors of {EXPORTED}")
+    if hasattr(policy, "q_net") and hasattr(policy.q_net, "q_net"):  # DQN: the greedy action of its Q-network
+        return policy.q_net.features_extractor, [policy.q_net.q_net], False, "argmax(q_values)"
     actor = getattr(policy, "actor", None)
     if actor is None or not hasattr(actor, "mu"):
         raise ValueError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
@@ -145,8 +154,7 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
 
 
 def actor_spec(model: Any) -> ActorSpec:
-    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ; PPO, A2C with continuous
-    actions), kept weights only.
+    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN), kept weights only.
 
     :param model: an SB3 algorithm (or its policy) with an ``MlpPolicy`` or ``TarMlpPolicy``, sparse
         (``TarMlpPolicy``, ``TARCallback``, ``DSTCallback``) or dense.
@@ -159,9 +167,9 @@ def actor_spec(model: Any) -> ActorSpec:
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(f"model: observation space {observation_space} is not a Box; the exported actor takes Box "
                          "observations (dict and discrete observations are not supported)")
-    if not isinstance(action_space, spaces.Box):
-        raise ValueError(f"model: action space {action_space} is not a Box; the exported actor returns continuous "
-                         "actions")
+    if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
+        raise ValueError(f"model: action space {action_space} is neither a Box nor a Discrete; the exported actor "
+                         "returns a continuous action or one discrete action")
     if not isinstance(extractor, (FlattenExtractor, nn.Flatten)):
         raise ValueError(f"model: the actor's features extractor is a {type(extractor).__name__}; the exported actor "
                          "supports MlpPolicy's FlattenExtractor only")
@@ -173,13 +181,23 @@ def actor_spec(model: Any) -> ActorSpec:
         collector.layers.append(Activation("tanh"))
 
     divisor = 255.0 if policy.normalize_images and is_image_space(observation_space) else None
+    if isinstance(action_space, spaces.Discrete):
+        bounds, shape = "argmax", ()
+        low, high = torch.tensor(0.0), torch.tensor(float(action_space.n - 1))
+        if action_space.start != 0:
+            raise ValueError(f"model: action space {action_space} starts at {action_space.start}; the exported actor "
+                             "returns indices from 0")
+    else:
+        bounds, shape = "rescale" if policy.squash_output else "clip", tuple(action_space.shape)
+        low = torch.as_tensor(action_space.low, dtype=torch.float32).reshape(shape)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32).reshape(shape)
     algorithm = model if hasattr(model, "policy") else None
     linear = [layer for layer in collector.layers if isinstance(layer, Linear)]
     metadata = {
         "algorithm": type(algorithm).__name__ if algorithm is not None else None,
         "policy": type(policy).__name__,
         "deterministic_action": action,
-        "action_bounds": "rescale" if policy.squash_output else "clip",
+        "action_bounds": bounds,
         "kept_weights": sum(layer.kept for layer in linear),
         "weights": sum(layer.mask.numel() for layer in linear),
         "observation_dtype": str(observation_space.dtype),
@@ -190,10 +208,10 @@ def actor_spec(model: Any) -> ActorSpec:
         observation_shape=tuple(observation_space.shape),
         observation_divisor=divisor,
         layers=tuple(collector.layers),
-        action_shape=tuple(action_space.shape),
-        action_low=torch.as_tensor(action_space.low, dtype=torch.float32).reshape(action_space.shape),
-        action_high=torch.as_tensor(action_space.high, dtype=torch.float32).reshape(action_space.shape),
-        action_bounds="rescale" if policy.squash_output else "clip",
+        action_shape=shape,
+        action_low=low,
+        action_high=high,
+        action_bounds=bounds,
         metadata=metadata,
     )
 
@@ -204,8 +222,8 @@ def export_actor(model: Any, path: str | Path) -> Path:
     Load it with ``sb3_tar.runtime.load_actor(path)`` (torch only). Its actions equal
     ``model.predict(obs, deterministic=True)``.
 
-    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC, CrossQ, or PPO or A2C with
-        continuous actions; sparse or dense.
+    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C or DQN;
+        sparse or dense.
     :param path: the file to write (parent folders are created).
     :return: the path written.
     """

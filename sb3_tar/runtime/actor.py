@@ -215,8 +215,10 @@ class DeployedActor(nn.Module):
         if self.action_bounds == "rescale":
             span = high - low  # as SB3's unscale_action: low + 0.5 * (a + 1) * (high - low)
             steps.append(lambda a: low + 0.5 * (a + 1.0) * span)
-        else:
+        elif self.action_bounds == "clip":
             steps.append(lambda a: torch.clamp(a, low, high))
+        else:
+            steps.append(lambda a: a.argmax(dim=-1))
         return steps
 
     def _apply(self, fn: Any, recurse: bool = True) -> DeployedActor:
@@ -224,7 +226,8 @@ class DeployedActor(nn.Module):
         return super()._apply(fn, recurse)
 
     def forward(self, observations: torch.Tensor | Sequence[Any]) -> torch.Tensor:
-        """Actions ``(batch, *action_shape)`` for observations ``(batch, *observation_shape)``.
+        """Actions ``(batch, *action_shape)`` for observations ``(batch, *observation_shape)``; int64
+        indices ``(batch,)`` for a discrete action space.
 
         A single observation (no batch dimension) is a batch of one. Observations are converted to
         float32 (and divided by 255 for image observations) as SB3 does.
@@ -265,7 +268,7 @@ class DeployedActor(nn.Module):
             else:
                 modules.append(copy.deepcopy(layer))
         modules.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high))
-        if len(self.action_shape) != 1:
+        if len(self.action_shape) > 1:
             modules.append(nn.Unflatten(1, self.action_shape))
         return nn.Sequential(*modules).eval()
 
@@ -293,14 +296,16 @@ class _Divide(nn.Module):
 class _ActionBounds(nn.Module):
     def __init__(self, bounds: str, low: torch.Tensor, high: torch.Tensor) -> None:
         super().__init__()
-        self.rescale = bounds == "rescale"
+        self.bounds = bounds
         self.register_buffer("low", low.reshape(-1).clone())
         self.register_buffer("high", high.reshape(-1).clone())
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        if self.rescale:
+        if self.bounds == "rescale":
             return self.low + 0.5 * (a + 1.0) * (self.high - self.low)
-        return torch.clamp(a, self.low, self.high)
+        if self.bounds == "clip":
+            return torch.clamp(a, self.low, self.high)
+        return a.argmax(dim=1)
 
 
 def load_actor(path: str | Path, kernels: str = "auto", batch_size: int | None = None) -> DeployedActor:

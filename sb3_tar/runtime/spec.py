@@ -2,7 +2,8 @@
 
 An ``ActorSpec`` holds no SB3 object. Its ``layers`` run in order on the flattened float32
 observation; the last layer's output is mapped to the environment's action bounds, as SB3's
-``BasePolicy.predict`` does: rescaled from [-1, 1] for a squashing policy, clipped otherwise.
+``BasePolicy.predict`` does: rescaled from [-1, 1] for a squashing policy, clipped otherwise; for a
+discrete action space, the action is the index of the largest output (logits or Q-values).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ACTIVATIONS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     # Also nn.ReLU6 (a Hardtanh from 0 to 6) and the clip of gSDE's mean (``clip_mean``).
     "hardtanh": (nn.Hardtanh, ("min_val", "max_val")),
 }
-ACTION_BOUNDS = ("rescale", "clip")
+ACTION_BOUNDS = ("rescale", "clip", "argmax")
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,12 @@ class ActorSpec:
     :param observation_shape: the shape of one observation (the batch dimension comes first).
     :param observation_divisor: ``255.0`` for image observations SB3 divides by 255, else ``None``.
     :param layers: what runs on the flattened float32 observation, in order (the squash included).
-    :param action_shape: the shape of one action.
-    :param action_low: the action space's lower bounds, float32, ``action_shape``.
-    :param action_high: the upper bounds.
+    :param action_shape: the shape of one action (``()`` for a discrete action).
+    :param action_low: the action space's lower bounds, float32, ``action_shape`` (discrete: 0).
+    :param action_high: the upper bounds (discrete: the last action's index).
     :param action_bounds: ``"rescale"``: ``low + 0.5 * (a + 1) * (high - low)`` (a squashing
-        policy's output in [-1, 1]); ``"clip"``: ``a`` clipped to ``[low, high]``.
+        policy's output in [-1, 1]); ``"clip"``: ``a`` clipped to ``[low, high]``; ``"argmax"``: the
+        index (int64) of the largest of the last layer's ``high + 1`` outputs, a discrete action.
     :param metadata: where it came from (algorithm, policy, versions), for people; never read back
         into the computation.
     """
@@ -155,6 +157,9 @@ class ActorSpec:
             if tuple(bound.shape) != tuple(self.action_shape):
                 raise ValueError(f"action bounds of shape {tuple(bound.shape)} do not match the action shape "
                                  f"{tuple(self.action_shape)}")
+        if self.action_bounds == "argmax" and tuple(self.action_shape) != ():
+            raise ValueError(f"action_bounds='argmax' picks one discrete action: action_shape must be (), not "
+                             f"{tuple(self.action_shape)}")
 
     def linear_layers(self) -> list[Linear]:
         return [layer for layer in self.layers if isinstance(layer, Linear)]
