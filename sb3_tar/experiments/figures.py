@@ -97,6 +97,11 @@ def _final_by(runs: Sequence[Run], key) -> dict[object, tuple[float, float, floa
     return summary
 
 
+def _final_return_title(figure: Figure, runs: Sequence[Run]) -> None:
+    algo, env = runs[0].task
+    figure.suptitle(f"{algorithm_name(algo)} on {env}: final return, mean over seeds with 95% bootstrap CI")
+
+
 def return_vs_width(runs: Sequence[Run], path: Path) -> bool:
     """Final return against width per method, one panel per sparsity; ``False`` if one width only."""
     widths = sorted({r.spec["width"] for r in runs})
@@ -117,6 +122,7 @@ def return_vs_width(runs: Sequence[Run], path: Path) -> bool:
         axes.set_xticks(widths, [str(w) for w in widths])
         axes.set_title(f"sparsity {sparsity:g}")
         axes.set_xlabel("width")
+    _final_return_title(figure, runs)
     axes_row[0].set_ylabel("final return")
     axes_row[-1].legend(fontsize="x-small")
     figure.savefig(path, dpi=110)
@@ -148,6 +154,7 @@ def return_vs_recovery_ratio(runs: Sequence[Run], path: Path) -> bool:
         axes.set_title(f"sparsity {sparsity:g}")
         axes.set_xlabel("recovery ratio (0 = Original)")
         axes.grid(alpha=0.3)
+    _final_return_title(figure, runs)
     axes_row[0].set_ylabel("final return")
     axes_row[-1].legend(fontsize="x-small")
     figure.savefig(path, dpi=110)
