@@ -2,14 +2,15 @@
 
 For a layer of ``P = out * in`` weights of which ``k`` are kept (float32 values, 4 bytes each):
 
-- ``dense``: every weight, ``4 P`` bytes (a dense layer, or a sparse one dense enough);
+- ``dense``: every weight, ``4 P`` bytes: a layer that keeps every weight (a sparse layer, however
+  dense, takes one of the other two, so that its mask travels with it);
 - ``bitmask``: one bit per weight (row-major, least significant bit first) and the kept values,
   ``ceil(P / 8) + 4 k`` bytes;
 - ``indices``: the number of kept weights of each row and the column of each kept weight, both in
   the narrowest unsigned integer that holds them (``uint8``, ``uint16`` or ``int32``), and the kept
   values, ``out * count_bytes + k * (index_bytes + 4)`` bytes.
 
-The sizes are exact, so the choice is made by computing all three, not by a density threshold:
+The sizes are exact, so the choice is made by computing them, not by a density threshold:
 a bitmask wins when ``k / P > 1 / (8 * index_bytes)`` (above 12.5 % density for 256-wide inputs,
 above 6.25 % for 1024-wide ones), indices below. Values stay float32, so an exported actor
 computes what the model computes.
@@ -67,12 +68,17 @@ def from_dtype(values: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 def encode(weight: torch.Tensor, mask: torch.Tensor) -> tuple[str, dict[str, tuple[str, torch.Tensor]]]:
-    """The smallest encoding of a layer and its arrays, ``name -> (file dtype, tensor)``."""
+    """The smallest encoding of a layer that keeps its mask, and its arrays, ``name -> (file dtype, tensor)``.
+
+    ``dense`` only for a layer that keeps every weight: a nearly dense sparse layer would be a few bytes
+    smaller dense, but its pruned weights would read back as kept zeros and its kept count would be wrong.
+    """
     weight, mask = weight.detach().cpu().to(torch.float32), mask.detach().cpu().to(torch.bool)
     out_features, in_features = weight.shape
     row_counts = mask.sum(dim=1)
     sizes = encoded_sizes(out_features, in_features, int(mask.sum()), int(row_counts.max()) if out_features else 0)
-    encoding = min(ENCODINGS, key=lambda name: (sizes[name], ENCODINGS.index(name)))
+    candidates = ENCODINGS if bool(mask.all()) else ENCODINGS[1:]
+    encoding = min(candidates, key=lambda name: (sizes[name], ENCODINGS.index(name)))
     if encoding == "dense":
         return encoding, {"values": ("float32", weight.reshape(-1))}
     values = ("float32", weight[mask])  # row-major order of the kept positions
