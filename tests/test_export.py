@@ -365,7 +365,7 @@ def test_a_linear_layer_with_weights_outside_its_mask_is_refused():
 
 
 @pytest.mark.parametrize("model_class", [SAC, PPO, DQN])
-def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_path):
+def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_path):  # DQN: an int64 index
     pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     pytest.importorskip("onnxscript", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime (export extra)")
@@ -383,6 +383,7 @@ def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_pa
     expected, _ = model.predict(obs, deterministic=True)
     actions = session.run(None, {"observation": obs.astype(np.float32)})[0]
     np.testing.assert_allclose(actions, expected, atol=TOLERANCE, rtol=0)
+    assert actions.dtype == (np.int64 if model_class is DQN else np.float32)
     import onnx
 
     assert len(onnx.load(str(path)).graph.sparse_initializer) >= 1  # the sparse hidden layer is stored sparse
@@ -418,29 +419,6 @@ def test_a_ppo_actor_with_squashed_gsde_exports_tanh_and_rescales(tmp_path):
     assert_actions_equal_predict(model, path)
 
 
-def train_discrete(algo, env: str = "CartPole-v1"):
-    """A small PPO, A2C or DQN model ([32, 32], sparsity 0.9) after 200 steps of CartPole."""
-    kwargs = {"n_steps": 64} if algo is PPO else {} if algo is A2C else {"learning_starts": 50, "buffer_size": 1000}
-    model = algo("TarMlpPolicy", env, seed=0, device="cpu", **kwargs,
-                 policy_kwargs={"net_arch": [32, 32], "sparsity": 0.9, "recovery_ratio": 0.02})
-    return model.learn(200)
-
-
-@pytest.mark.parametrize(("model_class", "action"), [(PPO, "argmax(logits)"), (A2C, "argmax(logits)"),
-                                                     (DQN, "argmax(q_values)")])
-def test_a_discrete_actor_exports_the_index_of_its_largest_logit_or_q_value(model_class, action, tmp_path):
-    model = train_discrete(model_class)
-    path = export_actor(model, tmp_path / "actor.sb3tar")
-    assert_actions_equal_predict(model, path)
-    spec = read_actor(path)
-    assert spec.action_bounds == "argmax" and spec.action_shape == () and spec.metadata["deterministic_action"] == action
-    assert int(spec.action_high) == 1 and spec.linear_layers()[-1].out_features == 2
-    actor = load_actor(path)
-    assert actor(torch.zeros(7, 4)).dtype == torch.int64 and actor(torch.zeros(4)).shape == (1,)
-    if model_class is DQN:  # the Q-network, not its target
-        assert [layer.name for layer in spec.linear_layers()] == ["q_net.q_net.0", "q_net.q_net.2", "q_net.q_net.4"]
-
-
 class Spaces(gym.Env):
     """An environment that only carries its spaces: enough to build a model and call predict."""
 
@@ -455,13 +433,39 @@ class Spaces(gym.Env):
         return self.observation_space.sample(), 0.0, False, False, {}
 
 
+def train_discrete(algo):
+    """A small PPO, A2C or DQN model ([32, 32], sparsity 0.8) after 200 steps, with 3 actions and bounded
+    observations: its greedy action changes across the observations (a trained CartPole agent's did not,
+    so a wrong export could have matched it)."""
+    kwargs = {"n_steps": 64} if algo is PPO else {} if algo is A2C else {"learning_starts": 50, "buffer_size": 1000}
+    env = Spaces(gym.spaces.Box(-10.0, 10.0, (4,), np.float32), gym.spaces.Discrete(3))
+    model = algo("TarMlpPolicy", env, seed=0, device="cpu", **kwargs,
+                 policy_kwargs={"net_arch": [32, 32], "sparsity": 0.8, "recovery_ratio": 0.02})
+    model.learn(200)
+    assert len(np.unique(model.predict(observations(model), deterministic=True)[0])) == 3
+    return model
+
+
+@pytest.mark.parametrize(("model_class", "action"), [(PPO, "argmax(logits)"), (A2C, "argmax(logits)"),
+                                                     (DQN, "argmax(q_values)")])
+def test_a_discrete_actor_exports_the_index_of_its_largest_logit_or_q_value(model_class, action, tmp_path):
+    model = train_discrete(model_class)
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    assert_actions_equal_predict(model, path)
+    spec = read_actor(path)
+    assert spec.action_bounds == "argmax" and spec.action_shape == () and spec.metadata["deterministic_action"] == action
+    assert int(spec.action_high) == 2 and spec.linear_layers()[-1].out_features == 3
+    actor = load_actor(path)
+    assert actor(torch.zeros(7, 4)).dtype == torch.int64 and actor(torch.zeros(4)).shape == (1,)
+    if model_class is DQN:  # the Q-network, not its target
+        assert [layer.name for layer in spec.linear_layers()] == ["q_net.q_net.0", "q_net.q_net.2", "q_net.q_net.4"]
+
+
 @st.composite
-def exportable_models(draw):
-    """How to build a fresh sparse model of any exported algorithm, on odd shapes: 1-5 inputs, 1-3 hidden
-    layers of 1-24 units, 1-3 continuous action dimensions with random bounds or 2-5 discrete actions, any
-    sparsity up to 0.94 with empty layers allowed, ReLU or Tanh. (Built in the test: SB3 seeds ``random``.)"""
-    discrete = draw(st.booleans())
-    algo = draw(st.sampled_from([PPO, A2C, DQN] if discrete else [SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C]))
+def odd_shapes(draw, algo: type, discrete: bool):
+    """How to build a fresh sparse model of ``algo`` on odd shapes: 1-5 inputs, 1-3 hidden layers of 1-24
+    units, 1-3 continuous action dimensions with random bounds or 2-5 discrete actions, any sparsity up to
+    0.94 with empty layers allowed, ReLU or Tanh. (Built in the test: SB3 seeds ``random``.)"""
     observations = gym.spaces.Box(-2.0, 2.0, (draw(st.integers(1, 5)),), np.float32)
     if discrete:
         actions = gym.spaces.Discrete(draw(st.integers(2, 5)))
@@ -473,15 +477,24 @@ def exportable_models(draw):
                      "allow_empty_layers": True,
                      "activation_fn": draw(st.sampled_from([torch.nn.ReLU, torch.nn.Tanh]))}
     extra = {"n_steps": 8, "batch_size": 8} if algo is PPO else {"n_steps": 8} if algo is A2C else {"buffer_size": 10}
-    return algo, Spaces(observations, actions), draw(st.integers(0, 3)), policy_kwargs, extra
+    return Spaces(observations, actions), draw(st.integers(0, 3)), policy_kwargs, extra
 
 
-@settings(max_examples=25, deadline=None)
-@given(build=exportable_models())
-def test_every_exported_actor_acts_as_predict_on_odd_shapes_and_sparsities(build, tmp_path_factory):
-    algo, env, seed, policy_kwargs, extra = build
-    model = algo("TarMlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **extra)
-    path = export_actor(model, tmp_path_factory.mktemp("actor") / "actor.sb3tar")
+@pytest.mark.parametrize(("algo", "discrete"), [*((algo, False) for algo in (SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C)),
+                                                *((algo, True) for algo in (PPO, A2C, DQN))])
+def test_every_exported_actor_acts_as_predict_on_odd_shapes_and_sparsities(algo, discrete, tmp_path_factory):
+    @settings(max_examples=4, deadline=None)
+    @given(build=odd_shapes(algo, discrete))
+    def exports_as_predict(build):
+        env, seed, policy_kwargs, extra = build
+        model = algo("TarMlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **extra)
+        assert_exported_actor_is_the_models(model, export_actor(model, tmp_path_factory.mktemp("a") / "a.sb3tar"))
+
+    exports_as_predict()
+
+
+def assert_exported_actor_is_the_models(model, path: Path) -> None:
+    """Its actions are ``predict``'s with either kernel, and every layer keeps exactly its mask's weights."""
     obs = observations(model, count=64)
     expected, _ = model.predict(obs, deterministic=True)
     for kernel in ("dense", "csr"):
@@ -489,8 +502,21 @@ def test_every_exported_actor_acts_as_predict_on_odd_shapes_and_sparsities(build
             actions = load_actor(path, kernels=kernel)(torch.as_tensor(obs)).numpy()
         np.testing.assert_allclose(actions, expected, rtol=0, atol=TOLERANCE, err_msg=f"kernels={kernel}")
     masks = sb3_tar.sparse_agent(model).masks
-    for layer in read_actor(path).linear_layers():  # every layer keeps exactly its mask's weights
+    for layer in read_actor(path).linear_layers():
         assert torch.equal(layer.mask, masks[f"{layer.name}.weight"].cpu()), layer.name
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Box(-1.0, 2.0, (), np.float32), gym.spaces.Discrete(3, start=1)],
+                         ids=["scalar-box", "discrete-from-1"])
+def test_a_scalar_box_and_a_discrete_space_not_from_0_export_as_predict_returns_them(action_space, tmp_path):
+    model = PPO("TarMlpPolicy", Spaces(gym.spaces.Box(-2.0, 2.0, (3,), np.float32), action_space), n_steps=8,
+                batch_size=8, seed=0, device="cpu", policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02})
+    path = export_actor(model, tmp_path / "actor.sb3tar")
+    assert_exported_actor_is_the_models(model, path)  # SB3 returns (batch,) and 0-based indices, as the export
+    obs = observations(model, count=16)
+    with torch.no_grad():
+        sequential = load_actor(path).as_sequential()(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(sequential, model.predict(obs, deterministic=True)[0], rtol=0, atol=TOLERANCE)
 
 
 def test_an_argmax_actor_spec_takes_one_discrete_action_only():
@@ -500,6 +526,8 @@ def test_an_argmax_actor_spec_takes_one_discrete_action_only():
         ActorSpec((3,), None, (layer,), (2,), torch.zeros(2), torch.ones(2), "argmax")
     with pytest.raises(ValueError, match=r"action_bounds='round' must be one of \['rescale', 'clip', 'argmax'\]"):
         ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(1.0), "round")
+    with pytest.raises(ValueError, match="action_bounds='argmax' over 3 actions, but the last layer 'head' has 2"):
+        ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(2.0), "argmax")
 
 
 def test_quantile_multi_discrete_and_recurrent_actors_are_refused_by_name(tmp_path):
@@ -549,17 +577,19 @@ def test_a_ppo_model_whose_clip_range_cannot_be_unpickled_here_is_still_told_fro
     assert "(PPO, TarActorCriticPolicy" in capsys.readouterr().out
 
 
-def test_a_trpo_model_is_refused_by_name(tmp_path):
-    TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, device="cpu").save(tmp_path / "model.zip")
-    with pytest.raises(SystemExit, match="a TRPO model; sb3-tar exports the actors of"):
-        main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+def test_a_saved_trpo_model_exports_its_dense_actor(tmp_path, capsys):
+    model = TRPO("MlpPolicy", rescaled_pendulum(), n_steps=64, seed=0, device="cpu")
+    model.save(tmp_path / "model.zip")
+    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+    assert "(TRPO, ActorCriticPolicy: mean, clipped to the action bounds)" in capsys.readouterr().out
+    assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
 
 
 def test_sb3_tar_export_writes_a_saved_dqn_models_greedy_actor(tmp_path, capsys):
     model = train_discrete(DQN)
     model.save(tmp_path / "model.zip")
     main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
-    assert "(DQN, TarDQNPolicy: argmax(q_values): one of 2 discrete actions)" in capsys.readouterr().out
+    assert "(DQN, TarDQNPolicy: argmax(q_values): one of 3 discrete actions)" in capsys.readouterr().out
     assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
 
 

@@ -8,15 +8,15 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "dqn")
+ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "trpo", "dqn")
 
 
 def algorithm_class(name: str) -> type:
     """The SB3 / sb3-contrib class of an algorithm name."""
-    if name in ("tqc", "crossq"):
+    if name in ("tqc", "crossq", "trpo"):
         import sb3_contrib
 
-        return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ}[name]
+        return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ, "trpo": sb3_contrib.TRPO}[name]
     import stable_baselines3
 
     return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG,
@@ -31,7 +31,8 @@ def _saved_keys(path: Path) -> set[str]:
 
 def saved_algorithm(path: Path) -> str:
     """The algorithm a saved model's policy belongs to (TD3 for TD3 and DDPG models: they share it). PPO,
-    A2C and TRPO share theirs too: PPO saves a ``clip_range``, TRPO a ``cg_max_steps``, A2C neither."""
+    A2C and TRPO share theirs too: PPO saves a ``clip_range``, TRPO a ``cg_max_steps``, A2C neither (TRPO's
+    actor exports as theirs, dense: sb3-tar does not train TRPO sparse)."""
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
     from sb3_contrib.crossq.policies import CrossQPolicy
     from sb3_contrib.qrdqn.policies import QRDQNPolicy
@@ -50,20 +51,17 @@ def saved_algorithm(path: Path) -> str:
                          "step; sb3-tar exports feed-forward actors only")
     if isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy):
         keys = _saved_keys(path)
-        if "cg_max_steps" in keys:
-            raise ValueError(f"{path}: a TRPO model; sb3-tar exports the actors of SAC, TD3, DDPG, TQC, CrossQ, PPO, "
-                             "A2C and DQN")
-        return "ppo" if "clip_range" in keys else "a2c"
+        return "ppo" if "clip_range" in keys else "trpo" if "cg_max_steps" in keys else "a2c"
     if isinstance(policy_class, type) and issubclass(policy_class, QRDQNPolicy):
         raise ValueError(f"{path}: a QR-DQN model acts on the mean of its quantiles; sb3-tar exports the actors of "
-                         "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C and DQN")
+                         "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO and DQN")
     for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq"),
                        (DQNPolicy, "dqn")):
         if isinstance(policy_class, type) and issubclass(policy_class, base):
             return name
     raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is not one of SAC, TD3, "
-                     "DDPG, TQC, CrossQ, PPO, A2C or DQN's; sb3-tar exports the actors of those algorithms (or pass "
-                     "--algo)")
+                     "DDPG, TQC, CrossQ, PPO, A2C, TRPO or DQN's; sb3-tar exports the actors of those algorithms (or "
+                     "pass --algo)")
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
@@ -105,7 +103,7 @@ def export_command(args: argparse.Namespace) -> None:
 def add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a saved model's deterministic actor for deployment (kept weights only; runs without SB3)",
-        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C or DQN model "
+        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO or DQN model "
                     "(sparse or dense): "
                     "kept weights only, in a compact encoding, with its activation, squash and action bounds. "
                     "Load it with sb3_tar.runtime.load_actor (torch only).")

@@ -41,7 +41,7 @@ from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Line
 
 _ACTIVATION_NAMES = {cls: name for name, (cls, _) in ACTIVATIONS.items()}
 _SKIPPED = (nn.Identity, nn.Dropout)  # identity functions at inference
-EXPORTED = "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C and DQN"
+EXPORTED = "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO and DQN"
 
 
 def _package_version(name: str) -> str | None:
@@ -183,10 +183,8 @@ def actor_spec(model: Any) -> ActorSpec:
     divisor = 255.0 if policy.normalize_images and is_image_space(observation_space) else None
     if isinstance(action_space, spaces.Discrete):
         bounds, shape = "argmax", ()
+        # an index from 0 whatever the space's start, as SB3's predict returns it
         low, high = torch.tensor(0.0), torch.tensor(float(action_space.n - 1))
-        if action_space.start != 0:
-            raise ValueError(f"model: action space {action_space} starts at {action_space.start}; the exported actor "
-                             "returns indices from 0")
     else:
         bounds, shape = "rescale" if policy.squash_output else "clip", tuple(action_space.shape)
         low = torch.as_tensor(action_space.low, dtype=torch.float32).reshape(shape)

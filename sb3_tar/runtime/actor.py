@@ -270,6 +270,8 @@ class DeployedActor(nn.Module):
         modules.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high))
         if len(self.action_shape) > 1:
             modules.append(nn.Unflatten(1, self.action_shape))
+        elif not self.action_shape and self.action_bounds != "argmax":  # a scalar Box action: (batch,), as forward
+            modules.append(nn.Flatten(0))
         return nn.Sequential(*modules).eval()
 
     def describe(self, batch_sizes: Sequence[int] = (1, 256)) -> str:

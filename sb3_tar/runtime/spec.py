@@ -160,6 +160,10 @@ class ActorSpec:
         if self.action_bounds == "argmax" and tuple(self.action_shape) != ():
             raise ValueError(f"action_bounds='argmax' picks one discrete action: action_shape must be (), not "
                              f"{tuple(self.action_shape)}")
+        linear = self.linear_layers()
+        if self.action_bounds == "argmax" and linear and linear[-1].out_features != int(self.action_high) + 1:
+            raise ValueError(f"action_bounds='argmax' over {int(self.action_high) + 1} actions, but the last layer "
+                             f"{linear[-1].name!r} has {linear[-1].out_features} outputs")
 
     def linear_layers(self) -> list[Linear]:
         return [layer for layer in self.layers if isinstance(layer, Linear)]
