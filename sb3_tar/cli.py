@@ -26,10 +26,11 @@ from sb3_tar.engine import (
 )
 from sb3_tar import __version__
 from sb3_tar.experiments.commands import add_experiment_commands
-from sb3_tar.export.cli import add_export_command
 from sb3_tar.experiments.config import (
     ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, RunConfig, algorithm_name, run_hyperparams,
 )
+from sb3_tar.export.cli import ALGORITHMS as EXPORTED_ALGORITHMS
+from sb3_tar.export.cli import add_export_command
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
 
@@ -209,6 +210,9 @@ def train_command(args: argparse.Namespace) -> None:
         print(f"  topology        {folder / 'topology.txt'}, topology.json, {networks}")
     print(f"  learning curve  {folder / 'learning_curve.png'}")
     print(f"  training log    {folder / 'progress.csv'}, <n>.monitor.csv (one per environment), evaluations.npz; everything in result.json")
+    if config.algo in EXPORTED_ALGORITHMS:
+        print(f"to deploy the actor alone (kept weights only; runs with torch): sb3-tar export {folder / 'model.zip'} "
+              "actor.sb3tar")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

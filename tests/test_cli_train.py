@@ -43,6 +43,8 @@ def test_train_writes_the_result_layout_for_every_algorithm_and_says_where(algo,
     for path in ("model.zip", "topology.txt", "learning_curve.png", "progress.csv"):
         assert str(output / path) in printed
     assert f"results in {output}/" in printed and "final return" in printed
+    assert f"to deploy the actor alone (kept weights only; runs with torch): sb3-tar export {output / 'model.zip'}" \
+        in printed
 
     result = read_json(output / "result.json")
     assert RESULT_KEYS <= set(result)
