@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -156,6 +157,21 @@ def test_report_refuses_runs_of_one_width_and_different_depths_naming_them(resul
     run.write_text(json.dumps(result))
     with pytest.raises(ValueError, match=r"runs of width 64 with 2 depths \(1: sac-.*-dense-w64-seed., 2: sac-"):
         write_report(results)
+
+
+def test_a_task_with_dense_runs_only_still_gets_its_learning_curve(results):
+    import matplotlib.image
+
+    for run in results.glob("*MountainCarContinuous*/result.json"):
+        if "-dense-" not in str(run):
+            shutil.rmtree(run.parent)  # a sweep that has so far finished only this task's dense runs
+    report = write_report(results)
+    pixels = matplotlib.image.imread(report.parent / "curves-sac-MountainCarContinuous-v0.png")[..., :3]
+    assert (pixels < 0.9).any(axis=-1).mean() > 0.02  # axes, a curve and a legend; a blank figure has only its title
+    assert "![learning curves sac MountainCarContinuous-v0]" in report.read_text()
+    # rliable aggregates the task every method has runs on, instead of dropping every sparse method
+    rows = json.loads((report.parent / "summary.json").read_text())["rliable"]
+    assert {row["tasks"] for row in rows} == {1} and any(row["method"].startswith("TAR") for row in rows)
 
 
 def test_report_refuses_an_empty_results_folder(tmp_path):

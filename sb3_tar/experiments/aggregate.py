@@ -175,11 +175,9 @@ def normalised_scores(runs: Sequence[Run], anchors: dict[tuple, tuple[float, flo
     return scores
 
 
-def score_matrix(per_task: dict[tuple, list[float]], tasks: Sequence[tuple]) -> np.ndarray | None:
-    """(runs x tasks) matrix, trimmed to the smallest seed count; ``None`` if a task has no runs."""
-    columns = [per_task.get(task, []) for task in tasks]
-    if not columns or min(len(column) for column in columns) == 0:
-        return None
+def score_matrix(per_task: dict[tuple, list[float]], tasks: Sequence[tuple]) -> np.ndarray:
+    """(runs x tasks) matrix of ``tasks`` (each must have runs), trimmed to the smallest seed count."""
+    columns = [per_task[task] for task in tasks]
     depth = min(len(column) for column in columns)
     return np.array([column[:depth] for column in columns]).T
 
@@ -220,34 +218,34 @@ def _rliable_rows(runs: Sequence[Run], reps: int, anchors: dict[tuple, tuple[flo
     tasks = sorted({run.task for run in runs})
     rows = []
     for sparsity, width in settings:
+        # every (method, rr) of this setting, with its scores per task
+        curves: dict[tuple[str, float], dict[tuple, list[float]]] = defaultdict(dict)
         for label, per_key in sorted(scores.items()):
-            by_ratio: dict[float, dict[tuple, list[float]]] = defaultdict(dict)
             for (task, key_sparsity, key_width, ratio), values in per_key.items():
                 if key_width == width and key_sparsity in (sparsity, 0.0 if label == "Dense" else sparsity):
-                    by_ratio[ratio][task] = values
-            for ratio, per_task in sorted(by_ratio.items()):
-                matrix = score_matrix(per_task, tasks)
-                if matrix is None:
-                    continue
-                point, interval = library.get_interval_estimates(
-                    {label: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
-                rows.append({"sparsity": sparsity, "width": width, "method": label, "recovery_ratio": ratio,
-                             "iqm": float(point[label][0]), "ci_low": float(interval[label][0][0]),
-                             "ci_high": float(interval[label][1][0]), "runs_per_task": matrix.shape[0]})
-        for label in sorted(scores):
-            if not label.startswith("TAR ("):
+                    curves[(label, ratio)][task] = values
+        # the tasks every method of the setting has runs on: an unfinished sweep leaves the others out
+        common = [task for task in tasks if all(task in per_task for per_task in curves.values())]
+        if not common:
+            continue
+        for (label, ratio), per_task in sorted(curves.items()):
+            matrix = score_matrix(per_task, common)
+            point, interval = library.get_interval_estimates(
+                {label: matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
+            rows.append({"sparsity": sparsity, "width": width, "method": label, "recovery_ratio": ratio,
+                         "iqm": float(point[label][0]), "ci_low": float(interval[label][0][0]),
+                         "ci_high": float(interval[label][1][0]), "runs_per_task": matrix.shape[0],
+                         "tasks": len(common)})
+        for label, ratio in sorted(curves):
+            original = curves.get((label.replace("TAR (", "Original ("), 0.0))
+            if not label.startswith("TAR (") or original is None:
                 continue
-            original_label = label.replace("TAR (", "Original (")
-            ratios = sorted({ratio for (_, s, w, ratio) in scores[label] if (s, w) == (sparsity, width)})
-            for ratio in ratios:
-                tar = score_matrix({t: scores[label].get((t, sparsity, width, ratio), []) for t in tasks}, tasks)
-                original = score_matrix({t: scores.get(original_label, {}).get((t, sparsity, width, 0.0), [])
-                                         for t in tasks}, tasks)
-                if tar is None or original is None:
-                    continue
-                point, interval = library.get_interval_estimates(
-                    {"poi": (tar, original)}, metrics.probability_of_improvement, reps=reps)
-                rows.append({"sparsity": sparsity, "width": width, "method": f"P({label} > {original_label})",
-                             "recovery_ratio": ratio, "iqm": float(point["poi"]), "ci_low": float(np.ravel(interval["poi"])[0]),
-                             "ci_high": float(np.ravel(interval["poi"])[1]), "runs_per_task": tar.shape[0]})
+            tar, static = score_matrix(curves[(label, ratio)], common), score_matrix(original, common)
+            point, interval = library.get_interval_estimates(
+                {"poi": (tar, static)}, metrics.probability_of_improvement, reps=reps)
+            rows.append({"sparsity": sparsity, "width": width,
+                         "method": f"P({label} > {label.replace('TAR (', 'Original (')})",
+                         "recovery_ratio": ratio, "iqm": float(point["poi"]), "ci_low": float(np.ravel(interval["poi"])[0]),
+                         "ci_high": float(np.ravel(interval["poi"])[1]), "runs_per_task": tar.shape[0],
+                         "tasks": len(common)})
     return rows

@@ -53,7 +53,8 @@ def _curves(runs: Sequence[Run]) -> dict[str, list[Run]]:
 def learning_curves(runs: Sequence[Run], path: Path) -> None:
     """One figure per task: a panel per (sparsity, width), one mean curve with a shaded 95% CI per method."""
     task = runs[0].task
-    panels = sorted({(r.spec["sparsity"], r.spec["width"]) for r in runs if r.spec["method"] != "dense"})
+    panels = sorted({(r.spec["sparsity"], r.spec["width"]) for r in runs if r.spec["method"] != "dense"}
+                    ) or sorted({(0.0, r.spec["width"]) for r in runs})  # a task with dense runs only, so far
     columns = min(2, max(1, len(panels)))
     rows = -(-max(1, len(panels)) // columns)
     figure = Figure(figsize=(6.0 * columns, 4.2 * rows), layout="constrained")
@@ -73,7 +74,7 @@ def learning_curves(runs: Sequence[Run], path: Path) -> None:
                          "markevery": max(1, length // 8), "markersize": 4}
             axes.plot(steps, values.mean(axis=0), label=f"{label} (n={len(group)})", **style)
             axes.fill_between(steps, low, high, color=style["color"], alpha=0.12, linewidth=0)
-        axes.set_title(f"sparsity {sparsity:g}, width {width}")
+        axes.set_title(f"sparsity {sparsity:g}, width {width}" if sparsity else f"dense, width {width}")
         axes.set_xlabel("environment steps")
         axes.grid(alpha=0.3)
     for axes in axes_grid[len(panels):]:

@@ -119,14 +119,16 @@ def rliable_section(runs: Sequence[Run], anchors: dict[tuple, tuple[float, float
     return [
         "## rliable aggregates",
         "",
-        f"{scale} Tasks are the (algo, env) pairs. IQM with stratified-bootstrap 95% confidence intervals; "
-        "P(X > Y) is rliable's probability of improvement, with its CI.",
+        f"{scale} Tasks are the (algo, env) pairs; each setting aggregates the tasks on which all of its "
+        "methods have runs (an unfinished sweep leaves the others out), with as many runs per task as the "
+        "method's fewest. IQM with stratified-bootstrap 95% confidence intervals; P(X > Y) is rliable's "
+        "probability of improvement, with its CI.",
         "",
-        "| sparsity | width | method | rr | estimate | 95% CI | runs per task |",
-        "|---:|---:|---|---:|---:|---|---:|",
+        "| sparsity | width | method | rr | estimate | 95% CI | runs per task | tasks |",
+        "|---:|---:|---|---:|---:|---|---:|---:|",
         *[
             f"| {r['sparsity']:g} | {r['width']} | {r['method']} | {r['recovery_ratio']:g} | {r['iqm']:.3f} | "
-            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['runs_per_task']} |"
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['runs_per_task']} | {r['tasks']} |"
             for r in rows
         ],
         "",
