@@ -15,7 +15,6 @@ from sb3_contrib import QRDQN, TQC
 from sb3_support import (
     DISCRETE_ENV_ID,
     NEW_ALGOS,
-    ON_POLICY_ALGOS,
     PPO_MINIBATCH_STEPS,
     DictObservations,
     StepChecker,
