@@ -434,27 +434,31 @@ class Spaces(gym.Env):
 
 
 def train_discrete(algo):
-    """A small PPO, A2C or DQN model ([32, 32], sparsity 0.8) after 200 steps, with 3 actions and bounded
+    """A small PPO, A2C, DQN or QR-DQN model ([32, 32], sparsity 0.8) after 200 steps, with 3 actions and bounded
     observations: its greedy action changes across the observations (a trained CartPole agent's did not,
     so a wrong export could have matched it)."""
     kwargs = {"n_steps": 64} if algo is PPO else {} if algo is A2C else {"learning_starts": 50, "buffer_size": 1000}
     env = Spaces(gym.spaces.Box(-10.0, 10.0, (4,), np.float32), gym.spaces.Discrete(3))
-    model = algo("TarMlpPolicy", env, seed=0, device="cpu", **kwargs,
-                 policy_kwargs={"net_arch": [32, 32], "sparsity": 0.8, "recovery_ratio": 0.02})
+    if algo is QRDQN:
+        kwargs["policy_kwargs"] = {"n_quantiles": 5}
+    policy_kwargs = {"net_arch": [32, 32], "sparsity": 0.8, "recovery_ratio": 0.02, **kwargs.pop("policy_kwargs", {})}
+    model = algo("TarMlpPolicy", env, seed=0, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
     model.learn(200)
     assert len(np.unique(model.predict(observations(model), deterministic=True)[0])) == 3
     return model
 
 
 @pytest.mark.parametrize(("model_class", "action"), [(PPO, "argmax(logits)"), (A2C, "argmax(logits)"),
-                                                     (DQN, "argmax(q_values)")])
+                                                     (DQN, "argmax(q_values)"), (QRDQN, "argmax(mean of quantiles)")])
 def test_a_discrete_actor_exports_the_index_of_its_largest_logit_or_q_value(model_class, action, tmp_path):
     model = train_discrete(model_class)
     path = export_actor(model, tmp_path / "actor.sb3tar")
     assert_actions_equal_predict(model, path)
     spec = read_actor(path)
     assert spec.action_bounds == "argmax" and spec.action_shape == () and spec.metadata["deterministic_action"] == action
-    assert int(spec.action_high) == 2 and spec.linear_layers()[-1].out_features == 3
+    groups = 5 if model_class is QRDQN else 1  # QR-DQN: 5 quantiles of each action's value, averaged
+    assert int(spec.action_high) == 2 and spec.action_groups == groups
+    assert spec.linear_layers()[-1].out_features == 3 * groups
     actor = load_actor(path)
     assert actor(torch.zeros(7, 4)).dtype == torch.int64 and actor(torch.zeros(4)).shape == (1,)
     if model_class is DQN:  # the Q-network, not its target
@@ -476,12 +480,14 @@ def odd_shapes(draw, algo: type, discrete: bool):
                      "sparsity": draw(st.floats(0.0, 0.94)), "recovery_ratio": draw(st.sampled_from([0.0, 0.05])),
                      "allow_empty_layers": True,
                      "activation_fn": draw(st.sampled_from([torch.nn.ReLU, torch.nn.Tanh]))}
+    if algo is QRDQN:
+        policy_kwargs["n_quantiles"] = draw(st.integers(1, 7))
     extra = {"n_steps": 8, "batch_size": 8} if algo is PPO else {"n_steps": 8} if algo is A2C else {"buffer_size": 10}
     return Spaces(observations, actions), draw(st.integers(0, 3)), policy_kwargs, extra
 
 
 @pytest.mark.parametrize(("algo", "discrete"), [*((algo, False) for algo in (SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C)),
-                                                *((algo, True) for algo in (PPO, A2C, DQN))])
+                                                *((algo, True) for algo in (PPO, A2C, DQN, QRDQN))])
 def test_every_exported_actor_acts_as_predict_on_odd_shapes_and_sparsities(algo, discrete, tmp_path_factory):
     @settings(max_examples=4, deadline=None)
     @given(build=odd_shapes(algo, discrete))
@@ -528,15 +534,28 @@ def test_an_argmax_actor_spec_takes_one_discrete_action_only():
         ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(1.0), "round")
     with pytest.raises(ValueError, match="action_bounds='argmax' over 3 actions, but the last layer 'head' has 2"):
         ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(2.0), "argmax")
+    with pytest.raises(ValueError, match="action_bounds='argmax' over 1 actions in 3 groups, but the last layer"):
+        ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(0.0), "argmax", action_groups=3)
+    with pytest.raises(ValueError, match="action_groups=2 averages discrete action values: it needs"):
+        ActorSpec((3,), None, (layer,), (2,), torch.zeros(2), torch.ones(2), "clip", action_groups=2)
 
 
-def test_quantile_multi_discrete_and_recurrent_actors_are_refused_by_name(tmp_path):
-    quantiles = QRDQN("TarMlpPolicy", "CartPole-v1", policy_kwargs={"sparsity": 0.5}, device="cpu")
-    with pytest.raises(ValueError, match=r"\(QR-DQN\) acts on the mean of its quantiles"):
-        export_actor(quantiles, tmp_path / "actor.sb3tar")
-    quantiles.save(tmp_path / "quantiles.zip")
-    with pytest.raises(SystemExit, match="a QR-DQN model acts on the mean of its quantiles"):
-        main(["export", str(tmp_path / "quantiles.zip"), str(tmp_path / "actor.sb3tar")])
+def test_a_discrete_actor_file_written_before_action_groups_reads_as_one_group(tmp_path):
+    import struct
+
+    from sb3_tar.runtime.fileformat import MAGIC
+
+    path = export_actor(train_discrete(DQN), tmp_path / "actor.sb3tar")
+    data = path.read_bytes()
+    (length,) = struct.unpack_from("<I", data, len(MAGIC))
+    header = json.loads(data[len(MAGIC) + 4: len(MAGIC) + 4 + length])
+    del header["action"]["groups"]
+    encoded = json.dumps(header).encode()
+    path.write_bytes(MAGIC + struct.pack("<I", len(encoded)) + encoded + data[len(MAGIC) + 4 + length:])
+    assert read_actor(path).action_groups == 1 and load_actor(path)(torch.zeros(4)).shape == (1,)
+
+
+def test_multi_discrete_and_recurrent_actors_are_refused_by_name(tmp_path):
     several = PPO("TarMlpPolicy", MultiDiscreteActions(), n_steps=16, device="cpu",
                   policy_kwargs={"sparsity": 0.5, "recovery_ratio": 0.02})
     with pytest.raises(ValueError, match=r"action space MultiDiscrete\(\[3 2\]\) is neither a Box nor a Discrete"):
@@ -590,6 +609,14 @@ def test_sb3_tar_export_writes_a_saved_dqn_models_greedy_actor(tmp_path, capsys)
     model.save(tmp_path / "model.zip")
     main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
     assert "(DQN, TarDQNPolicy: argmax(q_values): one of 3 discrete actions)" in capsys.readouterr().out
+    assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
+
+
+def test_sb3_tar_export_writes_a_saved_qrdqn_models_greedy_actor(tmp_path, capsys):
+    model = train_discrete(QRDQN)
+    model.save(tmp_path / "model.zip")
+    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
+    assert "(QRDQN, TarQRDQNPolicy: argmax(mean of quantiles): one of 3 discrete actions)" in capsys.readouterr().out
     assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
 
 

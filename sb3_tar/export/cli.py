@@ -8,15 +8,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "trpo", "dqn")
+ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "trpo", "dqn", "qrdqn")
 
 
 def algorithm_class(name: str) -> type:
     """The SB3 / sb3-contrib class of an algorithm name."""
-    if name in ("tqc", "crossq", "trpo"):
+    if name in ("tqc", "crossq", "trpo", "qrdqn"):
         import sb3_contrib
 
-        return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ, "trpo": sb3_contrib.TRPO}[name]
+        return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ, "trpo": sb3_contrib.TRPO,
+                "qrdqn": sb3_contrib.QRDQN}[name]
     import stable_baselines3
 
     return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG,
@@ -52,16 +53,13 @@ def saved_algorithm(path: Path) -> str:
     if isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy):
         keys = _saved_keys(path)
         return "ppo" if "clip_range" in keys else "trpo" if "cg_max_steps" in keys else "a2c"
-    if isinstance(policy_class, type) and issubclass(policy_class, QRDQNPolicy):
-        raise ValueError(f"{path}: a QR-DQN model acts on the mean of its quantiles; sb3-tar exports the actors of "
-                         "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO and DQN")
     for base, name in ((SACPolicy, "sac"), (TD3Policy, "td3"), (TQCPolicy, "tqc"), (CrossQPolicy, "crossq"),
-                       (DQNPolicy, "dqn")):
+                       (DQNPolicy, "dqn"), (QRDQNPolicy, "qrdqn")):
         if isinstance(policy_class, type) and issubclass(policy_class, base):
             return name
     raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is not one of SAC, TD3, "
-                     "DDPG, TQC, CrossQ, PPO, A2C, TRPO or DQN's; sb3-tar exports the actors of those algorithms (or "
-                     "pass --algo)")
+                     "DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN or QR-DQN's; sb3-tar exports the actors of those "
+                     "algorithms (or pass --algo)")
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
@@ -103,7 +101,8 @@ def export_command(args: argparse.Namespace) -> None:
 def add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a saved model's deterministic actor for deployment (kept weights only; runs without SB3)",
-        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO or DQN model "
+        description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN or "
+                    "QR-DQN model "
                     "(sparse or dense): "
                     "kept weights only, in a compact encoding, with its activation, squash and action bounds. "
                     "Load it with sb3_tar.runtime.load_actor (torch only).")

@@ -11,7 +11,8 @@ What ``model.predict(obs, deterministic=True)`` computes, layer by layer:
 - PPO and A2C: ``mlp_extractor.policy_net`` then ``action_net``: for continuous actions the
   Gaussian's mean (with gSDE's ``squash_output``: then ``tanh``), for discrete ones the logits; the
   value network is not exported;
-- DQN: the Q-network ``q_net.q_net`` (its target is not exported);
+- DQN: the Q-network ``q_net.q_net`` (its target is not exported); QR-DQN: ``quantile_net.quantile_net``,
+  whose quantiles are averaged per action;
 - the action mapped to the action space's bounds as ``BasePolicy.predict`` does: rescaled from
   [-1, 1] for a squashing policy (the off-policy five, gSDE with ``squash_output``), clipped otherwise;
   a discrete action is the index of the largest logit or Q-value.
@@ -41,7 +42,7 @@ from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Line
 
 _ACTIVATION_NAMES = {cls: name for name, (cls, _) in ACTIVATIONS.items()}
 _SKIPPED = (nn.Identity, nn.Dropout)  # identity functions at inference
-EXPORTED = "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO and DQN"
+EXPORTED = "SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN and QR-DQN"
 
 
 def _package_version(name: str) -> str | None:
@@ -127,9 +128,10 @@ def _squashed(distribution: Any) -> bool:
         isinstance(distribution, StateDependentNoiseDistribution) and distribution.bijector is not None)
 
 
-def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, str]:
+def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, str, int]:
     """The actor's features extractor, the modules its deterministic action runs through, whether a ``tanh``
-    follows them, and that action as the file's metadata names it."""
+    follows them, that action as the file's metadata names it, and the groups its values come in (QR-DQN's
+    quantiles; else 1)."""
     if isinstance(policy, ActorCriticPolicy):
         if getattr(policy, "lstm_actor", None) is not None:
             raise ValueError(f"model: a {type(policy).__name__} acts through an LSTM whose state carries over from "
@@ -137,24 +139,26 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
         squashed = _squashed(policy.action_dist)
         action = "argmax(logits)" if isinstance(policy.action_space, spaces.Discrete) else "mean"
         return (policy.pi_features_extractor, [policy.mlp_extractor.policy_net, policy.action_net], squashed,
-                "tanh(mean)" if squashed else action)
-    if hasattr(policy, "quantile_net"):
-        raise ValueError(f"model: a {type(policy).__name__} (QR-DQN) acts on the mean of its quantiles; sb3-tar "
-                         f"exports the actors of {EXPORTED}")
+                "tanh(mean)" if squashed else action, 1)
+    if hasattr(policy, "quantile_net"):  # QR-DQN: the greedy action of its quantiles' means
+        network = policy.quantile_net
+        return (network.features_extractor, [network.quantile_net], False, "argmax(mean of quantiles)",
+                network.n_quantiles)
     if hasattr(policy, "q_net") and hasattr(policy.q_net, "q_net"):  # DQN: the greedy action of its Q-network
-        return policy.q_net.features_extractor, [policy.q_net.q_net], False, "argmax(q_values)"
+        return policy.q_net.features_extractor, [policy.q_net.q_net], False, "argmax(q_values)", 1
     actor = getattr(policy, "actor", None)
     if actor is None or not hasattr(actor, "mu"):
         raise ValueError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
                          f"actors of {EXPORTED}")
     if hasattr(actor, "latent_pi"):  # SAC, TQC, CrossQ: the mode of a squashed Gaussian is tanh(mu)
         squashed = _squashed(actor.action_dist)
-        return actor.features_extractor, [actor.latent_pi, actor.mu], squashed, "tanh(mu)" if squashed else "mu"
-    return actor.features_extractor, [actor.mu], False, "mu"  # TD3, DDPG: mu ends with its own tanh
+        return actor.features_extractor, [actor.latent_pi, actor.mu], squashed, "tanh(mu)" if squashed else "mu", 1
+    return actor.features_extractor, [actor.mu], False, "mu", 1  # TD3, DDPG: mu ends with its own tanh
 
 
 def actor_spec(model: Any) -> ActorSpec:
-    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, DQN), kept weights only.
+    """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN, QR-DQN), kept
+    weights only.
 
     :param model: an SB3 algorithm (or its policy) with an ``MlpPolicy`` or ``TarMlpPolicy``, sparse
         (``TarMlpPolicy``, ``TARCallback``, ``DSTCallback``) or dense.
@@ -162,7 +166,7 @@ def actor_spec(model: Any) -> ActorSpec:
         extractor, a layer type, a recurrent actor), or a weight that is non-zero where its mask prunes it.
     """
     policy = getattr(model, "policy", model)
-    extractor, modules, squashed, action = _actor_path(policy)
+    extractor, modules, squashed, action, groups = _actor_path(policy)
     observation_space, action_space = policy.observation_space, policy.action_space
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(f"model: observation space {observation_space} is not a Box; the exported actor takes Box "
@@ -211,6 +215,7 @@ def actor_spec(model: Any) -> ActorSpec:
         action_high=high,
         action_bounds=bounds,
         metadata=metadata,
+        action_groups=groups,
     )
 
 
@@ -220,8 +225,8 @@ def export_actor(model: Any, path: str | Path) -> Path:
     Load it with ``sb3_tar.runtime.load_actor(path)`` (torch only). Its actions equal
     ``model.predict(obs, deterministic=True)``.
 
-    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C or DQN;
-        sparse or dense.
+    :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN or
+        QR-DQN; sparse or dense.
     :param path: the file to write (parent folders are created).
     :return: the path written.
     """

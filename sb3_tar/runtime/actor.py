@@ -140,6 +140,7 @@ class DeployedActor(nn.Module):
         self.kernels, self.rule = kernels, rule
         self.metadata = dict(spec.metadata)
         self.observation_divisor, self.action_bounds = spec.observation_divisor, spec.action_bounds
+        self.action_groups = spec.action_groups
         self.observation_shape = tuple(spec.observation_shape)
         self.action_shape = tuple(spec.action_shape)
         self._observation_size = 1
@@ -218,7 +219,7 @@ class DeployedActor(nn.Module):
         elif self.action_bounds == "clip":
             steps.append(lambda a: torch.clamp(a, low, high))
         else:
-            steps.append(lambda a: a.argmax(dim=-1))
+            steps.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high, self.action_groups))
         return steps
 
     def _apply(self, fn: Any, recurse: bool = True) -> DeployedActor:
@@ -267,7 +268,7 @@ class DeployedActor(nn.Module):
                 modules.append(linear.requires_grad_(False))
             else:
                 modules.append(copy.deepcopy(layer))
-        modules.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high))
+        modules.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high, self.action_groups))
         if len(self.action_shape) > 1:
             modules.append(nn.Unflatten(1, self.action_shape))
         elif not self.action_shape and self.action_bounds != "argmax":  # a scalar Box action: (batch,), as forward
@@ -296,9 +297,12 @@ class _Divide(nn.Module):
 
 
 class _ActionBounds(nn.Module):
-    def __init__(self, bounds: str, low: torch.Tensor, high: torch.Tensor) -> None:
+    """The last layer's output as an action; batch-major, or one vector (a batch of one)."""
+
+    def __init__(self, bounds: str, low: torch.Tensor, high: torch.Tensor, groups: int = 1) -> None:
         super().__init__()
-        self.bounds = bounds
+        self.bounds, self.groups = bounds, groups
+        self.actions = int(high) + 1 if bounds == "argmax" else None  # a Box's bounds may be infinite
         self.register_buffer("low", low.reshape(-1).clone())
         self.register_buffer("high", high.reshape(-1).clone())
 
@@ -307,7 +311,9 @@ class _ActionBounds(nn.Module):
             return self.low + 0.5 * (a + 1.0) * (self.high - self.low)
         if self.bounds == "clip":
             return torch.clamp(a, self.low, self.high)
-        return a.argmax(dim=1)
+        if self.groups > 1:  # QR-DQN: each action's value is the mean of its quantiles
+            a = a.reshape(*a.shape[:-1], self.groups, self.actions).mean(dim=-2)
+        return a.argmax(dim=-1)
 
 
 def load_actor(path: str | Path, kernels: str = "auto", batch_size: int | None = None) -> DeployedActor:

@@ -72,7 +72,7 @@ def write_actor(spec: ActorSpec, path: str | Path) -> Path:
         "version": VERSION,
         "observation": {"shape": list(spec.observation_shape), "divisor": spec.observation_divisor},
         "layers": layers,
-        "action": {"shape": list(spec.action_shape), "bounds": spec.action_bounds,
+        "action": {"shape": list(spec.action_shape), "bounds": spec.action_bounds, "groups": spec.action_groups,
                    "low": _float_array(payload, spec.action_low), "high": _float_array(payload, spec.action_high)},
         "metadata": dict(spec.metadata),
     }
@@ -143,4 +143,4 @@ def read_actor(path: str | Path) -> ActorSpec:
     observation = header["observation"]
     return ActorSpec(tuple(observation["shape"]), observation["divisor"], tuple(layers), tuple(action["shape"]),
                      _array(payload, action["low"]), _array(payload, action["high"]), action["bounds"],
-                     header["metadata"])
+                     header["metadata"], action.get("groups", 1))  # files written before groups hold one

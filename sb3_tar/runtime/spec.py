@@ -137,6 +137,9 @@ class ActorSpec:
     :param action_bounds: ``"rescale"``: ``low + 0.5 * (a + 1) * (high - low)`` (a squashing
         policy's output in [-1, 1]); ``"clip"``: ``a`` clipped to ``[low, high]``; ``"argmax"``: the
         index (int64) of the largest of the last layer's ``high + 1`` outputs, a discrete action.
+    :param action_groups: for ``"argmax"``: the last layer's outputs are this many groups of
+        ``high + 1`` action values, averaged per action before the argmax (QR-DQN's quantiles); 1
+        otherwise.
     :param metadata: where it came from (algorithm, policy, versions), for people; never read back
         into the computation.
     """
@@ -149,6 +152,7 @@ class ActorSpec:
     action_high: torch.Tensor
     action_bounds: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    action_groups: int = 1
 
     def __post_init__(self) -> None:
         if self.action_bounds not in ACTION_BOUNDS:
@@ -160,10 +164,18 @@ class ActorSpec:
         if self.action_bounds == "argmax" and tuple(self.action_shape) != ():
             raise ValueError(f"action_bounds='argmax' picks one discrete action: action_shape must be (), not "
                              f"{tuple(self.action_shape)}")
+        if self.action_groups != 1 and self.action_bounds != "argmax":
+            raise ValueError(f"action_groups={self.action_groups!r} averages discrete action values: it needs "
+                             "action_bounds='argmax'")
+        if not isinstance(self.action_groups, int) or self.action_groups < 1:
+            raise ValueError(f"action_groups={self.action_groups!r} must be an integer >= 1")
         linear = self.linear_layers()
-        if self.action_bounds == "argmax" and linear and linear[-1].out_features != int(self.action_high) + 1:
-            raise ValueError(f"action_bounds='argmax' over {int(self.action_high) + 1} actions, but the last layer "
-                             f"{linear[-1].name!r} has {linear[-1].out_features} outputs")
+        if self.action_bounds == "argmax" and linear:
+            actions = int(self.action_high) + 1
+            if linear[-1].out_features != self.action_groups * actions:
+                raise ValueError(f"action_bounds='argmax' over {actions} actions"
+                                 + (f" in {self.action_groups} groups" if self.action_groups > 1 else "")
+                                 + f", but the last layer {linear[-1].name!r} has {linear[-1].out_features} outputs")
 
     def linear_layers(self) -> list[Linear]:
         return [layer for layer in self.layers if isinstance(layer, Linear)]
