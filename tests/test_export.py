@@ -596,27 +596,22 @@ def test_a_ppo_model_whose_clip_range_cannot_be_unpickled_here_is_still_told_fro
     assert "(PPO, TarActorCriticPolicy" in capsys.readouterr().out
 
 
-def test_a_saved_trpo_model_exports_its_dense_actor(tmp_path, capsys):
-    model = TRPO("MlpPolicy", rescaled_pendulum(), n_steps=64, seed=0, device="cpu")
+SAVED_MODELS = {  # how to make one, and what sb3-tar export says of its actor
+    "trpo-dense": (lambda: TRPO("MlpPolicy", rescaled_pendulum(), n_steps=64, seed=0, device="cpu"),
+                   "(TRPO, ActorCriticPolicy: mean, clipped to the action bounds)"),
+    "dqn": (lambda: train_discrete(DQN), "(DQN, TarDQNPolicy: argmax(q_values): one of 3 discrete actions)"),
+    "qrdqn": (lambda: train_discrete(QRDQN),
+              "(QRDQN, TarQRDQNPolicy: argmax(mean of quantiles): one of 3 discrete actions)"),
+}
+
+
+@pytest.mark.parametrize("case", list(SAVED_MODELS))
+def test_sb3_tar_export_finds_a_saved_models_algorithm_and_writes_its_actor(case, tmp_path, capsys):
+    make, says = SAVED_MODELS[case]
+    model = make()
     model.save(tmp_path / "model.zip")
     main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
-    assert "(TRPO, ActorCriticPolicy: mean, clipped to the action bounds)" in capsys.readouterr().out
-    assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
-
-
-def test_sb3_tar_export_writes_a_saved_dqn_models_greedy_actor(tmp_path, capsys):
-    model = train_discrete(DQN)
-    model.save(tmp_path / "model.zip")
-    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
-    assert "(DQN, TarDQNPolicy: argmax(q_values): one of 3 discrete actions)" in capsys.readouterr().out
-    assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
-
-
-def test_sb3_tar_export_writes_a_saved_qrdqn_models_greedy_actor(tmp_path, capsys):
-    model = train_discrete(QRDQN)
-    model.save(tmp_path / "model.zip")
-    main(["export", str(tmp_path / "model.zip"), str(tmp_path / "actor.sb3tar")])
-    assert "(QRDQN, TarQRDQNPolicy: argmax(mean of quantiles): one of 3 discrete actions)" in capsys.readouterr().out
+    assert says in capsys.readouterr().out
     assert_actions_equal_predict(model, tmp_path / "actor.sb3tar", kernels=("auto",))
 
 
