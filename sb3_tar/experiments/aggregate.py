@@ -82,9 +82,13 @@ class GainRow:
     tar: float
     best_dst: float | None
     dense: float | None
-    seeds: int
-    # Seeds behind each mean (TAR, Original, best DST, dense); they differ while a sweep is unfinished.
-    seed_counts: tuple[tuple[str, int], ...] = ()
+    # Seeds behind each mean (TAR first, then Original, best DST, dense); they differ while a sweep is unfinished.
+    seed_counts: tuple[tuple[str, int], ...]
+
+    @property
+    def seeds(self) -> int:
+        """TAR's seeds."""
+        return self.seed_counts[0][1]
 
     @property
     def seeds_text(self) -> str:
@@ -127,7 +131,7 @@ def gain_rows(runs: Sequence[Run]) -> list[GainRow]:
         counts = (("TAR", len(tar_runs)), ("Original", len(original_runs)),
                   *((("DST", best_dst[1]),) if best_dst else ()), *((("dense", len(dense_runs)),) if dense_runs else ()))
         rows.append(GainRow(panel, criterion, ratio, _mean_final(original_runs), _mean_final(tar_runs),
-                            best_dst[0] if best_dst else None, _mean_final(dense_runs), len(tar_runs), counts))
+                            best_dst[0] if best_dst else None, _mean_final(dense_runs), counts))
     return rows
 
 
@@ -237,14 +241,14 @@ def _rliable_rows(runs: Sequence[Run], reps: int, anchors: dict[tuple, tuple[flo
                          "ci_high": float(interval[label][1][0]), "runs_per_task": matrix.shape[0],
                          "tasks": len(common)})
         for label, ratio in sorted(curves):
-            original = curves.get((label.replace("TAR (", "Original ("), 0.0))
-            if not label.startswith("TAR (") or original is None:
+            original_label = label.replace("TAR (", "Original (")
+            if not label.startswith("TAR (") or (original_label, 0.0) not in curves:
                 continue
-            tar, static = score_matrix(curves[(label, ratio)], common), score_matrix(original, common)
+            tar = score_matrix(curves[(label, ratio)], common)
+            static = score_matrix(curves[(original_label, 0.0)], common)
             point, interval = library.get_interval_estimates(
                 {"poi": (tar, static)}, metrics.probability_of_improvement, reps=reps)
-            rows.append({"sparsity": sparsity, "width": width,
-                         "method": f"P({label} > {label.replace('TAR (', 'Original (')})",
+            rows.append({"sparsity": sparsity, "width": width, "method": f"P({label} > {original_label})",
                          "recovery_ratio": ratio, "iqm": float(point["poi"]), "ci_low": float(np.ravel(interval["poi"])[0]),
                          "ci_high": float(np.ravel(interval["poi"])[1]), "runs_per_task": tar.shape[0],
                          "tasks": len(common)})

@@ -56,8 +56,8 @@ def cost_summary(algo: str, kept: Mapping[str, int], batch_size: int,
     Q-network): the target network forward and the Q-network forward and backward on the batch.
     """
     if algo in ("ppo", "a2c", "ppo_lstm"):
-        actor = kept["actor"] + (recurrent or {}).get("actor", 0)
-        critic = kept["critic"] + (recurrent or {}).get("critic", 0)
+        recurrent = recurrent or {}
+        actor, critic = kept["actor"] + recurrent.get("actor", 0), kept["critic"] + recurrent.get("critic", 0)
         return {"flops_per_action": float(forward_flops(actor)),
                 "flops_per_training_step": float((FORWARD + BACKWARD) * (actor + critic) * batch_size)}
     if algo in ("dqn", "qrdqn"):

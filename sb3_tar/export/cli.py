@@ -57,9 +57,10 @@ def saved_algorithm(path: Path) -> str:
                        (DQNPolicy, "dqn"), (QRDQNPolicy, "qrdqn")):
         if isinstance(policy_class, type) and issubclass(policy_class, base):
             return name
-    raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is not one of SAC, TD3, "
-                     "DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN or QR-DQN's; sb3-tar exports the actors of those "
-                     "algorithms (or pass --algo)")
+    from sb3_tar.export.extract import EXPORTED
+
+    raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is of none of the "
+                     f"algorithms sb3-tar exports the actors of ({EXPORTED}; or pass --algo)")
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:

@@ -212,14 +212,8 @@ class DeployedActor(nn.Module):
             else:
                 steps.append(layer.forward)
         layout(False)
-        low, high = self.action_low.reshape(-1), self.action_high.reshape(-1)
-        if self.action_bounds == "rescale":
-            span = high - low  # as SB3's unscale_action: low + 0.5 * (a + 1) * (high - low)
-            steps.append(lambda a: low + 0.5 * (a + 1.0) * span)
-        elif self.action_bounds == "clip":
-            steps.append(lambda a: torch.clamp(a, low, high))
-        else:
-            steps.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high, self.action_groups))
+        # forward, not the module's call: no hooks to run on the hot path
+        steps.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high, self.action_groups).forward)
         return steps
 
     def _apply(self, fn: Any, recurse: bool = True) -> DeployedActor:
@@ -307,7 +301,7 @@ class _ActionBounds(nn.Module):
         self.register_buffer("high", high.reshape(-1).clone())
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        if self.bounds == "rescale":
+        if self.bounds == "rescale":  # as SB3's unscale_action
             return self.low + 0.5 * (a + 1.0) * (self.high - self.low)
         if self.bounds == "clip":
             return torch.clamp(a, self.low, self.high)
