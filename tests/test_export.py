@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import struct
 import subprocess
 import sys
 import zipfile
@@ -29,6 +30,7 @@ from sb3_tar.runtime import MEASURED_RULE, DeployedActor, KernelRule, Linear, lo
 from sb3_tar.runtime.spec import ActorSpec
 from sb3_tar.runtime.actor import LinearLayer
 from sb3_tar.runtime.encoding import decode, encode, encoded_sizes, pack_bits, unpack_bits
+from sb3_tar.runtime.fileformat import read_header
 
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
 LEARN_STEPS = 150
@@ -307,6 +309,20 @@ def test_a_truncated_or_foreign_file_is_refused(tmp_path):
     (tmp_path / "model.zip").write_bytes(b"PK\x03\x04" + data)
     with pytest.raises(ValueError, match="not an sb3-tar actor file"):
         load_actor(tmp_path / "model.zip")
+
+
+def test_a_file_records_the_oldest_version_that_reads_it_and_a_newer_one_is_refused(tmp_path):
+    continuous = export_actor(train(TD3, steps=0), tmp_path / "td3.sb3tar")
+    discrete = export_actor(DQN("MlpPolicy", "CartPole-v1", seed=0), tmp_path / "dqn.sb3tar")
+    assert read_header(continuous)[0]["version"] == 1 and read_header(discrete)[0]["version"] == 2
+    data = continuous.read_bytes()
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[12: 12 + length])
+    header["version"] = 3
+    encoded = json.dumps(header).encode()
+    (tmp_path / "newer.sb3tar").write_bytes(data[:8] + struct.pack("<I", len(encoded)) + encoded + data[12 + length:])
+    with pytest.raises(ValueError, match=r"version 3; this sb3-tar reads 'sb3-tar-actor' versions 1 to 2"):
+        load_actor(tmp_path / "newer.sb3tar")
 
 
 # ---------------------------------------------------------------- kernels

@@ -24,7 +24,7 @@ from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Linear, Nor
 
 MAGIC = b"SB3TARA\x00"
 FORMAT = "sb3-tar-actor"
-VERSION = 1
+VERSION = 2  # 2 added discrete actors (action bounds "argmax", action groups)
 _TORCH_DTYPES = {"float32": torch.float32, "uint8": torch.uint8, "uint16": torch.int16, "int32": torch.int32}
 
 
@@ -44,6 +44,12 @@ class _Payload:
 
 def _float_array(payload: _Payload, tensor: torch.Tensor | None) -> dict[str, Any] | None:
     return None if tensor is None else payload.add("float32", tensor.to(torch.float32))
+
+
+def required_version(spec: ActorSpec) -> int:
+    """The oldest format version that reads ``spec``: a file records it, so an older sb3-tar refuses
+    what it cannot run with a version message, and still reads what it can."""
+    return 2 if spec.action_bounds == "argmax" or spec.action_groups != 1 else 1
 
 
 def write_actor(spec: ActorSpec, path: str | Path) -> Path:
@@ -69,7 +75,7 @@ def write_actor(spec: ActorSpec, path: str | Path) -> Path:
                            "shift": _float_array(payload, layer.shift)})
     header = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": required_version(spec),
         "observation": {"shape": list(spec.observation_shape), "divisor": spec.observation_divisor},
         "layers": layers,
         "action": {"shape": list(spec.action_shape), "bounds": spec.action_bounds, "groups": spec.action_groups,
@@ -94,9 +100,10 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], memoryview]:
     (length,) = struct.unpack_from("<I", data, len(MAGIC))
     start = len(MAGIC) + 4
     header = json.loads(data[start: start + length])
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ValueError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}; this sb3-tar "
-                         f"reads {FORMAT!r} version {VERSION}")
+    version = header.get("version")
+    if header.get("format") != FORMAT or not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise ValueError(f"{path}: format {header.get('format')!r} version {version!r}; this sb3-tar reads "
+                         f"{FORMAT!r} versions 1 to {VERSION} (a newer sb3-tar may read it)")
     payload = memoryview(data)[start + length:]
     if len(payload) != header["payload"]["nbytes"] or zlib.crc32(payload) != header["payload"]["crc32"]:
         raise ValueError(f"{path}: the file is truncated or corrupt ({len(payload)} payload bytes, "
