@@ -51,6 +51,8 @@ from sb3_tar.runtime.actor import LinearLayer
 from sb3_tar.runtime.encoding import encoded_sizes
 from sb3_tar.runtime.kernels import MARGIN
 
+RESULTS = Path(__file__).parent / "results"
+
 RULE_WIDTHS = (128, 256, 512, 1024, 2048)
 RULE_DENSITIES = (0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.02, 0.01)
 RULE_BATCHES = (1, 8, 64, 256)
@@ -453,9 +455,13 @@ def write_results(result: dict[str, object], environment: dict[str, object], out
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--quick", action="store_true", help="smaller grid, width 256 only (a smoke test)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller grid, width 256 only (a smoke test; written to a temporary folder by default, so "
+                             "the committed results stay the full run's)")
+    parser.add_argument("--output", type=Path, help="results folder (default: benchmarks/results)")
     args = parser.parse_args()
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix="bench-export-quick-")) if args.quick else RESULTS
     torch.set_num_threads(1)
     environment = {**describe_environment(), "command": invoking_command()}
     result = measure(args.rounds, args.quick)

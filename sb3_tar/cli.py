@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from sb3_tar.engine import (
@@ -26,6 +25,7 @@ from sb3_tar.engine import (
 )
 from sb3_tar import __version__
 from sb3_tar.experiments.commands import add_experiment_commands
+from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.config import (
     ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, RunConfig, algorithm_name, run_hyperparams,
 )
@@ -107,7 +107,7 @@ def train_config(args: argparse.Namespace) -> RunConfig:
         if clashing:
             raise ValueError(f"--config {args.config} gives the whole run, so {clashing} would be ignored: leave "
                              "them out, or set them in the file")
-        return RunConfig.from_dict(yaml.safe_load(Path(args.config).read_text()))
+        return RunConfig.from_dict(read_mapping(args.config, "--config"))
     given = {flag: getattr(args, flag) for flag in SPARSE_FLAGS if getattr(args, flag) is not None}
     options = dict(args.option)
     if args.method == "dense" and (given or options):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sb3_tar import prune_and_revive, register_criterion
+from sb3_tar import PruningSettings, prune_and_revive, register_criterion
 from sb3_tar.engine.criteria import global_top_k
 
 
@@ -58,6 +58,27 @@ def test_a_user_criterion_registered_by_name_is_used_with_its_options(small_net)
         prune_and_revive(small_net, sparsity=0.5, criterion="test_reverse_magnitude", scope="global")
     with pytest.raises(ValueError, match="already registered"):
         register_criterion("test_reverse_magnitude")(reverse_magnitude)
+
+
+def test_a_user_criterions_option_check_refuses_a_bad_value_before_any_pruning(small_net):
+    calls = []
+
+    def check_noise(*, noise: float = 0.01) -> None:
+        if noise < 0:
+            raise ValueError(f"noise={noise!r} must be >= 0")
+
+    @register_criterion("test_checked_noise", check_options=check_noise)
+    def noisy(target, *, noise: float = 0.01):
+        calls.append(noise)
+        return global_top_k([w.abs() for w in target.cpu_weights()], target.kept)
+
+    with pytest.raises(ValueError, match="noise=-1 must be >= 0"):
+        PruningSettings(0.5, criterion="test_checked_noise", criterion_options={"noise": -1})
+    with pytest.raises(ValueError, match="noise=-1 must be >= 0"):
+        prune_and_revive(small_net, sparsity=0.5, criterion="test_checked_noise", noise=-1)
+    assert calls == []
+    prune_and_revive(small_net, sparsity=0.5, criterion="test_checked_noise", noise=0.5)
+    assert calls == [0.5]
 
 
 def test_a_criterion_that_miscounts_is_caught(small_net):

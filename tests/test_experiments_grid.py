@@ -125,6 +125,13 @@ def test_a_bad_setting_is_rejected_when_read(key, value, message):
         ({"settings": {"n_timesteps": 10, "lr": 1}}, r"settings has unknown keys \['lr'\]"),
         ({"backend": "ray"}, r"unknown top-level keys \['backend'\]"),
         ({"order": ["colour"]}, r"order has unknown keys \['colour'\]"),
+        ({"grid": [1]}, r"sweep grid must be a mapping of names to values, not \[1\]"),
+        ({"settings": 5}, "sweep settings must be a mapping"),
+        ({"extra": {"algo": "sac"}}, "sweep extra must be a list"),
+        ({"extra": [{"algo": "sac", "lr": 1}]}, r"sweep extra\[0\]=.* must be one run: \{grid key: value\}"),
+        ({"extra": [{"algo": "sac", "env": "Pendulum-v1"}]}, r"algo='sac', env='Pendulum-v1'.*it names no method"),
+        ({"overrides": [{"settings": {"n_timesteps": 5}}]}, r"sweep overrides\[0\]=.* must be \{match: "),
+        ({"overrides": [{"match": {"colour": "red"}, "settings": {}}]}, r"overrides\[0\] matches unknown keys \['colour'\]"),
     ],
 )
 def test_a_malformed_sweep_is_rejected_with_the_key_named(change, message):
@@ -137,6 +144,20 @@ def test_a_malformed_sweep_is_rejected_with_the_key_named(change, message):
 def test_the_shipped_sweeps_expand(sweep_file):
     configs = load_sweep(sweep_file)
     assert configs and len({config.run_id for config in configs}) == len(configs)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, r"sweep file '.*sweep.yml' does not exist"),
+    ("", "must hold a mapping of names to values; it is empty"),
+    ("- 1\n", "must hold a mapping of names to values; it is a list"),
+    ("grid: [\n", "is not valid YAML or JSON"),
+])
+def test_a_missing_or_malformed_sweep_file_is_a_value_error_naming_it(text, message, tmp_path):
+    path = tmp_path / "sweep.yml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_sweep(path)
 
 
 def test_sweep_yaml_round_trips_and_a_config_round_trips_through_its_dict(tmp_path):

@@ -192,6 +192,20 @@ def test_the_report_command_fails_naming_a_corrupt_result(damage, results):
     assert not (results / "report").exists()
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "does not exist"),
+    ('{"tasks": {"Pendulum-v1": {}}}', r"must hold 'tasks': \{env: \{mean_return: number\}\}"),
+    ("[1, 2]", "must hold a mapping of names to values; it is a list"),
+])
+def test_a_missing_or_malformed_random_returns_file_stops_the_report_before_it_writes(content, message, results, tmp_path):
+    path = tmp_path / "random.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit, match=f"sb3-tar report: --random-returns file .*{message}"):
+        main(["report", str(results), "--random-returns", str(path)])
+    assert not (results / "report").exists()
+
+
 def test_sparse_flops_scale_with_kept_weights():
     dense = training_step_flops("sac", 1000, [1000, 1000], batch_size=256)
     sparse = training_step_flops("sac", 100, [100, 100], batch_size=256)

@@ -119,6 +119,24 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_where(tmp_path, monkeypatch):
     assert "run the same command again to resume" in str(interrupted.value) and not output.exists()
 
 
+def test_a_run_stopped_twice_after_one_checkpoint_keeps_both_interrupted_logs(tmp_path, monkeypatch):
+    output = tmp_path / "run"
+    for _ in range(2):
+        stop_training_at(monkeypatch, 250, "ctrl-c")
+        with pytest.raises(RunInterrupted, match="the checkpoint at step 150 of 300"):
+            run_training(tiny(), output)
+        monkeypatch.undo()
+    (partial_dir(output) / "run" / "progress.until-150.csv").write_text("rows of the first run, up to step 150")
+    stop_training_at(monkeypatch, 250, "ctrl-c")
+    with pytest.raises(RunInterrupted):
+        run_training(tiny(), output)
+    monkeypatch.undo()
+    run_training(tiny(), output)
+    assert (output / "progress.until-150.csv").read_text() == "rows of the first run, up to step 150"
+    assert {path.name for path in output.glob("progress.until-150*.csv")} == {
+        "progress.until-150.csv", "progress.until-150-2.csv", "progress.until-150-3.csv"}
+
+
 def test_a_resumed_run_logs_no_training_episode_twice(tmp_path, monkeypatch):
     # Pendulum episodes are 200 steps: the one ending at 400 comes after the checkpoint at 300
     config, output = tiny("dense", n_timesteps=600, eval_freq=300, hyperparams={"learning_starts": 550}), tmp_path / "run"

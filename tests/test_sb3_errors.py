@@ -60,6 +60,23 @@ def test_a_misspelt_callback_setting_is_named_when_the_callback_is_created(algo,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sparsity": 0.8, "scope": "bogus"}, r"scope='bogus' is not a magnitude scope; allowed: \['global', 'layerwise'\]"),
+        ({"sparsity": 0.8, "criterion": "synflow", "iterations": 0}, "synflow option iterations=0 must be an integer >= 1"),
+        ({"sparsity": 0.8, "criterion": "synflow", "iterations": True}, "iterations=True must be an integer >= 1"),
+        ({"sparsity": 0.8, "criterion": ["magnitude"]}, r"criterion=\['magnitude'\] is not a registered criterion"),
+        # Both misspelt: the unknown name comes first, checked against every criterion's options.
+        ({"sparsty": 0.8, "criterion": "magnitud"},
+         r"unknown setting\(s\) \['sparsty'\] \(did you mean 'sparsity'\?\).*nor an option of any criterion"),
+    ],
+)
+def test_a_bad_option_value_or_criterion_is_refused_when_the_callback_is_created(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TARCallback(**settings)
+
+
 NUMPY_SETTINGS = {
     "float32": {"sparsity": np.float32(0.75), "recovery_ratio": np.float32(0.02)},
     "float64": {"sparsity": np.float64(0.75), "recovery_ratio": np.float64(0.02)},

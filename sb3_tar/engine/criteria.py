@@ -2,7 +2,8 @@
 
 A criterion is a function ``criterion(target, **options) -> list[bool tensor]`` that returns one
 mask per prunable layer, keeping exactly ``target.kept`` weights in total. Its keyword-only
-parameters are its options; the engine checks a user's options against them before any work.
+parameters are its options; the engine checks a user's option names against them, and their values
+with the criterion's ``check_options``, before any work.
 """
 
 from __future__ import annotations
@@ -41,16 +42,25 @@ class PruningTarget:
 
 
 Criterion = Callable[..., list[torch.Tensor]]
+OptionCheck = Callable[..., None]
 _CRITERIA: dict[str, Criterion] = {}
+_OPTION_CHECKS: dict[str, OptionCheck] = {}
 
 
-def register_criterion(name: str) -> Callable[[Criterion], Criterion]:
-    """Decorator that makes a criterion available by ``name`` to ``prune_and_revive`` and the SB3 glue."""
+def register_criterion(name: str, check_options: OptionCheck | None = None) -> Callable[[Criterion], Criterion]:
+    """Decorator that makes a criterion available by ``name`` to ``prune_and_revive`` and the SB3 glue.
+
+    :param check_options: ``check_options(**options)`` raises ``ValueError`` for a bad option value,
+        so that a policy, callback or run with such a value is refused when it is configured, not
+        when the masks are drawn.
+    """
 
     def register(criterion: Criterion) -> Criterion:
         if name in _CRITERIA:
             raise ValueError(f"criterion {name!r} is already registered")
         _CRITERIA[name] = criterion
+        if check_options is not None:
+            _OPTION_CHECKS[name] = check_options
         return criterion
 
     return register
@@ -61,7 +71,7 @@ def available_criteria() -> list[str]:
 
 
 def get_criterion(name: str) -> Criterion:
-    if name not in _CRITERIA:
+    if not isinstance(name, str) or name not in _CRITERIA:
         raise ValueError(f"criterion={name!r} is not a registered criterion; allowed: {available_criteria()}")
     return _CRITERIA[name]
 
@@ -79,6 +89,8 @@ def check_criterion_options(name: str, options: dict[str, object]) -> None:
         raise ValueError(
             f"criterion={name!r} got unknown option(s) {unknown}; its options are {sorted(allowed) or 'none'}"
         )
+    if name in _OPTION_CHECKS:
+        _OPTION_CHECKS[name](**options)
 
 
 def layer_top_k(scores: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
@@ -104,15 +116,22 @@ def random_scores(target: PruningTarget) -> list[torch.Tensor]:
     ]
 
 
-@register_criterion("magnitude")
+MAGNITUDE_SCOPES = ("global", "layerwise")
+
+
+def check_magnitude_options(*, scope: str = "global") -> None:
+    if not isinstance(scope, str) or scope not in MAGNITUDE_SCOPES:
+        raise ValueError(f"scope={scope!r} is not a magnitude scope; allowed: {list(MAGNITUDE_SCOPES)}")
+
+
+@register_criterion("magnitude", check_magnitude_options)
 def magnitude(target: PruningTarget, *, scope: str = "global") -> list[torch.Tensor]:
     """Keep the largest ``|w|``: over the whole network (``scope="global"``) or per layer."""
+    check_magnitude_options(scope=scope)
     scores = [weight.abs() for weight in target.cpu_weights()]
     if scope == "global":
         return global_top_k(scores, target.kept)
-    if scope == "layerwise":
-        return layer_top_k(scores, uniform_counts(target))
-    raise ValueError(f"scope={scope!r} is not a magnitude scope; allowed: ['global', 'layerwise']")
+    return layer_top_k(scores, uniform_counts(target))
 
 
 @register_criterion("random")

@@ -112,7 +112,7 @@ class RevivalPlan:
         return 1.0 - self.kept / self.total
 
 
-def _isolated_units(mask: torch.Tensor) -> tuple[int, int]:
+def isolated_units(mask: torch.Tensor) -> tuple[int, int]:
     """Input units with no kept edge (all-zero columns) and output units with none (all-zero rows)."""
     return int((~mask.any(dim=0)).sum()), int((~mask.any(dim=1)).sum())
 
@@ -172,7 +172,7 @@ def prune_and_revive(
     records = [
         LayerTopology(
             layer.name, layer.in_features, layer.out_features, int(before.sum()), floor,
-            int(after.sum()) - int(before.sum()), *_isolated_units(before), *_isolated_units(after),
+            int(after.sum()) - int(before.sum()), *isolated_units(before), *isolated_units(after),
         )
         for layer, floor, before, after in zip(layers, floors, static_masks, final_masks)
     ]

@@ -37,7 +37,19 @@ def _sum_outputs(output: object) -> torch.Tensor:
     raise TypeError(f"synflow: cannot sum a network output of type {type(output).__name__}")
 
 
-@register_criterion("synflow")
+def check_synflow_options(*, iterations: int = 100, input_width: int | None = None,
+                           forward: Forward | None = None) -> None:
+    for name, value, optional in (("iterations", iterations, False), ("input_width", input_width, True)):
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"synflow option {name}={value!r} must be an integer >= 1"
+                             + (" (or None: the first layer's in_features)" if optional else ""))
+    if forward is not None and not callable(forward):
+        raise ValueError(f"synflow option forward={forward!r} must be a function forward(network, ones) or None")
+
+
+@register_criterion("synflow", check_synflow_options)
 def synflow(
     target: PruningTarget,
     *,
@@ -57,8 +69,7 @@ def synflow(
     :param forward: ``forward(network, ones) -> outputs`` for networks whose ``forward`` is not a
         plain function of one input (for example an SB3 actor: its heads' outputs are summed).
     """
-    if not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"synflow option iterations={iterations!r} must be an integer >= 1")
+    check_synflow_options(iterations=iterations, input_width=input_width, forward=forward)
     shadow = copy.deepcopy(target.network).to("cpu", torch.float64).eval()
     _without_bounded_squashes(shadow)
     for parameter in shadow.parameters():

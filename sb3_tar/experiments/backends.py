@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from sb3_tar.experiments.checkpoint import find_checkpoint
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.store import (
+    LOCK,
     PARTIAL,
     LockedError,
     ResultError,
@@ -129,7 +130,7 @@ def tidy(results: Path, configs: Sequence[RunConfig]) -> list[str]:
         else:
             continue
         try:
-            with locked(work / "lock", f"run {work.name}"):
+            with locked(work / LOCK, f"run {work.name}"):
                 pass
         except LockedError:
             continue  # a run in flight (another sweep or a train command): not ours to touch

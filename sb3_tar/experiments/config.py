@@ -30,6 +30,7 @@ import inspect
 import math
 import numbers
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
 METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
@@ -75,7 +77,8 @@ ZOO_KEYS = ("n_timesteps", "noise_type", "noise_std", "normalize", "n_envs", "en
             "frame_stack", "monitor_kwargs", "env_kwargs", "callback")
 # Set by the run configuration itself: a hyperparameter override may not set them.
 RESERVED = {"policy": "method", "env": "env", "seed": "seed", "device": "device", "n_timesteps": "n_timesteps",
-            "tensorboard_log": "the run's folder", "verbose": "the run's log"}
+            "tensorboard_log": "the run's folder", "verbose": "the run's log",
+            "callback": "method"}  # set and rigl train with sb3-tar's DST callback, the others with none
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DST_OPTIONS = ("update_interval", "drop_fraction", "end_fraction", "total_gradient_steps")
 # The dense policy each algorithm trains (``dense``, ``set``, ``rigl``); the sparse one is its ``Tar`` twin.
@@ -340,6 +343,8 @@ class RunConfig:
             raise ValueError(f"method={self.method!r} uses allocation={expected!r}, not {settings.allocation!r}")
 
     def _check_dst(self) -> None:
+        if not isinstance(self.dst, Mapping):
+            raise ValueError(f"dst={self.dst!r} must be a mapping of DST options; allowed: {list(DST_OPTIONS)}")
         if self.dst and self.method not in DYNAMIC_METHODS:
             raise ValueError(f"dst options {sorted(self.dst)} apply only to methods {list(DYNAMIC_METHODS)}, "
                              f"not method={self.method!r}")
@@ -355,6 +360,9 @@ class RunConfig:
                 raise ValueError(f"dst option {error}") from None
 
     def _check_hyperparams(self) -> None:
+        if not isinstance(self.hyperparams, Mapping):
+            raise ValueError(f"hyperparams={self.hyperparams!r} must be a mapping of hyperparameter overrides "
+                             "(e.g. {batch_size: 64})")
         allowed = _algorithm_arguments(self.algo) | set(ZOO_KEYS)
         for key, value in self.hyperparams.items():
             if key in RESERVED:
@@ -478,12 +486,19 @@ class RunConfig:
 
         :raises ValueError: for an unknown key or a bad value, naming it.
         """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a run configuration is a mapping of settings (as result.json's 'config'), not "
+                             f"{type(data).__name__} {data!r:.80}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"run configuration has unknown key(s) {unknown}; allowed: {sorted(names)}")
         data = dict(data)
         if data.get("sparsity") is not None:
+            if not isinstance(data["sparsity"], Mapping):
+                raise ValueError(f"run configuration sparsity={data['sparsity']!r} must be a mapping of sparsity "
+                                 f"settings (e.g. {{sparsity: 0.9, recovery_ratio: 0.01}}); allowed names: "
+                                 f"{list(SETTING_NAMES)} and the criterion's options")
             data["sparsity"] = SparsitySettings.from_kwargs(dict(data["sparsity"]), owner="run configuration")
         return cls(**data)
 
@@ -534,21 +549,12 @@ def _action_space(env: str) -> Any:
     import gymnasium as gym
 
     try:
-        import mujoco
-    except ImportError:
-        mujoco = None
-    previous = mujoco.get_mju_user_warning() if mujoco is not None else None
-    if mujoco is not None:
-        mujoco.set_mju_user_warning(lambda message: None)  # the run's log records the model's warnings
-    try:
-        with warnings.catch_warnings():
+        # The run's log records the model's warnings; this check drops them.
+        with mujoco_warnings_to(lambda message: None), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             instance = gym.make(_spec(env), disable_env_checker=True)
     except Exception:  # noqa: BLE001 - any failure to build it leaves the check to the run
         return None
-    finally:
-        if mujoco is not None:
-            mujoco.set_mju_user_warning(previous)
     try:
         return instance.action_space
     finally:

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sb3_tar.experiments.config import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig, trains_on
+from sb3_tar.experiments.files import read_mapping
 from sb3_tar.sb3.settings import SparsitySettings
 
 GRID_KEYS = ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "seed")
@@ -73,6 +72,7 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     unknown = set(sweep) - set(TOP_LEVEL_KEYS)
     if unknown:
         raise ValueError(f"sweep has unknown top-level keys {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+    _check_shapes(sweep)
     grid = dict(sweep.get("grid", {}))
     missing = [key for key in GRID_KEYS if key not in grid]
     if missing:
@@ -100,9 +100,10 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
                 run_settings.update(override["settings"])
         try:
             config = _run_config(point, run_settings)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, KeyError) as error:
             shown = ", ".join(f"{key}={point.get(key)!r}" for key in GRID_KEYS)
-            raise ValueError(f"sweep grid point ({shown}): {error}") from None
+            reason = f"it names no {error.args[0]}, which this run needs" if isinstance(error, KeyError) else error
+            raise ValueError(f"sweep grid point ({shown}): {reason}") from None
         if config is not None:
             configs.setdefault(config.run_id, config)
     for key in ("algo", "env"):
@@ -112,6 +113,28 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
                 raise ValueError(f"sweep grid: {key}={value!r} has no run: each of its points pairs an algorithm "
                                  f"with an environment whose actions it does not train on ({pairs})")
     return sorted(configs.values(), key=_order_key(grid, list(sweep.get("order", ["seed"]))))
+
+
+def _check_shapes(sweep: Mapping[str, Any]) -> None:
+    """Each top-level entry has the shape ``expand_grid`` reads, so a wrong one is named, not a traceback."""
+    for key in ("grid", "settings"):
+        if not isinstance(sweep.get(key, {}), Mapping):
+            raise ValueError(f"sweep {key} must be a mapping of names to values, not {sweep[key]!r}")
+    for key in ("overrides", "extra", "order"):
+        if not isinstance(sweep.get(key, []), list):
+            raise ValueError(f"sweep {key} must be a list, not {sweep[key]!r}")
+    for index, override in enumerate(sweep.get("overrides", [])):
+        if (not isinstance(override, Mapping) or set(override) != {"match", "settings"}
+                or not all(isinstance(override[key], Mapping) for key in ("match", "settings"))):
+            raise ValueError(f"sweep overrides[{index}]={override!r} must be {{match: {{grid key: values}}, "
+                             "settings: {setting: value}}")
+        unknown = sorted(set(override["match"]) - set(GRID_KEYS))
+        if unknown:
+            raise ValueError(f"sweep overrides[{index}] matches unknown keys {unknown}; allowed: {list(GRID_KEYS)}")
+    for index, point in enumerate(sweep.get("extra", [])):
+        if not isinstance(point, Mapping) or not set(point) <= set(GRID_KEYS):
+            raise ValueError(f"sweep extra[{index}]={point!r} must be one run: {{grid key: value}} with keys from "
+                             f"{list(GRID_KEYS)}")
 
 
 def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
@@ -138,5 +161,4 @@ def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
 
 
 def load_sweep(path: str | Path) -> list[RunConfig]:
-    with open(path) as file:
-        return expand_grid(yaml.safe_load(file))
+    return expand_grid(read_mapping(path, "sweep file"))

@@ -39,7 +39,9 @@ import yaml
 from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint
 from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, algorithm_name, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
+from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.experiments.store import (
+    LOCK,
     LockedError,
     command_line,
     locked,
@@ -74,6 +76,21 @@ class RunResult:
         return float(self.result["final_evaluation"]["mean_return"])
 
 
+def _set_aside_progress_log(run_dir: Path, step: int) -> None:
+    """Keep the interrupted run's ``progress.csv`` before SB3 starts a new one on resume.
+
+    A run stopped twice after the same checkpoint resumes from the same step twice: the second
+    log gets its own name rather than replacing the first, which holds the rows up to that step.
+    """
+    progress = run_dir / "progress.csv"
+    if not progress.exists():
+        return
+    target, attempt = run_dir / f"progress.until-{step}.csv", 2
+    while target.exists():
+        target, attempt = run_dir / f"progress.until-{step}-{attempt}.csv", attempt + 1
+    progress.rename(target)
+
+
 def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress_bar: bool = False,
                  echo: Callable[[str], None] = print) -> RunResult:
     """Train ``config`` and publish its result at ``output``, resuming from a checkpoint if there is one.
@@ -95,7 +112,7 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
     work = partial_dir(output)
     publishing = False
     try:
-        with locked(work / "lock", f"output folder {output}"):
+        with locked(work / LOCK, f"output folder {output}"):
             message = recover(output)  # under the lock: no publish of this output is in flight
             if message:
                 echo(f"sb3-tar: {message}")
@@ -182,20 +199,9 @@ def _quiet_simulators(log: io.StringIO) -> Iterator[None]:
             seen.add(message)
             log.write(f"MuJoCo: {message}\n")
 
-    try:
-        import mujoco
-    except ImportError:
-        mujoco = None
-    previous = mujoco.get_mju_user_warning() if mujoco is not None else None
-    if mujoco is not None:
-        mujoco.set_mju_user_warning(record)
-    with warnings.catch_warnings():
+    with mujoco_warnings_to(record), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*is out of date\. You should consider upgrading")
-        try:
-            yield
-        finally:
-            if mujoco is not None:
-                mujoco.set_mju_user_warning(previous)
+        yield
 
 
 def _experiment_manager(config: RunConfig, hyperparams_file: Path, run_dir: Path, resuming: bool) -> Any:
@@ -244,9 +250,7 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
         if checkpoint is not None:
             model = ALGOS[config.algo].load(checkpoint.path / "model.zip", env=model.env, device=config.device)
             checkpoint.restore(model, eval_callback, timer)
-            progress = run_dir / "progress.csv"
-            if progress.exists():
-                progress.rename(run_dir / f"progress.until-{checkpoint.num_timesteps}.csv")
+            _set_aside_progress_log(run_dir, checkpoint.num_timesteps)
         model.set_logger(configure(str(run_dir), ["csv"]))
         callbacks = [*manager.callbacks]
         if config.method in STATIC_METHODS:

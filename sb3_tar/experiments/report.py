@@ -21,6 +21,7 @@ from sb3_tar.experiments.aggregate import (
     rliable_aggregates,
 )
 from sb3_tar.experiments.config import algorithm_name
+from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
 from sb3_tar.experiments.store import load_results
 
@@ -214,9 +215,19 @@ def figures_section(runs: Sequence[Run], output: Path) -> list[str]:
     return lines
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
 def load_random_returns(path: str | Path) -> dict[str, float]:
     """A random policy's mean return per environment, from ``benchmarks/random_policy.py``'s JSON."""
-    return {env: task["mean_return"] for env, task in json.loads(Path(path).read_text())["tasks"].items()}
+    data = read_mapping(path, "--random-returns file")
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict) or not all(isinstance(task, dict) and _is_number(task.get("mean_return"))
+                                              for task in tasks.values()):
+        raise ValueError(f"--random-returns file {str(path)!r} must hold 'tasks': {{env: {{mean_return: number}}}}, "
+                         "as benchmarks/random_policy.py writes it")
+    return {env: float(task["mean_return"]) for env, task in tasks.items()}
 
 
 def _refuse_mixed_depths(runs: Sequence[Run], results: Path) -> None:
@@ -244,9 +255,9 @@ def write_report(results: str | Path, output: str | Path | None = None, random_r
     if not runs:
         raise ValueError(f"results={str(results)!r} holds no finished run (no */result.json)")
     _refuse_mixed_depths(runs, results)
+    anchors = dense_random_anchors(runs, load_random_returns(random_returns)) if random_returns else None
     output = Path(output) if output else results / "report"
     output.mkdir(parents=True, exist_ok=True)
-    anchors = dense_random_anchors(runs, load_random_returns(random_returns)) if random_returns else None
     gains, stats = gains_section(runs)
     rliable_lines, rliable_rows = rliable_section(runs, anchors)
     tasks = sorted({run.task for run in runs})

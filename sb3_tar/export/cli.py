@@ -12,16 +12,10 @@ ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "trpo", "dqn"
 
 
 def algorithm_class(name: str) -> type:
-    """The SB3 / sb3-contrib class of an algorithm name."""
-    if name in ("tqc", "crossq", "trpo", "qrdqn"):
-        import sb3_contrib
+    """The SB3 / sb3-contrib class of an algorithm name, from rl-zoo3's table as everywhere in sb3-tar."""
+    from rl_zoo3.utils import ALGOS
 
-        return {"tqc": sb3_contrib.TQC, "crossq": sb3_contrib.CrossQ, "trpo": sb3_contrib.TRPO,
-                "qrdqn": sb3_contrib.QRDQN}[name]
-    import stable_baselines3
-
-    return {"sac": stable_baselines3.SAC, "td3": stable_baselines3.TD3, "ddpg": stable_baselines3.DDPG,
-            "ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C, "dqn": stable_baselines3.DQN}[name]
+    return ALGOS[name]
 
 
 def _saved_keys(path: Path) -> set[str]:

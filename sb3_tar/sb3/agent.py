@@ -33,6 +33,7 @@ from sb3_tar.engine import (
     prunable_layers,
     prune_and_revive,
 )
+from sb3_tar.engine.plan import isolated_units
 from sb3_tar.engine.revival import topology_budgets
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks
 from sb3_tar.sb3.networks import ACTOR, SparseNetwork, find_networks
@@ -60,10 +61,6 @@ def mask_seed_for(model_seed: int | None) -> int:
     ``SparseAgent.seed``), so the masks can still be redrawn.
     """
     return secrets.randbits(63) if model_seed is None else int(model_seed) % 2**63
-
-
-def _isolated_units(mask: torch.Tensor) -> tuple[int, int]:
-    return int((~mask.any(dim=0)).sum()), int((~mask.any(dim=1)).sum())
 
 
 @dataclass(frozen=True)
@@ -129,8 +126,8 @@ class SparseAgent:
             out_features, in_features = masks[name].shape
             layers.append(LayerTopology(
                 name, in_features, out_features, int(before[name].sum()), connectivity_floor(in_features, out_features),
-                int(masks[name].sum()) - int(before[name].sum()), *_isolated_units(before[name]),
-                *_isolated_units(masks[name]),
+                int(masks[name].sum()) - int(before[name].sum()), *isolated_units(before[name]),
+                *isolated_units(masks[name]),
             ))
         return RevivalPlan(masks, before, layers, self.settings.for_role(network.role),
                            derive_seed(self.seed, network.index))

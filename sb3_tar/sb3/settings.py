@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sb3_tar.engine import PruningSettings, criterion_options, get_criterion
+from sb3_tar.engine import PruningSettings, available_criteria, criterion_options, get_criterion
 from sb3_tar.engine.settings import plain_number
 from sb3_tar.sb3.networks import ACTOR, CRITIC
 
@@ -71,18 +71,22 @@ class SparsitySettings:
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         object.__setattr__(self, "criterion_options",
                            {name: plain_number(value) for name, value in self.criterion_options.items()})
-        get_criterion(self.criterion)
-        allowed = criterion_options(self.criterion)
+        known_criterion = isinstance(self.criterion, str) and self.criterion in available_criteria()
+        # A misspelt criterion has no options to check against: names no criterion takes are still unknown.
+        allowed = (criterion_options(self.criterion) if known_criterion
+                   else {option for name in available_criteria() for option in criterion_options(name)})
         options = sorted(set(allowed) - set(PER_NETWORK_OPTIONS))
         unknown = sorted(set(self.criterion_options) - set(allowed))
         if unknown:
             owner_class, owner_arguments = self.other_arguments or ("", ())
+            whose = f"criterion={self.criterion!r}" if known_criterion else "any criterion"
             raise ValueError(
                 f"{self.owner} got unknown setting(s) {unknown}"
                 f"{_did_you_mean(unknown, [*SETTING_NAMES, *options, *owner_arguments])}: not one of "
-                f"{list(SETTING_NAMES)}, nor an option of criterion={self.criterion!r} ({options or 'none'})"
+                f"{list(SETTING_NAMES)}, nor an option of {whose} ({options or 'none'})"
                 + (f", nor an argument of {owner_class}" if owner_class else "")
             )
+        get_criterion(self.criterion)
         derived = sorted(set(self.criterion_options) & set(PER_NETWORK_OPTIONS))
         if derived:
             raise ValueError(

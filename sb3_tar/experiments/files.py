@@ -1,0 +1,31 @@
+"""A user's YAML or JSON file (a run configuration, a sweep grid, random-policy returns), read as a mapping.
+
+Whatever is wrong with it (missing, not YAML, not a mapping) becomes a ``ValueError`` naming the
+file and what it should hold, which the command line prints as its error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in the YAML (or JSON) file ``path``; ``what`` says what the file should be, for errors."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{what} {str(path)!r} does not exist") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} {str(path)!r} cannot be read: {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{what} {str(path)!r} is not valid YAML or JSON: {error}") from None
+    if not isinstance(data, dict):
+        shown = "empty" if data is None else f"a {type(data).__name__}"
+        raise ValueError(f"{what} {str(path)!r} must hold a mapping of names to values; it is {shown}")
+    return data
