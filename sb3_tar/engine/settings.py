@@ -34,6 +34,14 @@ def check_number(setting: str, value: object) -> float:
     return float(value)
 
 
+def check_integer(setting: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int; raises unless it is an integer (Python or NumPy, not a bool) >= ``minimum``."""
+    value = plain_number(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{setting}={value!r} must be an integer >= {minimum}")
+    return value
+
+
 @dataclass(frozen=True)
 class PruningSettings:
     """Static pruning plus revival, as ``prune_and_revive`` takes them.

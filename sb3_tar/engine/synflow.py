@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.criteria import PruningTarget, register_criterion
+from sb3_tar.engine.settings import check_integer
 from sb3_tar.engine.topk import split_flat, top_k_mask
 
 Forward = Callable[[nn.Module, torch.Tensor], object]
@@ -39,12 +40,9 @@ def _sum_outputs(output: object) -> torch.Tensor:
 
 def check_synflow_options(*, iterations: int = 100, input_width: int | None = None,
                            forward: Forward | None = None) -> None:
-    for name, value, optional in (("iterations", iterations, False), ("input_width", input_width, True)):
-        if value is None and optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"synflow option {name}={value!r} must be an integer >= 1"
-                             + (" (or None: the first layer's in_features)" if optional else ""))
+    check_integer("synflow option iterations", iterations)
+    if input_width is not None:
+        check_integer("synflow option input_width", input_width)
     if forward is not None and not callable(forward):
         raise ValueError(f"synflow option forward={forward!r} must be a function forward(network, ones) or None")
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.checkpoint import find_checkpoint
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.store import (
@@ -220,8 +221,8 @@ def run_sweep(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not a sweep backend; allowed: {list(BACKENDS)}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers={workers!r} must be an integer >= 1")
+    if workers is not None:
+        check_integer("workers", workers)
     results = Path(results).resolve()
     results.mkdir(parents=True, exist_ok=True)
     with locked(results / ".sweep.lock", f"results folder {results}"):

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
@@ -105,11 +106,6 @@ def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
-def _check_int(setting: str, value: object, minimum: int) -> None:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{setting}={value!r} must be an integer >= {minimum}")
-
-
 # Value checks of the hyperparameters a tuned entry commonly sets (everything else goes to the
 # algorithm, which checks it when the model is built, still before any environment step).
 def _check_hyperparam(algo: str, key: str, value: Any) -> None:
@@ -117,9 +113,9 @@ def _check_hyperparam(algo: str, key: str, value: Any) -> None:
     if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay", "n_steps", "n_epochs",
                "target_update_interval"):
         minimum = {"gradient_steps": -1, "batch_size": 2 if algo in ("ppo", "ppo_lstm") else 1}.get(key, 1)
-        _check_int(setting, value, minimum)  # PPO normalizes advantages over a minibatch: one sample is refused
+        check_integer(setting, value, minimum)  # PPO normalizes advantages over a minibatch: one sample is refused
     elif key == "learning_starts":
-        _check_int(setting, value, 0)
+        check_integer(setting, value, 0)
     elif key in ("gamma", "tau", "target_policy_noise", "target_noise_clip", "noise_std", "gae_lambda",
                  "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "vf_coef"):
         unit = key not in ("target_policy_noise", "target_noise_clip", "noise_std", "vf_coef")
@@ -300,11 +296,11 @@ class RunConfig:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
         _check_env(self.env, self.algo)
-        _check_int("seed", self.seed, 0)
+        check_integer("seed", self.seed, 0)
         for setting in ("n_timesteps", "eval_freq", "checkpoint_freq"):
             if getattr(self, setting) is not None:
-                _check_int(setting, getattr(self, setting), 1)
-        _check_int("eval_episodes", self.eval_episodes, 1)
+                check_integer(setting, getattr(self, setting), 1)
+        check_integer("eval_episodes", self.eval_episodes, 1)
         if self.net_arch is not None:
             if not isinstance(self.net_arch, (list, tuple)) or not self.net_arch or not all(
                     _is_int(width) and width >= 1 for width in self.net_arch):

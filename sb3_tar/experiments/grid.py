@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.config import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig, trains_on
 from sb3_tar.experiments.files import read_mapping
 from sb3_tar.sb3.settings import SparsitySettings
@@ -42,9 +43,8 @@ def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | 
     width, depth = point["width"], settings.pop("depth", 2)
     if method not in DYNAMIC_METHODS:
         settings.pop("dst", None)  # the sweep's SET/RigL options
-    for setting, value in (("width", width), ("depth", depth)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{setting}={value!r} must be an integer >= 1")
+    check_integer("width", width)
+    check_integer("depth", depth)
     # A sweep measures every method as it is: a static mask whose pruning empties a layer is the
     # baseline TAR's connectivity floor repairs, so it trains instead of being refused.
     sparsity = None

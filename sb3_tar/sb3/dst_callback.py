@@ -32,6 +32,7 @@ from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from sb3_tar.engine import derive_seed, get_criterion
 from sb3_tar.engine.dst import DST_METHODS, DSTUpdate, apply_mask_update, cosine_drop_fraction, dst_update, is_dst_update_step
 from sb3_tar.engine.seeding import check_seed
+from sb3_tar.engine.settings import check_integer
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
 from sb3_tar.sb3.callback import DST_STATE_ATTRIBUTE, SparsityLogCallback, TARCallback
 from sb3_tar.sb3.networks import CRITIC, SparseNetwork
@@ -114,8 +115,8 @@ class DSTCallback(BaseCallback):
             raise ValueError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
         get_criterion(initial)
         for setting, value in (("update_interval", update_interval), ("total_gradient_steps", total_gradient_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{setting}={value!r} must be an integer >= 1")
+            if value is not None:
+                check_integer(setting, value)
         if isinstance(drop_fraction, bool) or not isinstance(drop_fraction, (int, float)) or not 0 <= drop_fraction <= 1:
             raise ValueError(f"drop_fraction={drop_fraction!r} must be a number in [0, 1]")
         if isinstance(end_fraction, bool) or not isinstance(end_fraction, (int, float)) or not 0 < end_fraction <= 1:
