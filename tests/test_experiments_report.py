@@ -97,6 +97,10 @@ def test_report_writes_markdown_summary_and_every_figure(results):
     text = report.read_text()
     assert "median TAR gain over the best DST baseline" in text
     assert "| magnitude | 0.01 |" in text
+    # the best gain names its cell and both returns (both tasks' rows are equal: the first panel is named)
+    best = next(line for line in text.splitlines() if line.startswith("- best TAR gain over Original"))
+    assert best == ("- best TAR gain over Original: **+50.1%** (SAC MountainCarContinuous-v0, sparsity 0.9, width 64, "
+                    "magnitude rr 0.01: Original -399.0, TAR -199.0)")
     assert "IQM" in text and "P(TAR (magnitude) > Original (magnitude))" in text
     summary = json.loads((report.parent / "summary.json").read_text())
     assert summary["runs"] == 2 * 5 * 3
