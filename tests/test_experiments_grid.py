@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from sb3_tar.experiments.config import RunConfig, run_hyperparams
+from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.grid import expand_grid, load_sweep
 from sb3_tar.sb3.settings import SparsitySettings
 
@@ -131,7 +134,10 @@ def test_a_bad_setting_is_rejected_when_read(key, value, message):
         ({"extra": [{"algo": "sac", "lr": 1}]}, r"sweep extra\[0\]=.* must be one run: \{grid key: value\}"),
         ({"extra": [{"algo": "sac", "env": "Pendulum-v1"}]}, r"algo='sac', env='Pendulum-v1'.*it names no method"),
         ({"overrides": [{"settings": {"n_timesteps": 5}}]}, r"sweep overrides\[0\]=.* must be \{match: "),
-        ({"overrides": [{"match": {"colour": "red"}, "settings": {}}]}, r"overrides\[0\] matches unknown keys \['colour'\]"),
+        ({"overrides": [{"match": {"colour": "red"}, "settings": {}}]}, r"overrides\[0\] match has unknown keys \['colour'\]"),
+        ({"overrides": [{"match": {"env": "Pendulum-v1"}, "settings": {"seed": 5}}]},
+         r"overrides\[0\] settings has unknown keys \['seed'\]"),
+        ({"settings": {1: 2, "lr": 3}}, r"settings has unknown keys \[1, 'lr'\]"),
     ],
 )
 def test_a_malformed_sweep_is_rejected_with_the_key_named(change, message):
@@ -150,7 +156,7 @@ def test_the_shipped_sweeps_expand(sweep_file):
     (None, r"sweep file '.*sweep.yml' does not exist"),
     ("", "must hold a mapping of names to values; it is empty"),
     ("- 1\n", "must hold a mapping of names to values; it is a list"),
-    ("grid: [\n", "is not valid YAML or JSON"),
+    ("grid: [\n", "is not valid YAML"),
 ])
 def test_a_missing_or_malformed_sweep_file_is_a_value_error_naming_it(text, message, tmp_path):
     path = tmp_path / "sweep.yml"
@@ -158,6 +164,19 @@ def test_a_missing_or_malformed_sweep_file_is_a_value_error_naming_it(text, mess
         path.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_sweep(path)
+
+
+def test_a_json_file_is_read_as_json_and_numpy_integers_become_python_ints(tmp_path):
+    # PyYAML (YAML 1.1) reads JSON's 1e-05 as a string; a sweep's run files are JSON
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"hyperparams": {"learning_rate": 1e-05}}))
+    assert read_mapping(path, "--config") == {"hyperparams": {"learning_rate": 1e-05}}
+    config = RunConfig(method="rigl", sparsity=SparsitySettings(0.9, criterion="erk"), seed=np.int64(3),
+                       n_timesteps=np.int64(100), dst={"update_interval": np.int64(5)},
+                       hyperparams={"batch_size": np.int64(16)})
+    data = config.to_dict()
+    assert type(data["seed"]) is int and type(data["dst"]["update_interval"]) is int
+    assert RunConfig.from_dict(json.loads(json.dumps(data))) == config
 
 
 def test_sweep_yaml_round_trips_and_a_config_round_trips_through_its_dict(tmp_path):

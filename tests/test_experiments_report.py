@@ -10,11 +10,11 @@ import pytest
 
 from sb3_tar.cli import main, mlp
 from sb3_tar.engine import prune_and_revive, topology_report
-from sb3_tar.experiments.aggregate import as_runs, gain_percent, gain_rows, headline, rliable_aggregates
+from sb3_tar.experiments.aggregate import GainRow, as_runs, gain_percent, gain_rows, headline, rliable_aggregates
 from sb3_tar.experiments.cost import cost_summary, training_step_flops
 from sb3_tar.experiments.outputs import training_episodes
 from sb3_tar.experiments.grid import expand_grid
-from sb3_tar.experiments.report import methods_section, write_report
+from sb3_tar.experiments.report import best_gain_cell, methods_section, write_report
 from sb3_tar.experiments.store import publish
 
 FINAL = {"dense": -150.0, "static": -400.0, "tar": -200.0, "set": -300.0, "rigl": -250.0}
@@ -75,6 +75,15 @@ def test_a_gain_row_names_each_means_seeds_where_a_sweep_left_them_unequal(resul
 def test_gain_is_relative_to_the_magnitude_of_the_baseline():
     assert gain_percent(-200.0, -400.0) == pytest.approx(50.0)
     assert gain_percent(120.0, 100.0) == pytest.approx(20.0)
+
+
+def test_a_gain_over_a_baseline_of_exactly_zero_is_left_out_of_the_headline_whatever_the_order():
+    undefined = GainRow(("sac", "A-v0", 0.9, 64), "magnitude", 0.01, 0.0, 10.0, None, None, (("TAR", 3),))
+    defined = GainRow(("sac", "B-v0", 0.9, 64), "magnitude", 0.01, 100.0, 150.0, None, None, (("TAR", 3),))
+    for rows in ([undefined, defined], [defined, undefined]):
+        assert headline(rows)["max_gain_over_original"] == pytest.approx(50.0)
+        assert headline(rows)["median_gain_over_original"] == pytest.approx(50.0)
+        assert "SAC B-v0, sparsity 0.9" in best_gain_cell(rows)
 
 
 def test_gain_rows_compare_tar_with_its_original_and_the_best_dst(results):

@@ -323,6 +323,12 @@ def test_a_file_records_the_oldest_version_that_reads_it_and_a_newer_one_is_refu
     (tmp_path / "newer.sb3tar").write_bytes(data[:8] + struct.pack("<I", len(encoded)) + encoded + data[12 + length:])
     with pytest.raises(ValueError, match=r"version 3; this sb3-tar reads 'sb3-tar-actor' versions 1 to 2"):
         load_actor(tmp_path / "newer.sb3tar")
+    for bad, message in ((True, "version True; this sb3-tar reads"), ([1], "the header is not a JSON object")):
+        header = bad if isinstance(bad, list) else {**header, "version": bad}
+        encoded = json.dumps(header).encode()
+        (tmp_path / "bad.sb3tar").write_bytes(data[:8] + struct.pack("<I", len(encoded)) + encoded + data[12 + length:])
+        with pytest.raises(ValueError, match=message):
+            load_actor(tmp_path / "bad.sb3tar")
 
 
 # ---------------------------------------------------------------- kernels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 import torch.optim.optimizer as torch_optimizer
@@ -223,6 +224,15 @@ def test_each_update_is_logged(tmp_path):
 def test_bad_settings_are_rejected_when_the_callback_is_created(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DSTCallback(**kwargs)
+
+
+def test_numpy_integer_settings_are_kept_as_python_ints_and_train():
+    callback = DSTCallback("rigl", sparsity=0.9, update_interval=np.int64(5), total_gradient_steps=np.int32(40))
+    assert type(callback.update_interval) is int and type(callback.total_gradient_steps) is int
+    model = SAC("MlpPolicy", "Pendulum-v1", seed=0, learning_starts=10, batch_size=8, device="cpu",
+                policy_kwargs={"net_arch": [16, 16]})
+    model.learn(30, callback=callback)
+    assert callback.history  # updates ran: a NumPy interval used to be refused at the first one
 
 
 @pytest.mark.parametrize("policy", ["MlpPolicy", "TarMlpPolicy"])

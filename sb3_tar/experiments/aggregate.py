@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -136,9 +137,12 @@ def gain_rows(runs: Sequence[Run]) -> list[GainRow]:
 
 
 def headline(rows: Sequence[GainRow]) -> dict[str, float | None]:
-    """The two headline statistics: TAR's best and median gain over Original, its median gain over DST."""
-    over_original = [row.gain_over_original for row in rows]
-    over_dst = [row.gain_over_dst for row in rows if row.gain_over_dst is not None]
+    """The two headline statistics: TAR's best and median gain over Original, its median gain over DST.
+
+    A gain over a baseline of exactly 0 is undefined (NaN) and left out, rather than ordered arbitrarily.
+    """
+    over_original = [row.gain_over_original for row in rows if math.isfinite(row.gain_over_original)]
+    over_dst = [row.gain_over_dst for row in rows if row.gain_over_dst is not None and math.isfinite(row.gain_over_dst)]
     return {
         "max_gain_over_original": max(over_original) if over_original else None,
         "median_gain_over_original": statistics.median(over_original) if over_original else None,

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.engine.settings import check_integer
+from sb3_tar.engine.settings import check_integer, plain_number
 from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
@@ -296,11 +296,12 @@ class RunConfig:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
         _check_env(self.env, self.algo)
-        check_integer("seed", self.seed, 0)
+        # NumPy integers are kept as the Python ints they hold, so the config writes as JSON.
+        object.__setattr__(self, "seed", check_integer("seed", self.seed, 0))
         for setting in ("n_timesteps", "eval_freq", "checkpoint_freq"):
             if getattr(self, setting) is not None:
-                check_integer(setting, getattr(self, setting), 1)
-        check_integer("eval_episodes", self.eval_episodes, 1)
+                object.__setattr__(self, setting, check_integer(setting, getattr(self, setting), 1))
+        object.__setattr__(self, "eval_episodes", check_integer("eval_episodes", self.eval_episodes, 1))
         if self.net_arch is not None:
             if not isinstance(self.net_arch, (list, tuple)) or not self.net_arch or not all(
                     _is_int(width) and width >= 1 for width in self.net_arch):
@@ -341,10 +342,11 @@ class RunConfig:
     def _check_dst(self) -> None:
         if not isinstance(self.dst, Mapping):
             raise ValueError(f"dst={self.dst!r} must be a mapping of DST options; allowed: {list(DST_OPTIONS)}")
+        object.__setattr__(self, "dst", {key: plain_number(value) for key, value in self.dst.items()})
         if self.dst and self.method not in DYNAMIC_METHODS:
             raise ValueError(f"dst options {sorted(self.dst)} apply only to methods {list(DYNAMIC_METHODS)}, "
                              f"not method={self.method!r}")
-        unknown = sorted(set(self.dst) - set(DST_OPTIONS))
+        unknown = sorted(set(self.dst) - set(DST_OPTIONS), key=str)
         if unknown:
             raise ValueError(f"dst has unknown option(s) {unknown}; allowed: {list(DST_OPTIONS)}")
         if self.dst:  # the callback's own checks, now rather than in every run of a sweep
@@ -359,12 +361,13 @@ class RunConfig:
         if not isinstance(self.hyperparams, Mapping):
             raise ValueError(f"hyperparams={self.hyperparams!r} must be a mapping of hyperparameter overrides "
                              "(e.g. {batch_size: 64})")
+        object.__setattr__(self, "hyperparams", {key: plain_number(value) for key, value in self.hyperparams.items()})
         allowed = _algorithm_arguments(self.algo) | set(ZOO_KEYS)
         for key, value in self.hyperparams.items():
             if key in RESERVED:
                 raise ValueError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")
             if key not in allowed:
-                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"hyperparam {key!r} is not an argument of {algorithm_name(self.algo)} nor an rl-zoo3 "
                                  f"key{hint} (allowed: {sorted(allowed)})")
@@ -486,7 +489,7 @@ class RunConfig:
             raise ValueError(f"a run configuration is a mapping of settings (as result.json's 'config'), not "
                              f"{type(data).__name__} {data!r:.80}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names, key=str)
         if unknown:
             raise ValueError(f"run configuration has unknown key(s) {unknown}; allowed: {sorted(names)}")
         data = dict(data)

@@ -6,6 +6,7 @@ file and what it should hold, which the command line prints as its error.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +14,22 @@ import yaml
 
 
 def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
-    """The mapping in the YAML (or JSON) file ``path``; ``what`` says what the file should be, for errors."""
+    """The mapping in the YAML or JSON file ``path``; ``what`` says what the file should be, for errors.
+
+    A ``.json`` file is read as JSON: PyYAML follows YAML 1.1, which reads JSON's ``1e-05`` as a string.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ValueError(f"{what} {str(path)!r} does not exist") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{what} {str(path)!r} cannot be read: {error}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"{what} {str(path)!r} is not valid YAML or JSON: {error}") from None
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as error:  # json.JSONDecodeError is a ValueError, as are some YAML values
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise ValueError(f"{what} {str(path)!r} is not valid {kind}: {error}") from None
     if not isinstance(data, dict):
         shown = "empty" if data is None else f"a {type(data).__name__}"
         raise ValueError(f"{what} {str(path)!r} must hold a mapping of names to values; it is {shown}")

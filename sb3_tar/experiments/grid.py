@@ -71,7 +71,7 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     """
     unknown = set(sweep) - set(TOP_LEVEL_KEYS)
     if unknown:
-        raise ValueError(f"sweep has unknown top-level keys {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        raise ValueError(f"sweep has unknown top-level keys {sorted(unknown, key=str)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     _check_shapes(sweep)
     grid = dict(sweep.get("grid", {}))
     missing = [key for key in GRID_KEYS if key not in grid]
@@ -79,11 +79,11 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
         raise ValueError(f"sweep grid is missing {missing}; a grid names every one of {list(GRID_KEYS)}")
     unknown_grid = set(grid) - set(GRID_KEYS)
     if unknown_grid:
-        raise ValueError(f"sweep grid has unknown keys {sorted(unknown_grid)}; allowed: {list(GRID_KEYS)}")
+        raise ValueError(f"sweep grid has unknown keys {sorted(unknown_grid, key=str)}; allowed: {list(GRID_KEYS)}")
     settings = dict(sweep.get("settings", {}))
     unknown_settings = set(settings) - set(SETTING_KEYS)
     if unknown_settings:
-        raise ValueError(f"sweep settings has unknown keys {sorted(unknown_settings)}; allowed: {list(SETTING_KEYS)}")
+        raise ValueError(f"sweep settings has unknown keys {sorted(unknown_settings, key=str)}; allowed: {list(SETTING_KEYS)}")
 
     configs: dict[str, RunConfig] = {}
     crossed = [dict(zip(GRID_KEYS, values)) for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
@@ -128,9 +128,10 @@ def _check_shapes(sweep: Mapping[str, Any]) -> None:
                 or not all(isinstance(override[key], Mapping) for key in ("match", "settings"))):
             raise ValueError(f"sweep overrides[{index}]={override!r} must be {{match: {{grid key: values}}, "
                              "settings: {setting: value}}")
-        unknown = sorted(set(override["match"]) - set(GRID_KEYS))
-        if unknown:
-            raise ValueError(f"sweep overrides[{index}] matches unknown keys {unknown}; allowed: {list(GRID_KEYS)}")
+        for part, allowed in (("match", GRID_KEYS), ("settings", SETTING_KEYS)):
+            unknown = sorted(set(override[part]) - set(allowed), key=str)
+            if unknown:
+                raise ValueError(f"sweep overrides[{index}] {part} has unknown keys {unknown}; allowed: {list(allowed)}")
     for index, point in enumerate(sweep.get("extra", [])):
         if not isinstance(point, Mapping) or not set(point) <= set(GRID_KEYS):
             raise ValueError(f"sweep extra[{index}]={point!r} must be one run: {{grid key: value}} with keys from "

@@ -31,12 +31,13 @@ def _signed(value: float | None, unit: str = "%") -> str:
     return "n/a" if value is None or np.isnan(value) else f"{value:+.1f}{unit}"
 
 
-def _best_cell(rows: Sequence[GainRow]) -> str:
+def best_gain_cell(rows: Sequence[GainRow]) -> str:
     """Where the best gain over Original comes from, with both returns: a ratio over a baseline near
     0 is large whatever TAR did, and the reader should see which it is."""
-    if not rows:
+    defined = [row for row in rows if np.isfinite(row.gain_over_original)]
+    if not defined:
         return ""
-    best = max(rows, key=lambda row: row.gain_over_original)
+    best = max(defined, key=lambda row: row.gain_over_original)
     algo, env, sparsity, width = best.panel
     return (f" ({algorithm_name(algo)} {env}, sparsity {sparsity:g}, width {width}, {best.criterion} rr "
             f"{best.recovery_ratio:g}: Original {best.original:.1f}, TAR {best.tar:.1f})")
@@ -52,7 +53,7 @@ def gains_section(runs: Sequence[Run]) -> tuple[list[str], dict[str, float | Non
         "Gain = (TAR - baseline) / |baseline|. Best DST = the better of SET and RigL at the same sparsity. "
         "Seeds: the runs behind each mean, listed per method where they differ (a sweep still running).",
         "",
-        f"- best TAR gain over Original: **{_signed(stats['max_gain_over_original'])}**{_best_cell(rows)}",
+        f"- best TAR gain over Original: **{_signed(stats['max_gain_over_original'])}**{best_gain_cell(rows)}",
         f"- median TAR gain over Original: **{_signed(stats['median_gain_over_original'])}**",
         f"- median TAR gain over the best DST baseline: **{_signed(stats['median_gain_over_best_dst'])}**",
         "",

@@ -16,6 +16,8 @@ def mujoco_warnings_to(handler: Callable[[str], None]) -> Iterator[None]:
     try:
         import mujoco
     except ImportError:
+        mujoco = None
+    if mujoco is None:
         yield
         return
     previous = mujoco.get_mju_user_warning()

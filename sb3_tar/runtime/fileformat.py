@@ -100,8 +100,11 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], memoryview]:
     (length,) = struct.unpack_from("<I", data, len(MAGIC))
     start = len(MAGIC) + 4
     header = json.loads(data[start: start + length])
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: the header is not a JSON object; the file is corrupt")
     version = header.get("version")
-    if header.get("format") != FORMAT or not isinstance(version, int) or not 1 <= version <= VERSION:
+    if (header.get("format") != FORMAT or isinstance(version, bool) or not isinstance(version, int)
+            or not 1 <= version <= VERSION):
         raise ValueError(f"{path}: format {header.get('format')!r} version {version!r}; this sb3-tar reads "
                          f"{FORMAT!r} versions 1 to {VERSION} (a newer sb3-tar may read it)")
     payload = memoryview(data)[start + length:]

@@ -114,9 +114,9 @@ class DSTCallback(BaseCallback):
         if method not in DST_METHODS:
             raise ValueError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
         get_criterion(initial)
-        for setting, value in (("update_interval", update_interval), ("total_gradient_steps", total_gradient_steps)):
-            if value is not None:
-                check_integer(setting, value)
+        update_interval = check_integer("update_interval", update_interval)
+        if total_gradient_steps is not None:
+            total_gradient_steps = check_integer("total_gradient_steps", total_gradient_steps)
         if isinstance(drop_fraction, bool) or not isinstance(drop_fraction, (int, float)) or not 0 <= drop_fraction <= 1:
             raise ValueError(f"drop_fraction={drop_fraction!r} must be a number in [0, 1]")
         if isinstance(end_fraction, bool) or not isinstance(end_fraction, (int, float)) or not 0 < end_fraction <= 1:

@@ -24,7 +24,7 @@ PER_NETWORK_OPTIONS = ("forward", "input_width")
 
 
 def _did_you_mean(unknown: Sequence[str], known: Sequence[str]) -> str:
-    matches = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+    matches = {name: difflib.get_close_matches(str(name), known, n=1) for name in unknown}
     hints = [(name, match[0]) for name, match in matches.items() if match]
     if len(unknown) == 1 and hints:
         return f" (did you mean {hints[0][1]!r}?)"
@@ -76,7 +76,7 @@ class SparsitySettings:
         allowed = (criterion_options(self.criterion) if known_criterion
                    else {option for name in available_criteria() for option in criterion_options(name)})
         options = sorted(set(allowed) - set(PER_NETWORK_OPTIONS))
-        unknown = sorted(set(self.criterion_options) - set(allowed))
+        unknown = sorted(set(self.criterion_options) - set(allowed), key=str)
         if unknown:
             owner_class, owner_arguments = self.other_arguments or ("", ())
             whose = f"criterion={self.criterion!r}" if known_criterion else "any criterion"
