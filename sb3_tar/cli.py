@@ -254,7 +254,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "
                                          "gives the whole run: a setting above given beside it is refused")
     parser.add_argument("--output", help="folder for the results (default: runs/<run id>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the output folder, once the new run is complete")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder, once the new run is complete (and discard an interrupted "
+                             "run of other settings left there)")
     parser.add_argument("--no-progress-bar", action="store_true")
 
 

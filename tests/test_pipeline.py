@@ -155,8 +155,13 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
     with pytest.raises(IncompleteRunError):
         run_training(tiny(seed=1), output)
     monkeypatch.undo()
+    kept = find_checkpoint(partial_dir(output))
+    with pytest.raises(FileExistsError, match=r"holds the checkpoint at step 150 of another run, "
+                                              r"sac-Pendulum-v1-.*-seed1: resume it .* or discard it with --overwrite"):
+        run_training(tiny(seed=2), output)
+    assert find_checkpoint(partial_dir(output)).num_timesteps == kept.num_timesteps  # untouched
     messages = []
-    result = run_training(tiny(seed=2), output, echo=messages.append).result
+    result = run_training(tiny(seed=2), output, overwrite=True, echo=messages.append).result
     assert result["resumed_at"] == [] and result["config"]["seed"] == 2
     assert any("discarding a checkpoint" in message and "other settings" in message for message in messages)
 

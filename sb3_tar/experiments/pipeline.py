@@ -101,7 +101,8 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
     :param progress_bar: show SB3's progress bar.
     :param echo: where progress messages go.
     :raises ValueError: for a bad setting, before anything is written.
-    :raises FileExistsError: if ``output`` exists and ``overwrite`` is false.
+    :raises FileExistsError: if ``output`` exists, or holds an interrupted run of other settings,
+        and ``overwrite`` is false.
     :raises LockedError: if another process is training the same output.
     :raises RunInterrupted: on Ctrl-C/SIGTERM; the last checkpoint is kept for the next call.
     """
@@ -118,7 +119,7 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
                 echo(f"sb3-tar: {message}")
             if output.exists() and not overwrite:
                 raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
-            result = _train_in(work, config, hyperparams, progress_bar, echo)
+            result = _train_in(work, config, hyperparams, progress_bar, echo, overwrite)
             publishing = True
             publish(work / "run", output, overwrite=overwrite)
     except LockedError:
@@ -136,10 +137,20 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
 
 
 def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progress_bar: bool,
-              echo: Callable[[str], None]) -> dict[str, Any]:
-    """Train in ``work/run``, from ``work``'s checkpoint if it is one of this run; returns ``result.json``'s data."""
+              echo: Callable[[str], None], overwrite: bool) -> dict[str, Any]:
+    """Train in ``work/run``, from ``work``'s checkpoint if it is one of this run; returns ``result.json``'s data.
+
+    A checkpoint of another configuration is discarded only with ``overwrite``; one of this
+    configuration whose tuned hyperparameters changed since is discarded (resuming would mix two runs).
+    """
     checkpoint = find_checkpoint(work)
     if checkpoint is not None and not _same_run(checkpoint.state, config, hyperparams):
+        other = _checkpoint_config(checkpoint.state)
+        if other is not None and other != config and not overwrite:
+            # Another run's progress, perhaps hours of it: discarding it takes the user's say-so.
+            raise FileExistsError(
+                f"{work} holds the checkpoint at step {checkpoint.num_timesteps} of another run, {other.run_id}: "
+                "resume it with the command that started it, or discard it with --overwrite")
         echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings or hyperparameters")
         for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
             shutil.rmtree(work / name, ignore_errors=True)
@@ -166,18 +177,22 @@ def _interrupted(work: Path, output: Path, config: RunConfig, published: bool) -
                           f"kept in {work}: run the same command again to resume")
 
 
+def _checkpoint_config(state: dict[str, Any]) -> RunConfig | None:
+    """The run a checkpoint belongs to, or ``None`` if its configuration no longer reads (an older sb3-tar's)."""
+    try:
+        return RunConfig.from_dict(state["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _same_run(state: dict[str, Any], config: RunConfig, hyperparams: dict[str, Any]) -> bool:
     """Whether a checkpoint is of this run: the same configuration, and the same hyperparameters it resolved to.
 
     The hyperparameters come from the tuned files, which may change between a stop and a resume;
     a checkpoint written before they were recorded is judged by its configuration alone.
     """
-    try:
-        same_config = RunConfig.from_dict(state["config"]) == config
-    except (TypeError, ValueError):
-        return False
     resolved = _as_json(hyperparams)
-    return same_config and state.get("hyperparams", resolved) == resolved
+    return _checkpoint_config(state) == config and state.get("hyperparams", resolved) == resolved
 
 
 def _as_json(value: Any) -> Any:
