@@ -473,14 +473,15 @@ def train_discrete(algo):
     return model
 
 
-@pytest.mark.parametrize(("model_class", "action"), [(PPO, "argmax(logits)"), (A2C, "argmax(logits)"),
+@pytest.mark.parametrize(("model_class", "action"), [(PPO, "argmax(softmax(logits))"), (A2C, "argmax(softmax(logits))"),
                                                      (DQN, "argmax(q_values)"), (QRDQN, "argmax(mean of quantiles)")])
-def test_a_discrete_actor_exports_the_index_of_its_largest_logit_or_q_value(model_class, action, tmp_path):
+def test_a_discrete_actor_exports_the_index_of_its_largest_probability_or_q_value(model_class, action, tmp_path):
     model = train_discrete(model_class)
     path = export_actor(model, tmp_path / "actor.sb3tar")
     assert_actions_equal_predict(model, path)
     spec = read_actor(path)
-    assert spec.action_bounds == "argmax" and spec.action_shape == () and spec.metadata["deterministic_action"] == action
+    bounds = "categorical" if model_class in (PPO, A2C) else "argmax"
+    assert spec.action_bounds == bounds and spec.action_shape == () and spec.metadata["deterministic_action"] == action
     groups = 5 if model_class is QRDQN else 1  # QR-DQN: 5 quantiles of each action's value, averaged
     assert int(spec.action_high) == 2 and spec.action_groups == groups
     assert spec.linear_layers()[-1].out_features == 3 * groups
@@ -550,12 +551,33 @@ def test_a_scalar_box_and_a_discrete_space_not_from_0_export_as_predict_returns_
     np.testing.assert_allclose(sequential, model.predict(obs, deterministic=True)[0], rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("model_class", [PPO, A2C])
+def test_logits_tied_within_float32_rounding_pick_the_action_sb3_picks(model_class, tmp_path):
+    """SB3 takes the argmax of the softmax probabilities: logits 1e-9 apart round to one probability, and
+    the first action wins; an argmax of the logits would pick the larger. The tiny head makes such ties."""
+    model = model_class("MlpPolicy", "CartPole-v1", seed=0, device="cpu", n_steps=8)
+    with torch.no_grad():
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.weight[1, :] = 1e-9  # action 1's logit exceeds action 0's by a rounding error
+        model.policy.action_net.bias.zero_()
+    obs = np.abs(observations(model, count=32)) + 0.1
+    expected, _ = model.predict(obs, deterministic=True)
+    assert (expected == 0).all()  # the tie SB3 breaks towards the first action
+    actor = load_actor(export_actor(model, tmp_path / "actor.sb3tar"))
+    with torch.no_grad():
+        logits = model.policy.action_net(model.policy.mlp_extractor.policy_net(torch.as_tensor(obs)))
+        assert (logits.argmax(dim=-1) == 1).any()  # what ranking the logits alone would say
+        assert np.array_equal(actor(torch.as_tensor(obs)).numpy(), expected)
+        assert np.array_equal(actor.as_sequential()(torch.as_tensor(obs)).numpy(), expected)
+
+
 def test_an_argmax_actor_spec_takes_one_discrete_action_only():
     layer = Linear(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.bool), None, "head")
     with pytest.raises(ValueError, match=r"action_bounds='argmax' picks one discrete action: action_shape must be "
                                          r"\(\), not \(2,\)"):
         ActorSpec((3,), None, (layer,), (2,), torch.zeros(2), torch.ones(2), "argmax")
-    with pytest.raises(ValueError, match=r"action_bounds='round' must be one of \['rescale', 'clip', 'argmax'\]"):
+    with pytest.raises(ValueError, match=r"action_bounds='round' must be one of \['rescale', 'clip', 'argmax', "
+                                         r"'categorical'\]"):
         ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(1.0), "round")
     with pytest.raises(ValueError, match="action_bounds='argmax' over 3 actions, but the last layer 'head' has 2"):
         ActorSpec((3,), None, (layer,), (), torch.tensor(0.0), torch.tensor(2.0), "argmax")

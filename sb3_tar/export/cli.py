@@ -71,6 +71,7 @@ def export_command(args: argparse.Namespace) -> None:
     from sb3_tar.export.extract import export_actor
     from sb3_tar.runtime.actor import load_actor
     from sb3_tar.runtime.encoding import encoded_sizes
+    from sb3_tar.runtime.spec import DISCRETE_BOUNDS
 
     model = load_model(args.model, args.algo)
     path = export_actor(model, args.output)
@@ -78,8 +79,11 @@ def export_command(args: argparse.Namespace) -> None:
     dense_bytes = sum(encoded_sizes(layer.out_features, layer.in_features, layer.kept)["dense"]
                       + 4 * layer.out_features * layer.has_bias for layer in actor.linear_layers())
     size = path.stat().st_size
-    bounds = {"rescale": ", rescaled to the action bounds", "clip": ", clipped to the action bounds",
-              "argmax": f": one of {int(actor.action_high) + 1} discrete actions"}[actor.action_bounds]
+    if actor.action_bounds in DISCRETE_BOUNDS:
+        bounds = f": one of {int(actor.action_high) + 1} discrete actions"
+    else:
+        bounds = {"rescale": ", rescaled to the action bounds", "clip": ", clipped to the action bounds"}[
+            actor.action_bounds]
     print(f"exported the deterministic actor of {args.model} ({type(model).__name__}, {type(model.policy).__name__}: "
           f"{actor.metadata['deterministic_action']}{bounds}) to {path}")
     print(f"{actor.kept:,} of {actor.total:,} weights kept; {size:,} bytes "

@@ -137,7 +137,7 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
             raise ValueError(f"model: a {type(policy).__name__} acts through an LSTM whose state carries over from "
                              "step to step; sb3-tar exports feed-forward actors only")
         squashed = _squashed(policy.action_dist)
-        action = "argmax(logits)" if isinstance(policy.action_space, spaces.Discrete) else "mean"
+        action = "argmax(softmax(logits))" if isinstance(policy.action_space, spaces.Discrete) else "mean"
         return (policy.pi_features_extractor, [policy.mlp_extractor.policy_net, policy.action_net], squashed,
                 "tanh(mean)" if squashed else action, 1)
     if hasattr(policy, "quantile_net"):  # QR-DQN: the greedy action of its quantiles' means
@@ -186,7 +186,8 @@ def actor_spec(model: Any) -> ActorSpec:
 
     divisor = 255.0 if policy.normalize_images and is_image_space(observation_space) else None
     if isinstance(action_space, spaces.Discrete):
-        bounds, shape = "argmax", ()
+        # PPO and A2C rank their categorical distribution's probabilities, as SB3's mode does; DQN its values
+        bounds, shape = ("categorical" if isinstance(policy, ActorCriticPolicy) else "argmax"), ()
         # an index from 0 whatever the space's start, as SB3's predict returns it
         low, high = torch.tensor(0.0), torch.tensor(float(action_space.n - 1))
     else:

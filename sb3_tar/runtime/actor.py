@@ -32,7 +32,7 @@ from torch import nn
 
 from sb3_tar.runtime.fileformat import read_actor
 from sb3_tar.runtime.kernels import KERNELS, MEASURED_RULE, KernelRule
-from sb3_tar.runtime.spec import ActorSpec, Activation, Linear, Normalization
+from sb3_tar.runtime.spec import DISCRETE_BOUNDS, ActorSpec, Activation, Linear, Normalization
 
 KERNEL_CHOICES = ("auto", *KERNELS)
 Step = Callable[[torch.Tensor], torch.Tensor]
@@ -265,7 +265,7 @@ class DeployedActor(nn.Module):
         modules.append(_ActionBounds(self.action_bounds, self.action_low, self.action_high, self.action_groups))
         if len(self.action_shape) > 1:
             modules.append(nn.Unflatten(1, self.action_shape))
-        elif not self.action_shape and self.action_bounds != "argmax":  # a scalar Box action: (batch,), as forward
+        elif not self.action_shape and self.action_bounds not in DISCRETE_BOUNDS:  # a scalar Box action: (batch,), as forward
             modules.append(nn.Flatten(0))
         return nn.Sequential(*modules).eval()
 
@@ -296,7 +296,7 @@ class _ActionBounds(nn.Module):
     def __init__(self, bounds: str, low: torch.Tensor, high: torch.Tensor, groups: int = 1) -> None:
         super().__init__()
         self.bounds, self.groups = bounds, groups
-        self.actions = int(high) + 1 if bounds == "argmax" else None  # a Box's bounds may be infinite
+        self.actions = int(high) + 1 if bounds in DISCRETE_BOUNDS else None  # a Box's bounds may be infinite
         self.register_buffer("low", low.reshape(-1).clone())
         self.register_buffer("high", high.reshape(-1).clone())
 
@@ -307,6 +307,8 @@ class _ActionBounds(nn.Module):
             return torch.clamp(a, self.low, self.high)
         if self.groups > 1:  # QR-DQN: each action's value is the mean of its quantiles
             a = a.reshape(*a.shape[:-1], self.groups, self.actions).mean(dim=-2)
+        if self.bounds == "categorical":  # torch's Categorical: the softmax of the logits less their logsumexp
+            a = torch.softmax(a - a.logsumexp(dim=-1, keepdim=True), dim=-1)
         return a.argmax(dim=-1)
 
 

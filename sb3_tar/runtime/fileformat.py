@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from sb3_tar.runtime.encoding import _BYTES, decode, encode
-from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Linear, Normalization
+from sb3_tar.runtime.spec import ACTIVATIONS, DISCRETE_BOUNDS, ActorSpec, Activation, Linear, Normalization
 
 MAGIC = b"SB3TARA\x00"
 FORMAT = "sb3-tar-actor"
-VERSION = 2  # 2 added discrete actors (action bounds "argmax", action groups)
+VERSION = 2  # 2 added discrete actors (action bounds "argmax" and "categorical", action groups)
 _TORCH_DTYPES = {"float32": torch.float32, "uint8": torch.uint8, "uint16": torch.int16, "int32": torch.int32}
 
 
@@ -49,7 +49,7 @@ def _float_array(payload: _Payload, tensor: torch.Tensor | None) -> dict[str, An
 def required_version(spec: ActorSpec) -> int:
     """The oldest format version that reads ``spec``: a file records it, so an older sb3-tar refuses
     what it cannot run with a version message, and still reads what it can."""
-    return 2 if spec.action_bounds == "argmax" or spec.action_groups != 1 else 1
+    return 2 if spec.action_bounds in DISCRETE_BOUNDS or spec.action_groups != 1 else 1
 
 
 def write_actor(spec: ActorSpec, path: str | Path) -> Path:

@@ -32,7 +32,8 @@ ACTIVATIONS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     # Also nn.ReLU6 (a Hardtanh from 0 to 6) and the clip of gSDE's mean (``clip_mean``).
     "hardtanh": (nn.Hardtanh, ("min_val", "max_val")),
 }
-ACTION_BOUNDS = ("rescale", "clip", "argmax")
+ACTION_BOUNDS = ("rescale", "clip", "argmax", "categorical")
+DISCRETE_BOUNDS = ("argmax", "categorical")  # a discrete action: an int64 index
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,10 @@ class ActorSpec:
     :param action_high: the upper bounds (discrete: the last action's index).
     :param action_bounds: ``"rescale"``: ``low + 0.5 * (a + 1) * (high - low)`` (a squashing
         policy's output in [-1, 1]); ``"clip"``: ``a`` clipped to ``[low, high]``; ``"argmax"``: the
-        index (int64) of the largest of the last layer's ``high + 1`` outputs, a discrete action.
+        index (int64) of the largest of the last layer's ``high + 1`` outputs, a discrete action;
+        ``"categorical"``: the index of the largest probability of the categorical distribution
+        whose logits those outputs are, computed as torch's ``Categorical`` computes it (SB3's mode
+        for PPO and A2C), so logits equal to within float32 rounding break their tie as SB3 does.
     :param action_groups: for ``"argmax"``: the last layer's outputs are this many groups of
         ``high + 1`` action values, averaged per action before the argmax (QR-DQN's quantiles); 1
         otherwise.
@@ -161,19 +165,19 @@ class ActorSpec:
             if tuple(bound.shape) != tuple(self.action_shape):
                 raise ValueError(f"action bounds of shape {tuple(bound.shape)} do not match the action shape "
                                  f"{tuple(self.action_shape)}")
-        if self.action_bounds == "argmax" and tuple(self.action_shape) != ():
-            raise ValueError(f"action_bounds='argmax' picks one discrete action: action_shape must be (), not "
-                             f"{tuple(self.action_shape)}")
+        if self.action_bounds in DISCRETE_BOUNDS and tuple(self.action_shape) != ():
+            raise ValueError(f"action_bounds={self.action_bounds!r} picks one discrete action: action_shape must be "
+                             f"(), not {tuple(self.action_shape)}")
         if self.action_groups != 1 and self.action_bounds != "argmax":
             raise ValueError(f"action_groups={self.action_groups!r} averages discrete action values: it needs "
                              "action_bounds='argmax'")
         if not isinstance(self.action_groups, int) or self.action_groups < 1:
             raise ValueError(f"action_groups={self.action_groups!r} must be an integer >= 1")
         linear = self.linear_layers()
-        if self.action_bounds == "argmax" and linear:
+        if self.action_bounds in DISCRETE_BOUNDS and linear:
             actions = int(self.action_high) + 1
             if linear[-1].out_features != self.action_groups * actions:
-                raise ValueError(f"action_bounds='argmax' over {actions} actions"
+                raise ValueError(f"action_bounds={self.action_bounds!r} over {actions} actions"
                                  + (f" in {self.action_groups} groups" if self.action_groups > 1 else "")
                                  + f", but the last layer {linear[-1].name!r} has {linear[-1].out_features} outputs")
 
