@@ -386,8 +386,8 @@ def test_a_linear_layer_with_weights_outside_its_mask_is_refused():
 # ---------------------------------------------------------------- ONNX and the command line
 
 
-@pytest.mark.parametrize("model_class", [SAC, PPO, DQN, QRDQN])
-def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_path):  # DQN, QR-DQN: int64 indices
+@pytest.mark.parametrize("model_class", [SAC, PPO, DQN, QRDQN, A2C])
+def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_path):  # discrete: int64 indices
     pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     pytest.importorskip("onnxscript", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
     ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime (export extra)")
@@ -397,7 +397,7 @@ def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_pa
         model = train(SAC, env=rescaled_pendulum(), net_arch=[64, 64])
     elif model_class is PPO:
         model = train_on_policy(PPO, policy_kwargs={"net_arch": [64, 64]})
-    else:  # a discrete action: the ONNX output is the int64 index
+    else:  # a discrete action (A2C's categorical probabilities): the ONNX output is the int64 index
         model = train_discrete(model_class)
     path = export_onnx(export_actor(model, tmp_path / "actor.sb3tar"), tmp_path / "actor.onnx")
     session = ort.InferenceSession(str(path))
@@ -405,7 +405,7 @@ def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_pa
     expected, _ = model.predict(obs, deterministic=True)
     actions = session.run(None, {"observation": obs.astype(np.float32)})[0]
     np.testing.assert_allclose(actions, expected, atol=TOLERANCE, rtol=0)
-    assert actions.dtype == (np.int64 if model_class in (DQN, QRDQN) else np.float32)
+    assert actions.dtype == (np.int64 if model_class in (DQN, QRDQN, A2C) else np.float32)
     import onnx
 
     assert len(onnx.load(str(path)).graph.sparse_initializer) >= 1  # the sparse hidden layer is stored sparse
