@@ -26,12 +26,17 @@ def plain_number(value: object) -> object:
     return float(value)
 
 
+def is_finite_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number (Python or NumPy), not a bool."""
+    value = plain_number(value)
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def check_number(setting: str, value: object) -> float:
     """``value`` as a float; raises unless it is a finite real number (Python or NumPy), not a bool."""
-    value = plain_number(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{setting}={value!r} must be a finite number")
-    return float(value)
+    if not is_finite_number(value):
+        raise ValueError(f"{setting}={plain_number(value)!r} must be a finite number")
+    return float(plain_number(value))
 
 
 def check_integer(setting: str, value: object, minimum: int = 1) -> int:

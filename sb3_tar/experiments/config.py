@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import difflib
 import inspect
-import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.engine.settings import check_integer, plain_number
+from sb3_tar.engine.settings import check_integer, is_finite_number, plain_number
 from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
@@ -102,10 +101,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
 # Value checks of the hyperparameters a tuned entry commonly sets (everything else goes to the
 # algorithm, which checks it when the model is built, still before any environment step).
 def _check_hyperparam(algo: str, key: str, value: Any) -> None:
@@ -119,22 +114,22 @@ def _check_hyperparam(algo: str, key: str, value: Any) -> None:
     elif key in ("gamma", "tau", "target_policy_noise", "target_noise_clip", "noise_std", "gae_lambda",
                  "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "vf_coef"):
         unit = key not in ("target_policy_noise", "target_noise_clip", "noise_std", "vf_coef")
-        if not _is_real(value) or value < 0 or (unit and value > 1):
+        if not is_finite_number(value) or value < 0 or (unit and value > 1):
             raise ValueError(f"{setting}={value!r} must be a finite number {'in [0, 1]' if unit else '>= 0'}")
     elif key == "max_grad_norm":
-        if not _is_real(value) or value <= 0:
+        if not is_finite_number(value) or value <= 0:
             raise ValueError(f"{setting}={value!r} must be a positive number")
     elif key == "ent_coef" and algo in ON_POLICY_ALGORITHMS:  # SAC's may be 'auto'; SAC checks it itself
-        if not _is_real(value) or value < 0:
+        if not is_finite_number(value) or value < 0:
             raise ValueError(f"{setting}={value!r} must be a finite number >= 0")
     elif key in ("learning_rate", "clip_range", "clip_range_vf"):
         if key == "clip_range_vf" and value is None:
             return
         if isinstance(value, str):
             schedule, _, initial = value.partition("_")
-            ok = schedule == "lin" and _is_real(_float_or_none(initial)) and float(initial) > 0
+            ok = schedule == "lin" and is_finite_number(_float_or_none(initial)) and float(initial) > 0
         else:
-            ok = _is_real(value) and value > 0
+            ok = is_finite_number(value) and value > 0
         if not ok:
             raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
     elif key == "train_freq":
@@ -297,11 +292,11 @@ class RunConfig:
             raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
         _check_env(self.env, self.algo)
         # NumPy integers are kept as the Python ints they hold, so the config writes as JSON.
-        object.__setattr__(self, "seed", check_integer("seed", self.seed, 0))
-        for setting in ("n_timesteps", "eval_freq", "checkpoint_freq"):
-            if getattr(self, setting) is not None:
-                object.__setattr__(self, setting, check_integer(setting, getattr(self, setting), 1))
-        object.__setattr__(self, "eval_episodes", check_integer("eval_episodes", self.eval_episodes, 1))
+        for setting, minimum, optional in (("seed", 0, False), ("n_timesteps", 1, True), ("eval_freq", 1, True),
+                                           ("checkpoint_freq", 1, True), ("eval_episodes", 1, False)):
+            value = getattr(self, setting)
+            if value is not None or not optional:
+                object.__setattr__(self, setting, check_integer(setting, value, minimum))
         if self.net_arch is not None:
             if not isinstance(self.net_arch, (list, tuple)) or not self.net_arch or not all(
                     _is_int(width) and width >= 1 for width in self.net_arch):

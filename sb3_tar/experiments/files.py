@@ -25,11 +25,11 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
         raise ValueError(f"{what} {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{what} {str(path)!r} cannot be read: {error}") from None
+    is_json = path.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if is_json else yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as error:  # json.JSONDecodeError is a ValueError, as are some YAML values
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise ValueError(f"{what} {str(path)!r} is not valid {kind}: {error}") from None
+        raise ValueError(f"{what} {str(path)!r} is not valid {'JSON' if is_json else 'YAML'}: {error}") from None
     if not isinstance(data, dict):
         shown = "empty" if data is None else f"a {type(data).__name__}"
         raise ValueError(f"{what} {str(path)!r} must hold a mapping of names to values; it is {shown}")

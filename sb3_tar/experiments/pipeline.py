@@ -144,12 +144,12 @@ def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progre
     configuration whose tuned hyperparameters changed since is discarded (resuming would mix two runs).
     """
     checkpoint = find_checkpoint(work)
-    if checkpoint is not None and not _same_run(checkpoint.state, config, hyperparams):
-        other = _checkpoint_config(checkpoint.state)
-        if other is not None and other != config and not overwrite:
+    saved = None if checkpoint is None else _checkpoint_config(checkpoint.state)
+    if checkpoint is not None and not _same_run(checkpoint.state, saved, config, hyperparams):
+        if saved is not None and saved != config and not overwrite:
             # Another run's progress, perhaps hours of it: discarding it takes the user's say-so.
             raise FileExistsError(
-                f"{work} holds the checkpoint at step {checkpoint.num_timesteps} of another run, {other.run_id}: "
+                f"{work} holds the checkpoint at step {checkpoint.num_timesteps} of another run, {saved.run_id}: "
                 "resume it with the command that started it, or discard it with --overwrite")
         echo(f"sb3-tar: discarding a checkpoint in {work} made with other settings or hyperparameters")
         for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
@@ -185,14 +185,15 @@ def _checkpoint_config(state: dict[str, Any]) -> RunConfig | None:
         return None
 
 
-def _same_run(state: dict[str, Any], config: RunConfig, hyperparams: dict[str, Any]) -> bool:
-    """Whether a checkpoint is of this run: the same configuration, and the same hyperparameters it resolved to.
+def _same_run(state: dict[str, Any], saved: RunConfig | None, config: RunConfig, hyperparams: dict[str, Any]) -> bool:
+    """Whether a checkpoint (its state and the configuration it was saved with) is of this run: the same
+    configuration, and the same hyperparameters it resolved to.
 
     The hyperparameters come from the tuned files, which may change between a stop and a resume;
     a checkpoint written before they were recorded is judged by its configuration alone.
     """
     resolved = _as_json(hyperparams)
-    return _checkpoint_config(state) == config and state.get("hyperparams", resolved) == resolved
+    return saved == config and state.get("hyperparams", resolved) == resolved
 
 
 def _as_json(value: Any) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from sb3_tar.engine.report import plot_topology
+from sb3_tar.engine.settings import is_finite_number
 from sb3_tar.experiments.aggregate import (
     FINAL_EVALUATIONS,
     GainRow,
@@ -228,15 +229,11 @@ def figures_section(runs: Sequence[Run], output: Path) -> list[str]:
     return lines
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
 def load_random_returns(path: str | Path) -> dict[str, float]:
     """A random policy's mean return per environment, from ``benchmarks/random_policy.py``'s JSON."""
     data = read_mapping(path, "--random-returns file")
     tasks = data.get("tasks")
-    if not isinstance(tasks, dict) or not all(isinstance(task, dict) and _is_number(task.get("mean_return"))
+    if not isinstance(tasks, dict) or not all(isinstance(task, dict) and is_finite_number(task.get("mean_return"))
                                               for task in tasks.values()):
         raise ValueError(f"--random-returns file {str(path)!r} must hold 'tasks': {{env: {{mean_return: number}}}}, "
                          "as benchmarks/random_policy.py writes it")

@@ -101,8 +101,7 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a saved model's deterministic actor for deployment (kept weights only; runs without SB3)",
         description="Write the deterministic actor of a saved SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN or "
-                    "QR-DQN model "
-                    "(sparse or dense): "
+                    "QR-DQN model (sparse or dense): "
                     "kept weights only, in a compact encoding, with its activation, squash and action bounds. "
                     "Load it with sb3_tar.runtime.load_actor (torch only).")
     export.add_argument("model", help="a model saved by SB3 (model.save): MODEL.zip")

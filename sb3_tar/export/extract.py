@@ -15,7 +15,8 @@ What ``model.predict(obs, deterministic=True)`` computes, layer by layer:
   whose quantiles are averaged per action;
 - the action mapped to the action space's bounds as ``BasePolicy.predict`` does: rescaled from
   [-1, 1] for a squashing policy (the off-policy five, gSDE with ``squash_output``), clipped otherwise;
-  a discrete action is the index of the largest logit or Q-value.
+  a discrete action is the index of the largest categorical probability (PPO, A2C: as SB3's mode ranks
+  them) or Q-value (DQN; QR-DQN: mean of the quantiles).
 
 Kept weights are those of the model's masks (``sparse_agent(model)``: ``TarMlpPolicy``,
 ``TARCallback`` and ``DSTCallback`` models); a model without masks exports dense. Observation
