@@ -58,6 +58,16 @@ def test_overrides_change_settings_of_matching_runs_only():
     assert {c.budget() for c in configs if c.env == "Pendulum-v1"} == {1000}
 
 
+def test_a_list_of_grids_unites_their_runs_each_crossed_on_its_own():
+    td3_grid = {**GRID["grid"], "algo": ["td3"], "env": ["Pendulum-v1"], "method": ["dense"]}
+    configs = expand_grid({**GRID, "grid": [GRID["grid"], td3_grid], "order": ["seed", "algo"]})
+    sac_only = expand_grid(GRID)
+    assert [c.run_id for c in configs if c.algo == "sac"] == [c.run_id for c in sac_only]
+    assert sorted(c.run_id for c in configs if c.algo == "td3") == ["td3-Pendulum-v1-dense-w64-seed0",
+                                                                     "td3-Pendulum-v1-dense-w64-seed1"]
+    assert [(c.seed, c.algo) for c in configs] == sorted((c.seed, c.algo) for c in configs)
+
+
 def test_runs_are_ordered_seed_by_seed():
     seeds = [config.seed for config in expand_grid(GRID)]
     assert seeds == sorted(seeds)
@@ -128,7 +138,10 @@ def test_a_bad_setting_is_rejected_when_read(key, value, message):
         ({"settings": {"n_timesteps": 10, "lr": 1}}, r"settings has unknown keys \['lr'\]"),
         ({"backend": "ray"}, r"unknown top-level keys \['backend'\]"),
         ({"order": ["colour"]}, r"order has unknown keys \['colour'\]"),
-        ({"grid": [1]}, r"sweep grid must be a mapping of names to values, not \[1\]"),
+        ({"grid": [1]}, r"sweep grid must be a mapping of names to values, or a non-empty list of such mappings, "
+                        r"not \[1\]"),
+        ({"grid": []}, r"non-empty list of such mappings, not \[\]"),
+        ({"grid": [GRID["grid"], {"algo": ["td3"]}]}, r"sweep grid\[1\] is missing \['env', "),
         ({"settings": 5}, "sweep settings must be a mapping"),
         ({"extra": {"algo": "sac"}}, "sweep extra must be a list"),
         ({"extra": [{"algo": "sac", "lr": 1}]}, r"sweep extra\[0\]=.* must be one run: \{grid key: value\}"),

@@ -64,7 +64,8 @@ def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | 
 def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     """All distinct runs of a sweep, in a stable order.
 
-    :param sweep: a mapping with ``grid`` (lists for any of ``GRID_KEYS``), ``settings`` (shared run
+    :param sweep: a mapping with ``grid`` (lists for any of ``GRID_KEYS``; or a list of such grids,
+        whose runs are united), ``settings`` (shared run
         settings such as ``n_timesteps``), optional ``overrides``: a list of
         ``{match: {...}, settings: {...}}`` that change settings (e.g. per-env step budgets), and
         optional ``order``: the grid keys the runs are trained by (default ``[seed]``).
@@ -73,20 +74,15 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     if unknown:
         raise ValueError(f"sweep has unknown top-level keys {sorted(unknown, key=str)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     _check_shapes(sweep)
-    grid = dict(sweep.get("grid", {}))
-    missing = [key for key in GRID_KEYS if key not in grid]
-    if missing:
-        raise ValueError(f"sweep grid is missing {missing}; a grid names every one of {list(GRID_KEYS)}")
-    unknown_grid = set(grid) - set(GRID_KEYS)
-    if unknown_grid:
-        raise ValueError(f"sweep grid has unknown keys {sorted(unknown_grid, key=str)}; allowed: {list(GRID_KEYS)}")
+    grids = _grids(sweep.get("grid", {}))
     settings = dict(sweep.get("settings", {}))
     unknown_settings = set(settings) - set(SETTING_KEYS)
     if unknown_settings:
         raise ValueError(f"sweep settings has unknown keys {sorted(unknown_settings, key=str)}; allowed: {list(SETTING_KEYS)}")
 
     configs: dict[str, RunConfig] = {}
-    crossed = [dict(zip(GRID_KEYS, values)) for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
+    crossed = [dict(zip(GRID_KEYS, values)) for grid in grids
+               for values in itertools.product(*(_as_list(grid[k]) for k in GRID_KEYS))]
     listed = [dict(point) for point in sweep.get("extra", [])]  # named one by one: a mismatch is refused below
     mismatched = []
     for index, point in enumerate(crossed + listed):
@@ -112,14 +108,32 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
                 pairs = sorted({(point["algo"], point["env"]) for point in mismatched if point[key] == value})
                 raise ValueError(f"sweep grid: {key}={value!r} has no run: each of its points pairs an algorithm "
                                  f"with an environment whose actions it does not train on ({pairs})")
-    return sorted(configs.values(), key=_order_key(grid, list(sweep.get("order", ["seed"]))))
+    listed_values = {key: list(dict.fromkeys(v for grid in grids for v in _as_list(grid[key]))) for key in GRID_KEYS}
+    return sorted(configs.values(), key=_order_key(listed_values, list(sweep.get("order", ["seed"]))))
+
+
+def _grids(grid: Any) -> list[dict[str, Any]]:
+    """The sweep's grids: one mapping, or a list of them whose runs are united (each crossed on its own)."""
+    grids = [dict(one) for one in grid] if isinstance(grid, list) else [dict(grid)]
+    for index, one in enumerate(grids):
+        where = f"sweep grid[{index}]" if isinstance(grid, list) else "sweep grid"
+        missing = [key for key in GRID_KEYS if key not in one]
+        if missing:
+            raise ValueError(f"{where} is missing {missing}; a grid names every one of {list(GRID_KEYS)}")
+        unknown_grid = set(one) - set(GRID_KEYS)
+        if unknown_grid:
+            raise ValueError(f"{where} has unknown keys {sorted(unknown_grid, key=str)}; allowed: {list(GRID_KEYS)}")
+    return grids
 
 
 def _check_shapes(sweep: Mapping[str, Any]) -> None:
     """Each top-level entry has the shape ``expand_grid`` reads, so a wrong one is named, not a traceback."""
-    for key in ("grid", "settings"):
-        if not isinstance(sweep.get(key, {}), Mapping):
-            raise ValueError(f"sweep {key} must be a mapping of names to values, not {sweep[key]!r}")
+    grid = sweep.get("grid", {})
+    if not (isinstance(grid, Mapping) or (isinstance(grid, list) and grid and all(isinstance(g, Mapping) for g in grid))):
+        raise ValueError(f"sweep grid must be a mapping of names to values, or a non-empty list of such mappings, "
+                         f"not {grid!r}")
+    if not isinstance(sweep.get("settings", {}), Mapping):
+        raise ValueError(f"sweep settings must be a mapping of names to values, not {sweep['settings']!r}")
     for key in ("overrides", "extra", "order"):
         if not isinstance(sweep.get(key, []), list):
             raise ValueError(f"sweep {key} must be a list, not {sweep[key]!r}")
