@@ -63,11 +63,13 @@ def assert_masks_hold(agent: SparseAgent, networks=None) -> None:
 
 
 def assert_sparsity(agent: SparseAgent, actor: float, critic: float) -> None:
-    """Each network keeps exactly ``round((1 - sparsity) * weights)`` weights, and its weights show it."""
+    """Each network keeps exactly ``round((1 - sparsity) * weights)`` weights (plus any TAR's connectivity repair
+    added), and its weights show it."""
     for network in agent.networks:
         sparsity = actor if network.role == "actor" else critic
         kept, total = kept_count(agent, network)
-        assert kept == round((1.0 - sparsity) * total), f"{network.name}: kept {kept} of {total}"
+        repaired = agent.plan(network).repaired
+        assert kept == round((1.0 - sparsity) * total) + repaired, f"{network.name}: kept {kept} of {total}"
         nonzero = sum(int(w.count_nonzero()) for w in agent.weights(network).values())
         assert nonzero <= kept
 

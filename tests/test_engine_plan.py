@@ -12,8 +12,17 @@ from torch import nn
 
 from sb3_tar import apply_masks, erk_densities, prune_and_revive
 from sb3_tar.cli import mlp
+from sb3_tar.engine.revival import chain_producers, repair_bounds
 
 CRITERIA = ["magnitude", "random", "erk", "synflow"]
+
+
+def assert_connected(masks: list[torch.Tensor]) -> None:
+    """Every unit of a chain MLP has an input, and every hidden unit an output."""
+    for index, mask in enumerate(masks):
+        assert mask.any(dim=1).all(), f"layer {index} has an output unit without an input"
+        if index > 0:
+            assert mask.any(dim=0).all(), f"layer {index} reads a hidden unit that has no output"
 
 
 def kept(masks: dict[str, torch.Tensor]) -> int:
@@ -55,9 +64,12 @@ def test_final_sparsity_and_revival_budget_are_exact(criterion, budget, actor):
     total = plan.total
     revived = round(0.02 * total)
     final = round(0.1 * total) if budget == "reserve" else round(0.1 * total) + revived
-    assert kept(plan.masks) == final
-    assert plan.revived == revived
+    # Beyond the budget, TAR's connectivity repair adds one weight per unit revival left unconnected.
+    assert kept(plan.masks) == final + plan.repaired
+    assert plan.revived == revived + plan.repaired
     assert kept(plan.masks_before_revival) == final - revived
+    bounds = repair_bounds(list(plan.masks_before_revival.values()), chain_producers(len(plan.layers)))
+    assert all(0 <= layer.repaired <= bound for layer, bound in zip(plan.layers, bounds))
 
 
 @pytest.mark.parametrize("criterion", CRITERIA)
@@ -93,9 +105,10 @@ def test_budget_covering_all_deficits_lifts_every_layer_to_its_floor(actor):
 def test_budget_short_of_the_deficits_is_split_in_proportion_to_them(actor):
     plan = prune_and_revive(actor, sparsity=0.97, criterion="magnitude", recovery_ratio=0.01, seed=0)
     deficits = [layer.deficit for layer in plan.layers]
-    assert plan.revived < sum(deficits)
+    budget = plan.revived - plan.repaired
+    assert budget < sum(deficits)
     for layer, deficit in zip(plan.layers, deficits):
-        assert abs(layer.revived - plan.revived * deficit / sum(deficits)) < 1
+        assert abs(layer.revived - layer.repaired - budget * deficit / sum(deficits)) < 1
 
 
 def test_global_magnitude_collapses_the_wide_input_layer_and_tar_brings_it_back(actor):
@@ -226,11 +239,17 @@ def test_invariants_hold_for_random_mlps_and_settings(
     total = plan.total
     static_kept, revival_budget = plan.settings.kept_counts(total)
     assert kept(plan.masks_before_revival) == static_kept
-    assert plan.revived == revival_budget == min(round(recovery_ratio * total), revival_budget)
+    assert plan.revived - plan.repaired == revival_budget == min(round(recovery_ratio * total), revival_budget)
     if budget == "reserve":
-        assert kept(plan.masks) == round((1.0 - sparsity) * total)
+        assert kept(plan.masks) == round((1.0 - sparsity) * total) + plan.repaired
     assert contains(plan.masks, plan.masks_before_revival)
-    if allocation == "topology" and plan.revived >= sum(layer.deficit for layer in plan.layers):
+    bounds = repair_bounds(list(plan.masks_before_revival.values()), chain_producers(len(plan.layers)))
+    assert all(0 <= layer.repaired <= bound for layer, bound in zip(plan.layers, bounds))
+    if allocation == "topology" and recovery_ratio > 0:
+        assert_connected(list(plan.masks.values()))
+    else:
+        assert plan.repaired == 0
+    if allocation == "topology" and plan.revived - plan.repaired >= sum(layer.deficit for layer in plan.layers):
         assert all(layer.kept_after >= layer.floor for layer in plan.layers)
     for layer in plan.layers:
         mask = plan.masks[layer.name]
@@ -248,3 +267,43 @@ def test_revival_budget_is_capped_by_the_pruned_count():
     plan = prune_and_revive(network, sparsity=0.3, recovery_ratio=0.3, budget="extra", seed=0)
     assert plan.revived == 1 and kept(plan.masks) == 5
     assert math.isclose(plan.sparsity, 0.0)
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("hidden", [[2], [2, 2], [3, 1, 5]])
+def test_tar_connects_every_unit_of_a_tiny_network_whose_budget_rounds_to_zero(criterion, hidden):
+    torch.manual_seed(0)
+    network = mlp(4, hidden, 2)  # under 50 weights: round(0.01 * P) = 0
+    plan = prune_and_revive(network, sparsity=0.8, criterion=criterion, recovery_ratio=0.01, seed=0)
+    assert plan.revived == plan.repaired > 0
+    assert_connected(list(plan.masks.values()))
+    assert all(layer.kept_after > 0 for layer in plan.layers)
+
+
+def test_static_pruning_is_never_repaired():
+    torch.manual_seed(0)
+    plan = prune_and_revive(mlp(4, [2], 2), sparsity=0.9, recovery_ratio=0.0, seed=0)
+    assert plan.repaired == 0 and any(layer.kept_after == 0 for layer in plan.layers)
+
+
+def test_a_hidden_unit_read_by_two_heads_needs_an_output_in_only_one():
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.latent_pi = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+            self.mu = nn.Linear(16, 2)
+            self.log_std = nn.Linear(16, 2)
+
+    network = TwoHeads()
+    producers = {"latent_pi.0.weight": None, "mu.weight": "latent_pi.0.weight", "log_std.weight": "latent_pi.0.weight"}
+    plan = prune_and_revive(network, sparsity=0.9, criterion="random", recovery_ratio=0.01, seed=0,
+                            producers=producers)
+    masks = plan.masks
+    assert all(mask.any(dim=1).all() for mask in masks.values())
+    assert (masks["mu.weight"].any(dim=0) | masks["log_std.weight"].any(dim=0)).all()
+    # As a chain, log_std would be read from mu's 2 outputs: its 16 columns cannot be.
+    with pytest.raises(ValueError, match="producers must name every layer"):
+        prune_and_revive(network, sparsity=0.9, recovery_ratio=0.01, seed=0, producers={"mu.weight": None})
+    with pytest.raises(ValueError, match="reads 'log_std.weight', which is not an earlier layer"):
+        prune_and_revive(network, sparsity=0.9, recovery_ratio=0.01, seed=0,
+                         producers={**producers, "mu.weight": "log_std.weight"})

@@ -175,7 +175,9 @@ def test_the_tar_callback_logs_the_topology_too():
     model = make_model(TD3, "MlpPolicy")
     records = logged(model)
     model.learn(10, callback=TARCallback(0.6, recovery_ratio=0.01))
-    assert records.dumps[0]["sparsity/actor/sparsity"] == pytest.approx(0.6, abs=1e-3)
+    actor = sb3_tar.sparse_agent(model).plans()["actor"]
+    assert records.dumps[0]["sparsity/actor/sparsity"] == pytest.approx(actor.sparsity)
+    assert actor.sparsity == pytest.approx(0.6 - actor.repaired / actor.total, abs=1e-3)
 
 
 def test_a_masked_weight_changed_outside_training_is_caught_at_the_next_log_interval():

@@ -124,10 +124,11 @@ def test_a_discrete_action_space_is_refused_with_the_allowed_space(algo, tmp_pat
         policy_class(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), lambda _: 1e-3, sparsity=0.8)
 
 
+# Static pruning (recovery_ratio=0, said explicitly) that empties a layer.
 EMPTY_LAYER_SETTINGS = {
-    "extreme-sparsity": ({"sparsity": 0.9999}, r"sparsity=0\.9999"),
-    "critic-sparsity": ({"sparsity": 0.5, "critic_sparsity": 0.9999}, r"critic_sparsity=0\.9999"),
-    "one-unit": ({"sparsity": 0.8, "net_arch": [1]}, r"sparsity=0\.8"),
+    "extreme-sparsity": ({"sparsity": 0.9999, "recovery_ratio": 0.0}, r"sparsity=0\.9999"),
+    "critic-sparsity": ({"sparsity": 0.5, "critic_sparsity": 0.9999, "recovery_ratio": 0.0}, r"critic_sparsity=0\.9999"),
+    "one-unit": ({"sparsity": 0.8, "net_arch": [1], "recovery_ratio": 0.0}, r"sparsity=0\.8"),
 }
 
 
@@ -143,12 +144,30 @@ def test_settings_that_leave_a_layer_without_weights_are_refused_naming_network_
 @pytest.mark.parametrize("algo", ALL_ALGOS)
 def test_the_callback_refuses_a_layer_without_weights_before_the_first_step(algo, tmp_path):
     refused(algo, tmp_path, r"TARCallback: sparsity=0\.9999 .* leaves the actor network with no kept weight in actor\.",
-            policy="MlpPolicy", callback=TARCallback(0.9999))
+            policy="MlpPolicy", callback=TARCallback(0.9999, recovery_ratio=0.0))
+
+
+DISCONNECTING_SETTINGS = {
+    "high-sparsity": {"sparsity": 0.98},
+    "critic-sparsity": {"sparsity": 0.5, "critic_sparsity": 0.98},
+    "one-unit": {"sparsity": 0.8, "net_arch": [1]},
+    "two-units": {"sparsity": 0.9, "net_arch": [2, 2]},
+}
+
+
+@pytest.mark.parametrize("algo", ALL_ALGOS)
+@pytest.mark.parametrize("case", sorted(DISCONNECTING_SETTINGS))
+def test_settings_that_disconnect_static_pruning_are_connected_by_the_default_tar(algo, case):
+    agent = sb3_tar.sparse_agent(make_model(algo, **DISCONNECTING_SETTINGS[case]))
+    for network, plan in agent.plans().items():
+        assert plan.settings.recovery_ratio == 0.01
+        assert all(layer.kept_after > 0 and layer.isolated_outputs_after == 0 for layer in plan.layers), network
+    assert_masks_hold(agent)
 
 
 @pytest.mark.parametrize("algo", ALL_ALGOS)
 def test_a_layer_that_revival_restores_is_accepted_and_the_report_shows_it(algo, tmp_path):
-    refused(algo, tmp_path, r"no kept weight", sparsity=0.92)  # static pruning alone empties a layer ...
+    refused(algo, tmp_path, r"no kept weight", sparsity=0.92, recovery_ratio=0.0)  # static pruning empties a layer ...
     model = make_model(algo, sparsity=0.9, recovery_ratio=0.02)  # ... that TAR gives weights back (same static mask)
     plans = sb3_tar.sparse_agent(model).plans()
     restored = [layer for plan in plans.values() for layer in topology_report(plan)["layers"]
@@ -159,10 +178,18 @@ def test_a_layer_that_revival_restores_is_accepted_and_the_report_shows_it(algo,
 
 @pytest.mark.parametrize("algo", ALL_ALGOS)
 def test_empty_layers_can_be_allowed_explicitly_and_are_reported(algo):
-    model = make_model(algo, sparsity=0.92, allow_empty_layers=True)
+    model = make_model(algo, sparsity=0.92, recovery_ratio=0.0, allow_empty_layers=True)
     plans = sb3_tar.sparse_agent(model).plans()
     assert any(layer.kept_after == 0 for plan in plans.values() for layer in plan.layers)
     assert model.policy.sparsity_settings.allow_empty_layers is True
+
+
+def test_a_sparsity_that_leaves_no_room_for_the_default_revival_names_the_default():
+    with pytest.raises(ValueError, match=r"recovery_ratio=0\.01 is too large for sparsity=0\.995.*recovery_ratio=0\.01 is "
+                                         r"the default, TAR: set recovery_ratio=0 for static pruning"):
+        make_model(SAC, sparsity=0.995)
+    with pytest.raises(ValueError, match=r"too large for sparsity=0\.995: with budget='reserve'[^(]*$"):
+        make_model(SAC, sparsity=0.995, recovery_ratio=0.01)
 
 
 OTHER_ALGORITHM = {SAC: TD3, TD3: SAC, DDPG: TQC, TQC: CrossQ, CrossQ: SAC}

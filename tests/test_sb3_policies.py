@@ -25,12 +25,14 @@ from sb3_support import (
     kept_count,
     make_model,
 )
+from sb3_contrib.common.torch_layers import BatchRenorm
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
 import sb3_tar
 from sb3_tar import derive_seed, prune_and_revive
 from sb3_tar.sb3.masking import enforcement_of
+from sb3_tar.sb3.normalisation import _detach_constant_features
 
 LEARN_STEPS = 150  # 100 gradient steps after learning_starts=50
 
@@ -55,7 +57,7 @@ def test_each_network_is_pruned_on_its_own_to_its_sparsity_when_built(algo, crit
     assert_sparsity(agent, actor=0.6, critic=0.85)
     assert_masks_hold(agent)  # before the first step: weights and targets already carry the mask
     for network, plan in zip(agent.networks, agent.plans().values()):
-        assert plan.revived == min(round(0.02 * plan.total), plan.kept)
+        assert plan.revived - plan.repaired == min(round(0.02 * plan.total), plan.kept)
         assert all(layer.kept_after > 0 for layer in plan.layers), f"{network.name}: a layer lost every weight"
 
 
@@ -94,7 +96,11 @@ def test_the_forward_pass_carries_no_mask(algo):
     model = make_model(algo, sparsity=0.8)
     dense = make_model(algo, "MlpPolicy")
     policy = model.policy
-    assert all(not module._forward_hooks and not module._forward_pre_hooks for module in policy.modules())
+    # No hook on any layer; CrossQ's BatchRenorm layers carry only the constant-unit guard (sb3_tar.sb3.normalisation).
+    assert all(not module._forward_hooks for module in policy.modules())
+    assert all(list(module._forward_pre_hooks.values()) == [_detach_constant_features]
+               for module in policy.modules() if module._forward_pre_hooks)
+    assert all(isinstance(module, BatchRenorm) for module in policy.modules() if module._forward_pre_hooks)
     # The weights keep the names SB3 expects: a dense policy with the same weights predicts the same.
     dense_names = set(dense.policy.state_dict())
     assert dense_names <= set(policy.state_dict())
@@ -171,7 +177,8 @@ def test_masks_are_drawn_from_the_model_seed_one_stream_per_network(algo):
     assert agent.seed == 11 and int(model.policy.mask_seed) == 11
     for network in agent.networks:  # each network reproduces with the engine from its own stream
         assert agent.plan(network).seed == derive_seed(11, network.index)
-        plan = prune_and_revive(network.module, sparsity=0.9, criterion="random", seed=derive_seed(11, network.index))
+        plan = prune_and_revive(network.module, sparsity=0.9, criterion="random", recovery_ratio=0.01,
+                                seed=derive_seed(11, network.index), producers=network.producers)
         assert all(torch.equal(agent.masks[network.weight_name(name)], mask) for name, mask in plan.masks.items())
     # Independent streams: two Q-networks of one shape get different random masks ...
     qf0, qf1 = agent.networks[1:]
@@ -189,8 +196,8 @@ def test_unseeded_models_draw_their_masks_from_fresh_recorded_seeds(algo):
     assert first.seed != second.seed  # not one seed shared by every unseeded model of a process
     assert any(not torch.equal(first.masks[name], second.masks[name]) for name in first.masks.names())
     for network in first.networks:  # the recorded seed redraws the masks
-        plan = prune_and_revive(network.module, sparsity=0.9, criterion="random",
-                                seed=derive_seed(first.seed, network.index))
+        plan = prune_and_revive(network.module, sparsity=0.9, criterion="random", recovery_ratio=0.01,
+                                seed=derive_seed(first.seed, network.index), producers=network.producers)
         assert all(torch.equal(first.masks[network.weight_name(name)], mask) for name, mask in plan.masks.items())
 
 
@@ -316,4 +323,7 @@ def test_any_architecture_and_sparsity_keep_exact_counts_and_zeros_through_train
     assert_masks_hold(agent)
     for network in agent.networks:
         kept, total = kept_count(agent, network)
-        assert abs((1 - kept / total) - sparsity) <= 0.5 / total + 1e-12
+        plan = agent.plan(network)
+        assert abs((1 - (kept - plan.repaired) / total) - sparsity) <= 0.5 / total + 1e-12
+        if recovery_ratio > 0:  # TAR: every unit has an input, every layer a weight
+            assert all(layer.isolated_outputs_after == 0 and layer.kept_after > 0 for layer in plan.layers)

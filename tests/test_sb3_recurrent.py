@@ -107,7 +107,7 @@ def test_each_network_keeps_its_exact_count_at_sparsity_0_9_with_revival(case):
     for network in agent.networks:
         assert list(agent.weights(network)) == LAYERS[network.name]
         plan = plans[network.name]
-        assert (plan.kept, plan.total, plan.revived) == COUNTS[algo][network.name]
+        assert (plan.kept - plan.repaired, plan.total, plan.revived - plan.repaired) == COUNTS[algo][network.name]
     assert_sparsity(agent, 0.9, 0.9)
     assert_masks_hold(agent)
     assert all(name.startswith(("mlp_extractor.", "action_net.", "value_net.")) for name in agent.masks.names())
@@ -120,7 +120,8 @@ def test_synflow_scores_the_mlps_from_an_input_as_wide_as_the_lstm(case):
     for network in agent.networks:
         first = agent.masks[LAYERS[network.name][0]]
         assert first.shape == (32, LSTM_UNITS)
-        assert agent.plan(network).kept == COUNTS[RecurrentPPO][network.name][0]
+        plan = agent.plan(network)
+        assert plan.kept - plan.repaired == COUNTS[RecurrentPPO][network.name][0]
     assert_masks_hold(agent)
 
 
@@ -218,8 +219,9 @@ def test_a_bad_setting_is_refused_before_any_environment_step(case):
 def test_global_magnitude_pruning_of_the_tiny_action_head_is_refused_as_for_ppo(case):
     # Both keep PPO's orthogonal init: action_net gain 0.01, so global magnitude pruning keeps none of it.
     with pytest.raises(ValueError, match=r"no kept weight in action_net\.weight.*scope='layerwise'"):
-        make(case, sparsity=0.5)
-    make(case, sparsity=0.5, scope="layerwise")
+        make(case, sparsity=0.5, recovery_ratio=0.0)
+    make(case, sparsity=0.5, recovery_ratio=0.0, scope="layerwise")
+    make(case, sparsity=0.5)  # the default, TAR, reconnects the head
 
 
 @pytest.mark.parametrize(("algo", "alias", "supported"), [
@@ -298,7 +300,7 @@ def test_the_log_callback_logs_the_topology_and_checks_the_masks_at_every_rollou
     start = records.dumps[0]
     for network, plan in sb3_tar.sparse_agent(model).plans().items():
         assert start[f"sparsity/{network}/sparsity"] == pytest.approx(plan.sparsity)
-        assert plan.sparsity == pytest.approx(0.9, abs=1e-3)
+        assert plan.sparsity == pytest.approx(0.9 - plan.repaired / plan.total, abs=1e-3)
         assert start[f"sparsity/{network}/revived"] == plan.revived > 0
         for layer in plan.layers:
             assert start[f"sparsity/{network}/density/{layer.name.removesuffix('.weight')}"] == layer.density_after

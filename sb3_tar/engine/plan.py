@@ -12,6 +12,8 @@ from sb3_tar.engine.criteria import PruningTarget, get_criterion
 from sb3_tar.engine.layers import prunable_layers
 from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.revival import (
+    chain_producers,
+    connect_isolated_units,
     connectivity_floor,
     coverage_probability,
     revive_in_layers,
@@ -23,11 +25,16 @@ from sb3_tar.engine.settings import PruningSettings
 
 CRITERION_STREAM = 0
 REVIVAL_STREAM = 1
+REPAIR_STREAM = 2
 
 
 @dataclass(frozen=True)
 class LayerTopology:
-    """One layer's bipartite graph before and after revival."""
+    """One layer's bipartite graph before and after revival.
+
+    ``revived`` counts every weight revival turned on, the ``repaired`` ones (TAR's connectivity
+    repair, beyond the budget) included.
+    """
 
     name: str
     in_features: int
@@ -39,6 +46,7 @@ class LayerTopology:
     isolated_outputs_before: int
     isolated_inputs_after: int
     isolated_outputs_after: int
+    repaired: int = 0
 
     @property
     def size(self) -> int:
@@ -73,7 +81,7 @@ class LayerTopology:
     def as_dict(self) -> dict[str, object]:
         names = ("name", "in_features", "out_features", "size", "kept_before", "floor", "deficit", "revived",
                  "kept_after", "density_before", "density_after", "isolated_inputs_before",
-                 "isolated_outputs_before", "isolated_inputs_after", "isolated_outputs_after", "coverage")
+                 "isolated_outputs_before", "isolated_inputs_after", "isolated_outputs_after", "repaired", "coverage")
         return {name: getattr(self, name) for name in names}
 
 
@@ -107,6 +115,11 @@ class RevivalPlan:
         return sum(layer.revived for layer in self.layers)
 
     @property
+    def repaired(self) -> int:
+        """Weights TAR's connectivity repair added beyond the revival budget."""
+        return sum(layer.repaired for layer in self.layers)
+
+    @property
     def sparsity(self) -> float:
         """Fraction of prunable weights that are masked, after revival."""
         return 1.0 - self.kept / self.total
@@ -115,6 +128,30 @@ class RevivalPlan:
 def isolated_units(mask: torch.Tensor) -> tuple[int, int]:
     """Input units with no kept edge (all-zero columns) and output units with none (all-zero rows)."""
     return int((~mask.any(dim=0)).sum()), int((~mask.any(dim=1)).sum())
+
+
+def layer_producers(names: list[str], producers: Mapping[str, str | None] | None) -> list[int | None]:
+    """Per layer (by index), the layer whose outputs it reads; ``None`` for the network's input.
+
+    :param names: the prunable layers' names, in module order.
+    :param producers: layer name -> the name of the layer it reads, or ``None``; ``None`` (the
+        default) is a plain MLP: each layer reads the one before it.
+    :raises ValueError: for a name that is not a layer, or a producer that is not an earlier layer.
+    """
+    if producers is None:
+        return chain_producers(len(names))
+    unknown = sorted(set(producers) - set(names))
+    if unknown or set(names) - set(producers):
+        raise ValueError(f"producers must name every layer of the network once: got {sorted(producers)}, the layers "
+                         f"are {names}")
+    index = {name: position for position, name in enumerate(names)}
+    resolved = []
+    for position, name in enumerate(names):
+        producer = producers[name]
+        if producer is not None and index.get(producer, position) >= position:
+            raise ValueError(f"producers: layer {name!r} reads {producer!r}, which is not an earlier layer of {names}")
+        resolved.append(None if producer is None else index[producer])
+    return resolved
 
 
 def _check_finite(network: nn.Module, names: list[str]) -> None:
@@ -132,6 +169,7 @@ def prune_and_revive(
     allocation: str = "topology",
     budget: str = "reserve",
     seed: int | None = None,
+    producers: Mapping[str, str | None] | None = None,
     **criterion_options: object,
 ) -> RevivalPlan:
     """Masks for the ``nn.Linear`` weights of ``network``: static pruning, then one revival.
@@ -145,11 +183,15 @@ def prune_and_revive(
     :param allocation: ``topology`` (TAR) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (end exactly at ``sparsity``) or ``extra`` (revive on top).
     :param seed: non-negative integer; ``None`` draws one from torch's global generator.
+    :param producers: layer name -> the layer whose outputs it reads (``None``: the network's
+        input), for networks that are not a plain chain (SAC's actor: ``mu`` and ``log_std`` both
+        read the last ``latent_pi`` layer); default: each layer reads the one before it.
     :param criterion_options: options of the criterion, e.g. ``scope="layerwise"``, ``iterations=100``.
     """
     settings = PruningSettings(sparsity, criterion, recovery_ratio, allocation, budget, dict(criterion_options))
     check_seed(seed)
     layers = prunable_layers(network)
+    reads = layer_producers([layer.name for layer in layers], producers)
     _check_finite(network, [layer.name for layer in layers])
     seed = seed_from_global_state() if seed is None else seed
 
@@ -162,19 +204,21 @@ def prune_and_revive(
 
     revival_generator = generator_for(seed, REVIVAL_STREAM)
     floors = [connectivity_floor(layer.in_features, layer.out_features) for layer in layers]
-    if allocation == "topology":
-        kept_per_layer = [int(mask.sum()) for mask in static_masks]
-        budgets = topology_budgets(kept_per_layer, [layer.size for layer in layers], floors, revival_budget)
+    budgets = layer_budgets(settings, static_masks)
+    if budgets is not None:
         final_masks = revive_in_layers(static_masks, budgets, revival_generator)
     else:
         final_masks = revive_uniformly(static_masks, revival_budget, revival_generator)
+    repaired = [0] * len(layers)
+    if repairs_connectivity(settings):
+        final_masks, repaired = connect_isolated_units(final_masks, reads, generator_for(seed, REPAIR_STREAM))
 
     records = [
         LayerTopology(
             layer.name, layer.in_features, layer.out_features, int(before.sum()), floor,
-            int(after.sum()) - int(before.sum()), *isolated_units(before), *isolated_units(after),
+            int(after.sum()) - int(before.sum()), *isolated_units(before), *isolated_units(after), added,
         )
-        for layer, floor, before, after in zip(layers, floors, static_masks, final_masks)
+        for layer, floor, before, after, added in zip(layers, floors, static_masks, final_masks, repaired)
     ]
     device_of = {layer.name: layer.weight.device for layer in layers}
     return RevivalPlan(
@@ -184,6 +228,21 @@ def prune_and_revive(
         settings=settings,
         seed=seed,
     )
+
+
+def layer_budgets(settings: PruningSettings, static_masks: list[torch.Tensor]) -> list[int] | None:
+    """Each layer's TAR revival budget for these static masks (before the repair); ``None`` for uniform revival."""
+    if settings.allocation != "topology":
+        return None
+    sizes = [mask.numel() for mask in static_masks]
+    _, revival_budget = settings.kept_counts(sum(sizes))
+    floors = [connectivity_floor(mask.shape[1], mask.shape[0]) for mask in static_masks]
+    return topology_budgets([int(mask.sum()) for mask in static_masks], sizes, floors, revival_budget)
+
+
+def repairs_connectivity(settings: PruningSettings) -> bool:
+    """Whether TAR's connectivity repair runs: topology allocation with a revival (never for static pruning)."""
+    return settings.allocation == "topology" and settings.recovery_ratio > 0
 
 
 def apply_masks(network: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:

@@ -25,6 +25,7 @@ def topology_report(plan: RevivalPlan) -> dict[str, object]:
         "total_weights": plan.total,
         "kept_weights": plan.kept,
         "revived_weights": plan.revived,
+        "repaired_weights": plan.repaired,
         "achieved_sparsity": plan.sparsity,
         "layers": [layer.as_dict() for layer in plan.layers],
     }
@@ -55,6 +56,7 @@ def format_topology_table(plan: RevivalPlan, title: str | None = None) -> str:
         f"{settings.criterion} pruning, sparsity {settings.sparsity:g}, recovery ratio {settings.recovery_ratio:g} "
         f"({settings.allocation} allocation, {settings.budget} budget), seed {plan.seed}: "
         f"kept {plan.kept}/{plan.total} weights (sparsity {plan.sparsity:.4f}), revived {plan.revived}"
+        + (f" ({plan.repaired} by the connectivity repair)" if plan.repaired else "")
     )
     rule = "-" * len(lines[0])
     return "\n".join([*([title] if title else []), summary, rule, lines[0], rule, *lines[1:], rule])

@@ -76,3 +76,65 @@ def revive_uniformly(masks: Sequence[torch.Tensor], budget: int, generator: torc
     pruned_positions = torch.nonzero(~flat).squeeze(1)
     flat[pruned_positions[sample_without_replacement(len(pruned_positions), budget, generator)]] = True
     return [piece.reshape(mask.shape) for piece, mask in zip(torch.split(flat, [m.numel() for m in masks]), masks)]
+
+
+def chain_producers(count: int) -> list[int | None]:
+    """The producers of a plain MLP: layer ``l`` reads layer ``l - 1``'s outputs, the first the network's input."""
+    return [None, *range(count - 1)]
+
+
+def _unconnected_units(masks: Sequence[torch.Tensor], producers: Sequence[int | None]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer: its output units with no kept input (all-zero rows), and the hidden units it must give an output.
+
+    A hidden unit (an output of a producer layer) has an output if any layer that reads it keeps a
+    weight in its column; one that has none is assigned to the first such layer. The network's own
+    inputs (columns of layers that read no producer) need no output.
+    """
+    consumers: dict[int, list[int]] = {}
+    for index, producer in enumerate(producers):
+        if producer is not None:
+            consumers.setdefault(producer, []).append(index)
+    rows = [torch.nonzero(~mask.any(dim=1)).squeeze(1) for mask in masks]
+    columns = [torch.empty(0, dtype=torch.long) for _ in masks]
+    for users in consumers.values():
+        used = torch.stack([masks[user].any(dim=0) for user in users]).any(dim=0)
+        columns[users[0]] = torch.nonzero(~used).squeeze(1)
+    return list(zip(rows, columns))
+
+
+def repair_bounds(masks: Sequence[torch.Tensor], producers: Sequence[int | None]) -> list[int]:
+    """The most weights ``connect_isolated_units`` can add to each layer of these (static) masks."""
+    return [max(len(rows), len(columns)) for rows, columns in _unconnected_units(masks, producers)]
+
+
+def connect_isolated_units(
+    masks: Sequence[torch.Tensor], producers: Sequence[int | None], generator: torch.Generator
+) -> tuple[list[torch.Tensor], list[int]]:
+    """TAR's connectivity repair: give every unit left without an input or an output one connection.
+
+    In each layer, the output units with no kept input and the hidden units with no kept output
+    (``_unconnected_units``) are paired at random, one new weight per pair; an unpaired row gets a
+    random column, an unpaired column a random row. So each layer gets ``max(rows, columns)`` new
+    weights, every one a pruned position, and afterwards every unit lies on a path from the
+    network's input to its output (every layer keeps a weight).
+
+    :param masks: the masks after revival, in layer order.
+    :param producers: per layer, the index of the layer whose outputs it reads (``None``: the input).
+    :returns: the repaired masks and, per layer, how many weights the repair added.
+    """
+    repaired_masks, added = [], []
+    for mask, (rows, columns) in zip(masks, _unconnected_units(masks, producers)):
+        out_features, in_features = mask.shape
+        rows = rows[torch.randperm(len(rows), generator=generator)]
+        columns = columns[torch.randperm(len(columns), generator=generator)]
+        paired = min(len(rows), len(columns))
+        spare_rows, spare_columns = rows[paired:], columns[paired:]
+        row_index = torch.cat([rows[:paired], spare_rows,
+                               torch.randint(out_features, (len(spare_columns),), generator=generator)])
+        column_index = torch.cat([columns[:paired], torch.randint(in_features, (len(spare_rows),), generator=generator),
+                                  spare_columns])
+        repaired = mask.clone()
+        repaired[row_index, column_index] = True
+        repaired_masks.append(repaired)
+        added.append(len(row_index))
+    return repaired_masks, added

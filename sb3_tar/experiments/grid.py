@@ -49,7 +49,8 @@ def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | 
     # baseline TAR's connectivity floor repairs, so it trains instead of being refused.
     sparsity = None
     if method in DYNAMIC_METHODS:
-        sparsity = SparsitySettings(point["sparsity"], criterion="erk", allow_empty_layers=True, owner="sweep")
+        sparsity = SparsitySettings(point["sparsity"], criterion="erk", recovery_ratio=0.0, allow_empty_layers=True,
+                                    owner="sweep")
     elif method in STATIC_METHODS:
         recovery_ratio = 0.0 if method == "static" else point["recovery_ratio"]
         if method != "static" and recovery_ratio == 0:

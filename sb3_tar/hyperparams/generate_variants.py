@@ -46,7 +46,7 @@ def variant_entry(entry: dict[str, Any], variant: str, width: int) -> dict[str, 
     if variant == "dense":
         return method_entry(entry, "dense", None, net_arch=net_arch)
     if variant in ("set", "rigl"):
-        return method_entry(entry, variant, SparsitySettings(sparsity, criterion="erk"), net_arch=net_arch,
+        return method_entry(entry, variant, SparsitySettings(sparsity, criterion="erk", recovery_ratio=0.0), net_arch=net_arch,
                             dst=DST_SCHEDULE)
     criterion, _, tar = variant.partition("-")
     settings = SparsitySettings(sparsity, criterion=criterion, recovery_ratio=TAR_RECOVERY_RATIO if tar else 0.0)

@@ -33,10 +33,11 @@ from sb3_tar.engine import (
     prunable_layers,
     prune_and_revive,
 )
-from sb3_tar.engine.plan import isolated_units
-from sb3_tar.engine.revival import topology_budgets
+from sb3_tar.engine.plan import isolated_units, layer_budgets, layer_producers, repairs_connectivity
+from sb3_tar.engine.revival import repair_bounds
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks
 from sb3_tar.sb3.networks import ACTOR, SparseNetwork, find_networks
+from sb3_tar.sb3.normalisation import guard_constant_units
 from sb3_tar.sb3.settings import SparsitySettings
 
 STATE_ATTRIBUTE = "sb3_tar_state"
@@ -108,7 +109,12 @@ class SparseAgent:
         return {network.weight_name(name): network.target.get_parameter(name) for name in self.layer_names(network)}
 
     def enforce(self) -> None:
-        """Attach the masks: zero the masked weights, targets and moments now, and hook every optimizer."""
+        """Attach the masks: zero the masked weights, targets and moments now, and hook every optimizer.
+
+        Normalisation layers (CrossQ's BatchRenorm) are made safe for the constant units a mask can leave.
+        """
+        for network in self.networks:
+            guard_constant_units(network.module)
         by_optimizer: dict[int, tuple[torch.optim.Optimizer, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
         for network in self.networks:
             optimizer, weights, targets = by_optimizer.setdefault(id(network.optimizer), (network.optimizer, {}, {}))
@@ -120,17 +126,21 @@ class SparseAgent:
     def plan(self, network: SparseNetwork) -> RevivalPlan:
         """The network's masks and per-layer topology, as the engine reports them."""
         layers, masks, before = [], {}, {}
-        for name in self.layer_names(network):
+        settings = self.settings.for_role(network.role)
+        names = self.layer_names(network)
+        for name in names:
             masks[name] = self.masks[network.weight_name(name)]
             before[name] = self.masks_before_revival[network.weight_name(name)].to(masks[name].device)
+        budgets = layer_budgets(settings, list(before.values())) if repairs_connectivity(settings) else None
+        for index, name in enumerate(names):
             out_features, in_features = masks[name].shape
+            revived = int(masks[name].sum()) - int(before[name].sum())
             layers.append(LayerTopology(
                 name, in_features, out_features, int(before[name].sum()), connectivity_floor(in_features, out_features),
-                int(masks[name].sum()) - int(before[name].sum()), *isolated_units(before[name]),
-                *isolated_units(masks[name]),
+                revived, *isolated_units(before[name]), *isolated_units(masks[name]),
+                max(0, revived - budgets[index]) if budgets is not None else 0,
             ))
-        return RevivalPlan(masks, before, layers, self.settings.for_role(network.role),
-                           derive_seed(self.seed, network.index))
+        return RevivalPlan(masks, before, layers, settings, derive_seed(self.seed, network.index))
 
     def plans(self) -> dict[str, RevivalPlan]:
         """Network name -> its ``RevivalPlan`` (for ``topology_report``, ``format_topology_table``, ``plot_topology``)."""
@@ -170,7 +180,7 @@ def draw_masks(policy: nn.Module, settings: SparsitySettings, seed: int) -> Spar
         plan = prune_and_revive(
             network.module, sparsity=pruning.sparsity, criterion=pruning.criterion,
             recovery_ratio=pruning.recovery_ratio, allocation=pruning.allocation, budget=pruning.budget,
-            seed=derive_seed(seed, network.index), **options,
+            seed=derive_seed(seed, network.index), producers=network.producers, **options,
         )
         if not settings.allow_empty_layers:
             _refuse_empty_layers(network, plan, settings)
@@ -302,27 +312,34 @@ def check_loaded_masks(
                 raise MaskMismatchError(f"{source}: {name} keeps {kept} weights after revival but {was} before it; "
                                  "revival only adds weights")
         total = sum(mask[name].numel() for name in names)
-        static, revived = settings.for_role(network.role).kept_counts(total)
+        pruning = settings.for_role(network.role)
+        static, revived = pruning.kept_counts(total)
+        # TAR's connectivity repair adds up to one weight per unit the static masks left unconnected.
+        bounds = ([0] * len(names) if not repairs_connectivity(pruning) else
+                  repair_bounds([before[name] for name in names],
+                                layer_producers([name.removeprefix(network.prefix) for name in names], network.producers)))
         if sum(kept_before) != static:
             raise MaskMismatchError(
                 f"{source}: the static masks (masks_before_revival) of the {network.name} network keep "
                 f"{sum(kept_before)} weights, but its settings ({_describe(settings, network.role)}) keep {static} "
                 "before revival"
             )
-        if masks_moved is False and settings.allocation == "topology":
-            floors = [connectivity_floor(mask[name].shape[1], mask[name].shape[0]) for name in names]
-            budgets = topology_budgets(kept_before, [mask[name].numel() for name in names], floors, revived)
-            for name, kept, was, budget in zip(names, kept_after, kept_before, budgets):
-                if kept != was + budget:
+        if masks_moved is False and pruning.allocation == "topology":
+            budgets = layer_budgets(pruning, [before[name] for name in names])
+            for name, kept, was, budget, bound in zip(names, kept_after, kept_before, budgets, bounds):
+                if not was + budget <= kept <= was + budget + bound:
+                    repair = f" (and its connectivity repair at most {bound})" if bound else ""
                     raise MaskMismatchError(
                         f"{source}: {name} keeps {kept} weights, but its static mask keeps {was} and TAR revives "
-                        f"{budget} there ({_describe(settings, network.role)})"
+                        f"{budget} there{repair} ({_describe(settings, network.role)})"
                     )
-        if sum(kept_after) != static + revived:
+        if not static + revived <= sum(kept_after) <= static + revived + sum(bounds):
             layers = ", ".join(f"{name}: {kept}" for name, kept in zip(names, kept_after))
+            repair = f", plus at most {sum(bounds)} by its connectivity repair" if sum(bounds) else ""
             raise MaskMismatchError(
                 f"{source}: the {network.name} network keeps {sum(kept_after)} weights ({layers}), but its settings "
-                f"({_describe(settings, network.role)}) keep {static + revived} ({static} static + {revived} revived)"
+                f"({_describe(settings, network.role)}) keep {static + revived} ({static} static + {revived} revived"
+                f"{repair})"
             )
 
 

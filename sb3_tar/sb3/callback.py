@@ -93,7 +93,8 @@ class TARCallback(SparsityLogCallback):
     :param actor_sparsity: the actor's sparsity (overrides ``sparsity``).
     :param critic_sparsity: each Q-network's sparsity (overrides ``sparsity``).
     :param criterion: ``magnitude`` (default), ``random``, ``erk``, ``synflow`` or a registered name.
-    :param recovery_ratio: revival budget as a fraction of each network's weights (default 0).
+    :param recovery_ratio: revival budget as a fraction of each network's weights (default 0.01: TAR;
+        0 is static pruning).
     :param allocation: ``topology`` (TAR, default) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (default) or ``extra``.
     :param allow_empty_layers: train even if a layer keeps no weight after revival (default: refuse).
@@ -111,7 +112,7 @@ class TARCallback(SparsityLogCallback):
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         criterion: str = "magnitude",
-        recovery_ratio: float = 0.0,
+        recovery_ratio: float | None = None,
         allocation: str = "topology",
         budget: str = "reserve",
         allow_empty_layers: bool = False,

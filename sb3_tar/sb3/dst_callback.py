@@ -128,7 +128,7 @@ class DSTCallback(BaseCallback):
             self.masks_callback = SparsityLogCallback(verbose)
         else:
             self.masks_callback = TARCallback(sparsity, actor_sparsity=actor_sparsity, critic_sparsity=critic_sparsity,
-                                              criterion=initial, seed=seed, verbose=verbose)
+                                              criterion=initial, recovery_ratio=0.0, seed=seed, verbose=verbose)
         self.seed = seed
         self.method = method
         self.update_interval = update_interval

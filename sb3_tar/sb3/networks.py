@@ -23,7 +23,7 @@ prunable layers are the ``nn.Linear`` layers of its MLP; the features extractor 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +51,9 @@ class SparseNetwork:
         without a target): a layer's copy in the target is ``target_prefix + "<layer>.weight"``.
     :param forward: ``forward(module, inputs) -> outputs`` for criteria that run the network
         (SynFlow), where ``module(inputs)`` is not the network's function.
+    :param producers: layer name (inside ``module``) -> the layer whose outputs it reads (``None``:
+        the network's input), where the layers are not a plain chain (SAC's actor heads); ``None``:
+        each layer reads the one before it. TAR's connectivity repair reads it.
     """
 
     name: str
@@ -62,6 +65,7 @@ class SparseNetwork:
     target: nn.Module | None = None
     target_prefix: str = ""
     forward: Callable[[nn.Module, torch.Tensor], object] | None = None
+    producers: Mapping[str, str | None] | None = None
 
     def weight_name(self, layer: str) -> str:
         """The policy-qualified name of layer ``layer`` (``"latent_pi.0.weight"`` -> ``"actor.latent_pi.0.weight"``)."""
@@ -93,12 +97,29 @@ def _actor_network(policy: nn.Module, names: dict[int, str]) -> SparseNetwork:
         heads = {"latent_pi": actor.latent_pi, "mu": actor.mu}
         if isinstance(actor.log_std, nn.Module):  # with gSDE log_std is a parameter, not a layer
             heads["log_std"] = actor.log_std
-        return SparseNetwork(ACTOR, ACTOR, 0, nn.ModuleDict(heads), names[id(actor)] + ".", actor.optimizer,
-                             forward=stochastic_actor_forward)
+        view = nn.ModuleDict(heads)
+        return SparseNetwork(ACTOR, ACTOR, 0, view, names[id(actor)] + ".", actor.optimizer,
+                             forward=stochastic_actor_forward, producers=_stochastic_actor_producers(view))
     # A deterministic actor (TD3, DDPG): the whole MLP is ``mu``.
     target = actor_target.mu if actor_target is not None else None
     return SparseNetwork(ACTOR, ACTOR, 0, actor.mu, names[id(actor.mu)] + ".", actor.optimizer, target=target,
                          target_prefix=names[id(target)] + "." if target is not None else "")
+
+
+def _stochastic_actor_producers(view: nn.ModuleDict) -> dict[str, str | None]:
+    """``latent_pi`` is a chain; every head (``mu`` is ``Linear`` + ``Hardtanh`` with gSDE) reads its last
+    layer, or the features if it has none."""
+    def linear_layers(part: str) -> list[str]:
+        return [f"{part}.{name}.weight" if name else f"{part}.weight" for name, module in view[part].named_modules()
+                if isinstance(module, nn.Linear)]
+
+    trunk = linear_layers("latent_pi")
+    producers: dict[str, str | None] = dict(zip(trunk, [None, *trunk[:-1]]))
+    for head in view:
+        if head != "latent_pi":
+            layers = linear_layers(head)
+            producers.update(zip(layers, [trunk[-1] if trunk else None, *layers[:-1]]))
+    return producers
 
 
 def sequential_forward(view: nn.Module, inputs: torch.Tensor) -> torch.Tensor:

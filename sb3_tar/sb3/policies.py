@@ -157,7 +157,9 @@ class TarPolicy:
     :param actor_sparsity: the actor's sparsity (overrides ``sparsity``).
     :param critic_sparsity: each Q-network's sparsity (overrides ``sparsity``).
     :param criterion: ``magnitude`` (default), ``random``, ``erk``, ``synflow`` or a registered name.
-    :param recovery_ratio: revival budget as a fraction of each network's weights (default 0).
+    :param recovery_ratio: revival budget as a fraction of each network's weights (default 0.01: TAR,
+        with its connectivity repair, so no network is left disconnected at any size; 0 is static
+        pruning, which refuses a network it disconnects unless ``allow_empty_layers``).
     :param allocation: ``topology`` (TAR, default) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (default: end exactly at the sparsity) or ``extra``.
     :param allow_empty_layers: train even if a layer keeps no weight after revival (default: refuse).

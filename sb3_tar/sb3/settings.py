@@ -19,6 +19,8 @@ from sb3_tar.sb3.networks import ACTOR, CRITIC
 
 SETTING_NAMES = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "allocation", "budget",
                  "allow_empty_layers")
+# What "Tar" means when only a sparsity is given: TAR at the tuned files' ratio (0 is static pruning, said explicitly).
+DEFAULT_RECOVERY_RATIO = 0.01
 # Criterion options that differ per network; sb3-tar sets them itself for each network it prunes.
 PER_NETWORK_OPTIONS = ("forward", "input_width")
 
@@ -39,7 +41,8 @@ class SparsitySettings:
     :param actor_sparsity: the actor's sparsity, overriding ``sparsity``.
     :param critic_sparsity: each Q-network's sparsity, overriding ``sparsity``.
     :param criterion: static pruning criterion (``magnitude``, ``random``, ``erk``, ``synflow``, ...).
-    :param recovery_ratio: revival budget as a fraction of each network's prunable weights.
+    :param recovery_ratio: revival budget as a fraction of each network's prunable weights (default
+        0.01, the tuned files' value: TAR; 0 is static pruning).
     :param allocation: ``topology`` (TAR) or ``uniform`` (Uniform Revival).
     :param budget: ``reserve`` (end exactly at the sparsity) or ``extra`` (revive on top).
     :param criterion_options: the criterion's options, e.g. ``scope`` or ``iterations``.
@@ -58,7 +61,7 @@ class SparsitySettings:
     actor_sparsity: float | None = None
     critic_sparsity: float | None = None
     criterion: str = "magnitude"
-    recovery_ratio: float = 0.0
+    recovery_ratio: float | None = None
     allocation: str = "topology"
     budget: str = "reserve"
     criterion_options: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +70,9 @@ class SparsitySettings:
     other_arguments: tuple[str, Sequence[str]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_recovery_ratio_given", self.recovery_ratio is not None)
+        if self.recovery_ratio is None:
+            object.__setattr__(self, "recovery_ratio", DEFAULT_RECOVERY_RATIO)
         for name in ("sparsity", "actor_sparsity", "critic_sparsity", "recovery_ratio"):
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         object.__setattr__(self, "criterion_options",
@@ -131,7 +137,11 @@ class SparsitySettings:
                                    dict(self.criterion_options))
         except ValueError as error:
             # The engine names its argument "sparsity"; name the setting the user wrote instead.
-            raise ValueError(str(error).replace(f"sparsity={value!r}", f"{setting}={value!r}", 1)) from None
+            message = str(error).replace(f"sparsity={value!r}", f"{setting}={value!r}", 1)
+            if not self._recovery_ratio_given and "recovery_ratio=" in message:
+                message += (f" (recovery_ratio={DEFAULT_RECOVERY_RATIO} is the default, TAR: set recovery_ratio=0 for "
+                            "static pruning, a smaller ratio, or budget='extra')")
+            raise ValueError(message) from None
 
     def as_kwargs(self) -> dict[str, Any]:
         """The settings as keyword arguments (what a user writes in ``policy_kwargs``)."""
