@@ -5,6 +5,9 @@ Each test body runs for every algorithm where it is about the algorithm (SAC, TD
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import pytest
 import torch
@@ -195,3 +198,40 @@ def test_a_masked_weight_changed_outside_training_is_caught_at_the_next_log_inte
 def test_the_log_callback_needs_an_sb3_tar_model():
     with pytest.raises(ValueError, match="no sb3-tar masks"):
         make_model(SAC, "MlpPolicy").learn(10, callback=SparsityLogCallback())
+
+
+@pytest.mark.parametrize("algo", [SAC, TD3])
+def test_a_tar_callback_model_keeps_its_masks_when_loaded_and_trained_without_the_callback(algo, tmp_path):
+    model = make_model(algo, "MlpPolicy")
+    model.learn(100, callback=TARCallback(0.8))
+    model.save(tmp_path / "model.zip")
+    # A fresh program that never imports sb3_tar: loading the file imports it, learn attaches the masks.
+    code = f"""
+import sys
+import subprocess
+import sys
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import {algo.__name__} as Algo
+model = Algo.load({str(tmp_path / "model.zip")!r}, env=gym.make({ENV_ID!r}), device="cpu")
+assert "sb3_tar" in sys.modules
+masks = model.sb3_tar_state["masks"]
+model.learn(300)
+weights = dict(model.policy.named_parameters())
+assert all(torch.all(weights[name].detach()[~mask] == 0) for name, mask in masks.items())
+print("kept", sum(int(mask.sum()) for mask in masks.values()))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("kept ")
+
+
+def test_stored_masks_that_do_not_fit_the_weights_are_refused_when_training_starts():
+    model = make_model(SAC, "MlpPolicy")
+    model.learn(60, callback=TARCallback(0.8))
+    name, mask = next(iter(model.sb3_tar_state["masks"].items()))
+    with torch.no_grad():
+        model.policy.get_parameter(name)[~mask.to(model.device)] = 1.0  # e.g. dense weights loaded by hand
+    with pytest.raises(sb3_tar.MaskMismatchError, match=r"the masks stored on the model \(sb3_tar_state\)"):
+        model.learn(10)

@@ -14,7 +14,16 @@ import gymnasium as gym
 import pytest
 import torch
 from sb3_contrib import CrossQ
-from sb3_support import ALL_ALGOS, ENV_ID, StepChecker, assert_masks_hold, assert_sparsity, make_model
+from sb3_support import (
+    ALL_ALGOS,
+    ENV_ID,
+    NEW_ALGOS,
+    StepChecker,
+    assert_masks_hold,
+    assert_sparsity,
+    make_any_model,
+    make_model,
+)
 from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 
 import sb3_tar
@@ -253,7 +262,7 @@ def test_resuming_the_callback_checks_the_masks_stored_on_the_model(algo, tmp_pa
     name = next(iter(loaded.sb3_tar_state["masks"]))
     mask, weight = loaded.sb3_tar_state["masks"][name], loaded.policy.get_parameter(name)
     mask[tuple(int(i) for i in (mask & (weight.detach() != 0)).nonzero()[0])] = False
-    with pytest.raises(ValueError, match=rf"TARCallback: the stored masks \(sb3_tar_state\): 1 weight of "
+    with pytest.raises(ValueError, match=rf"the masks stored on the model \(sb3_tar_state\): 1 weight of "
                                          rf"{re.escape(name)} is non-zero"):
         loaded.learn(60, callback=TARCallback(0.8, recovery_ratio=0.02), reset_num_timesteps=False)
     assert loaded.policy.get_parameter(name).count_nonzero() == weight.count_nonzero()  # nothing was zeroed
@@ -267,3 +276,27 @@ def test_a_callback_model_whose_masks_moved_by_dynamic_sparse_training_resumes(t
     loaded.learn(60, callback=DSTCallback("set", sparsity=0.8, update_interval=10, total_gradient_steps=100),
                  reset_num_timesteps=False)
     assert_masks_hold(sb3_tar.sparse_agent(loaded))
+
+
+# A part of each policy that holds masked weights (and, where there is one, its target copy).
+SUB_MODULES = {"SAC": ["actor", "critic", "critic_target.qf0"], "TD3": ["actor.mu", "actor_target", "critic"],
+               "DDPG": ["actor", "critic_target"], "TQC": ["actor.latent_pi", "critic"], "CrossQ": ["actor", "critic"],
+               "PPO": ["mlp_extractor", "action_net"], "A2C": ["mlp_extractor.value_net"], "DQN": ["q_net", "q_net_target"],
+               "QRDQN": ["quantile_net"]}
+
+
+@pytest.mark.parametrize("algo", [*ALL_ALGOS, *NEW_ALGOS], ids=lambda algo: algo.__name__)
+def test_a_load_into_a_part_of_the_policy_checks_the_masks_as_the_policy_does(algo):
+    model = make_any_model(algo, sparsity=0.8)
+    agent = sb3_tar.sparse_agent(model)
+    for path in SUB_MODULES[algo.__name__]:
+        module = model.policy.get_submodule(path)
+        saved = {key: value.clone() for key, value in module.state_dict().items()}
+        with pytest.raises(sb3_tar.MaskMismatchError, match=rf"loading a Tar\w+: .* non-zero where the mask of "):
+            module.load_state_dict({key: torch.rand_like(value) if value.is_floating_point() else value
+                                    for key, value in saved.items()})
+        assert all(torch.equal(module.state_dict()[key], value) for key, value in saved.items())  # nothing copied
+        module.load_state_dict(saved)  # its own weights load, and the masks still hold
+    assert_masks_hold(agent)
+    model.learn(100)
+    assert_masks_hold(sb3_tar.sparse_agent(model))

@@ -4,7 +4,9 @@ One module per job: ``networks`` (which networks of a policy are pruned), ``sett
 sparsity settings), ``agent`` (drawing and storing the masks), ``masking`` (the one mechanism that
 keeps them through training), ``policies`` (``TarMlpPolicy``, ``TarMultiInputPolicy``, ``TarMlpLstmPolicy``),
 ``callback`` (``TARCallback``, ``SparsityLogCallback``), ``dst_callback`` (``DSTCallback``: SET and RigL) and
-``logging`` (what goes to SB3's logger). Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC,
+``logging`` (what goes to SB3's logger), ``load_guard`` (loads into a part of a sparse policy are checked),
+``stored_masks`` (a ``TARCallback`` model keeps its masks when trained without it) and ``normalisation``
+(BatchRenorm safe for constant units). Importing it registers ``"TarMlpPolicy"`` for SAC, TD3, DDPG, TQC,
 CrossQ, PPO, A2C, DQN, QR-DQN and MaskablePPO, ``"TarMultiInputPolicy"`` for each of them that has a
 ``MultiInputPolicy`` (all but CrossQ), and ``"TarMlpLstmPolicy"`` and ``"TarMultiInputLstmPolicy"`` for RecurrentPPO.
 """
@@ -39,8 +41,10 @@ from sb3_tar.sb3.policies import (
     register_policies,
 )
 from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.sb3.stored_masks import install as install_stored_mask_attachment
 
 register_policies()
+install_stored_mask_attachment()
 
 __all__ = [
     "DSTCallback",

@@ -15,8 +15,6 @@ from sb3_tar.engine.settings import plain_number
 from sb3_tar.sb3.agent import (
     STATE_ATTRIBUTE,
     SparseAgent,
-    agent_from_state,
-    check_agent,
     draw_masks,
     mask_seed_for,
     sparse_agent,
@@ -24,9 +22,8 @@ from sb3_tar.sb3.agent import (
 from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
 from sb3_tar.sb3.policies import TarPolicy
 from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.sb3.stored_masks import DST_STATE_ATTRIBUTE, StoredMasks, attach_stored_masks
 
-# Where DSTCallback (sb3_tar.sb3.dst_callback) keeps its schedule on the model; TARCallback reads it on resume.
-DST_STATE_ATTRIBUTE = "sb3_tar_dst_state"
 
 
 class SparsityLogCallback(BaseCallback):
@@ -139,7 +136,7 @@ class TARCallback(SparsityLogCallback):
         if state is None:
             seed = self.seed if self.seed is not None else mask_seed_for(self.model.seed)
             agent = draw_masks(policy, self.settings, seed)
-            setattr(self.model, STATE_ATTRIBUTE, agent.state())
+            setattr(self.model, STATE_ATTRIBUTE, StoredMasks(agent.state()))
         else:
             stored = SparsitySettings.from_kwargs(dict(state["settings"]), owner="TARCallback")
             if stored != self.settings:
@@ -147,10 +144,6 @@ class TARCallback(SparsityLogCallback):
                     f"TARCallback: this model was sparsified with {stored.as_kwargs()}, not with "
                     f"{self.settings.as_kwargs()}; resume it with the settings it was trained with"
                 )
-            agent = agent_from_state(policy, state, policy.device)
-            # Dynamic sparse training (DSTCallback) moves the masks within their layers and leaves its
-            # schedule on the model; without it the masks must be the ones drawn.
-            masks_moved = getattr(self.model, DST_STATE_ATTRIBUTE, None) is not None
-            check_agent(agent, masks_moved=masks_moved, source=f"TARCallback: the stored masks ({STATE_ATTRIBUTE})")
+            return attach_stored_masks(self.model)
         agent.enforce()
         return agent

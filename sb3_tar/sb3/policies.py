@@ -63,6 +63,7 @@ from sb3_tar.sb3.agent import (
     mask_seed_for,
     placeholder_agent,
 )
+from sb3_tar.sb3.load_guard import guard_sub_module_loads
 from sb3_tar.sb3.masking import WeightMasks
 from sb3_tar.sb3.settings import SparsitySettings
 
@@ -204,6 +205,11 @@ class TarPolicy:
         if not self._masks_pending:
             # Hook the optimizer the policy keeps: RecurrentActorCriticPolicy replaces _build's after it.
             self.sparse_agent().enforce()
+        networks = find_networks(self)
+        guarded = [name for network in networks for layer in prunable_layers(network.module)
+                   for name in ([network.weight_name(layer.name)]
+                                + ([network.target_weight_name(layer.name)] if network.target is not None else []))]
+        guard_sub_module_loads(self, guarded, self._check_state_dict, lambda: self.sparse_agent().enforce())
 
     @classmethod
     def _dense_policy_class(cls) -> type[BasePolicy]:
