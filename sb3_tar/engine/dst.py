@@ -259,7 +259,7 @@ def dst_update(
         grown = top_k_mask(grow_scores.masked_fill(kept, -math.inf), count)
         new_masks[name] = (kept | grown).reshape(mask.shape)
         kept_masks[name] = kept.reshape(mask.shape)
-        reactivated = int(grown[active_positions].sum())
+        reactivated = int(grown[active_positions].count_nonzero())
         records.append(DSTLayerUpdate(name, mask.numel(), active, count, count, reactivated))
     previous = {name: mask.clone() for name, mask in masks.items()}
     return DSTUpdate(new_masks, previous, kept_masks, records, method, drop_fraction)

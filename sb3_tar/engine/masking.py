@@ -49,6 +49,7 @@ def masked_tensors(
                          f"{len(masks)} masks, {len(targets)} targets")
     tensors: list[torch.Tensor] = []
     multipliers: list[torch.Tensor] = []
+    converted: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}  # a weight, its moments, its target
     for index, (weight, mask) in enumerate(zip(weights, masks)):
         if tuple(mask.shape) != tuple(weight.shape):
             raise ValueError(f"mask {index} of shape {tuple(mask.shape)} does not fit weight {index} of shape "
@@ -57,8 +58,11 @@ def masked_tensors(
         if targets and targets[index] is not None:
             copies.append(targets[index])
         for tensor in copies:
+            key = (index, tensor.dtype, tensor.device)
+            if key not in converted:
+                converted[key] = mask.to(device=tensor.device, dtype=tensor.dtype)
             tensors.append(tensor)
-            multipliers.append(mask.to(device=tensor.device, dtype=tensor.dtype))
+            multipliers.append(converted[key])
     return tensors, multipliers
 
 

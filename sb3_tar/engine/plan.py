@@ -127,7 +127,7 @@ class RevivalPlan:
 
 def isolated_units(mask: torch.Tensor) -> tuple[int, int]:
     """Input units with no kept edge (all-zero columns) and output units with none (all-zero rows)."""
-    return int((~mask.any(dim=0)).sum()), int((~mask.any(dim=1)).sum())
+    return int((~mask.any(dim=0)).count_nonzero()), int((~mask.any(dim=1)).count_nonzero())
 
 
 def layer_producers(names: list[str], producers: Mapping[str, str | None] | None) -> list[int | None]:
@@ -199,7 +199,7 @@ def prune_and_revive(
     kept, revival_budget = settings.kept_counts(total)
     target = PruningTarget(network, layers, kept, generator_for(seed, CRITERION_STREAM))
     static_masks = get_criterion(criterion)(target, **criterion_options)
-    if sum(int(mask.sum()) for mask in static_masks) != kept:
+    if sum(int(mask.count_nonzero()) for mask in static_masks) != kept:
         raise RuntimeError(f"criterion {criterion!r} returned masks that do not keep exactly {kept} weights")
 
     revival_generator = generator_for(seed, REVIVAL_STREAM)
@@ -215,8 +215,8 @@ def prune_and_revive(
 
     records = [
         LayerTopology(
-            layer.name, layer.in_features, layer.out_features, int(before.sum()), floor,
-            int(after.sum()) - int(before.sum()), *isolated_units(before), *isolated_units(after), added,
+            layer.name, layer.in_features, layer.out_features, int(before.count_nonzero()), floor,
+            int(after.count_nonzero()) - int(before.count_nonzero()), *isolated_units(before), *isolated_units(after), added,
         )
         for layer, floor, before, after, added in zip(layers, floors, static_masks, final_masks, repaired)
     ]
@@ -237,7 +237,7 @@ def layer_budgets(settings: PruningSettings, static_masks: list[torch.Tensor]) -
     sizes = [mask.numel() for mask in static_masks]
     _, revival_budget = settings.kept_counts(sum(sizes))
     floors = [connectivity_floor(mask.shape[1], mask.shape[0]) for mask in static_masks]
-    return topology_budgets([int(mask.sum()) for mask in static_masks], sizes, floors, revival_budget)
+    return topology_budgets([int(mask.count_nonzero()) for mask in static_masks], sizes, floors, revival_budget)
 
 
 def repairs_connectivity(settings: PruningSettings) -> bool:

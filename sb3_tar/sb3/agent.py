@@ -134,9 +134,9 @@ class SparseAgent:
         budgets = layer_budgets(settings, list(before.values())) if repairs_connectivity(settings) else None
         for index, name in enumerate(names):
             out_features, in_features = masks[name].shape
-            revived = int(masks[name].sum()) - int(before[name].sum())
+            revived = int(masks[name].count_nonzero()) - int(before[name].count_nonzero())
             layers.append(LayerTopology(
-                name, in_features, out_features, int(before[name].sum()), connectivity_floor(in_features, out_features),
+                name, in_features, out_features, int(before[name].count_nonzero()), connectivity_floor(in_features, out_features),
                 revived, *isolated_units(before[name]), *isolated_units(masks[name]),
                 max(0, revived - budgets[index]) if budgets is not None else 0,
             ))
@@ -299,14 +299,14 @@ def check_loaded_masks(
                     )
         if masks_moved is False:
             for name in names:
-                lost = int((before[name] & ~mask[name]).sum())
+                lost = int((before[name] & ~mask[name]).count_nonzero())
                 if lost:
                     raise MaskMismatchError(
                         f"{source}: {_weights(lost)} of {name} kept in its static mask (masks_before_revival) "
                         f"{'is' if lost == 1 else 'are'} pruned in its mask; revival only adds weights to the static mask"
                     )
-        kept_before = [int(before[name].sum()) for name in names]
-        kept_after = [int(mask[name].sum()) for name in names]
+        kept_before = [int(before[name].count_nonzero()) for name in names]
+        kept_after = [int(mask[name].count_nonzero()) for name in names]
         for name, kept, was in zip(names, kept_after, kept_before):
             if kept < was:
                 raise MaskMismatchError(f"{source}: {name} keeps {kept} weights after revival but {was} before it; "

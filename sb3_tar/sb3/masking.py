@@ -70,7 +70,7 @@ class WeightMasks(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __repr__(self) -> str:
-        kept = sum(int(mask.sum()) for _, mask in self.items())
+        kept = sum(int(mask.count_nonzero()) for _, mask in self.items())
         total = sum(mask.numel() for _, mask in self.items())
         return f"{type(self).__name__}({len(self)} masks, {kept}/{total} weights kept)"
 
