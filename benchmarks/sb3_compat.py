@@ -1,0 +1,179 @@
+"""SB3's and sb3-contrib's own tests, run as a user switching one word would: ``"MlpPolicy"`` -> ``"TarMlpPolicy"``.
+
+Run (from the repository root; about an hour on 2 cores):
+
+    python -m benchmarks.sb3_compat [--workers 2] [--only sb3|contrib]
+
+For each host library the script downloads its source distribution (the installed version, from
+PyPI), copies its ``tests/`` folder twice and runs the selected test files in both copies with the
+installed packages:
+
+- ``baseline``: the tests as shipped;
+- ``swap``: every policy string (``"MlpPolicy"``, ``"MultiInputPolicy"``, ``"MlpLstmPolicy"``,
+  ``"MultiInputLstmPolicy"``) replaced by sb3-tar's (``"TarMlpPolicy"``, ...), and a pytest plugin
+  (``benchmarks/sb3_compat_plugin.py``) that gives every sparse policy built without a sparsity
+  ``sparsity=0.8`` and nothing else (the README's "one word changed" promise) and counts them.
+
+Every test that passes in the baseline and fails with the swap must be one of ``BY_DESIGN``,
+each with its reason; anything else is a compatibility defect. The record goes to
+``benchmarks/results/sb3_compat.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.environment import describe_environment, environment_markdown
+
+RESULTS = Path(__file__).parent / "results"
+PLUGIN = Path(__file__).parent / "sb3_compat_plugin.py"
+HOSTS = {
+    "sb3": ("stable-baselines3", "stable_baselines3",
+            ["test_run.py", "test_callbacks.py", "test_save_load.py", "test_predict.py", "test_dict_env.py",
+             "test_her.py", "test_deterministic.py", "test_train_eval_mode.py", "test_sde.py", "test_spaces.py",
+             "test_custom_policy.py", "test_gae.py", "test_n_step_replay.py"]),
+    "contrib": ("sb3-contrib", "sb3_contrib",
+                ["test_run.py", "test_save_load.py", "test_dict_env.py", "test_lstm.py", "test_invalid_actions.py",
+                 "test_train_eval_mode.py", "test_deterministic.py"]),
+}
+SWAPS = {"MlpPolicy": "TarMlpPolicy", "MultiInputPolicy": "TarMultiInputPolicy", "MlpLstmPolicy": "TarMlpLstmPolicy",
+         "MultiInputLstmPolicy": "TarMultiInputLstmPolicy"}
+# Tests that by design cannot pass with a sparse policy, by test-id prefix, and why.
+BY_DESIGN = {
+    "test_save_load.py::test_save_load[": "fills every state-dict entry (masks included) with random values and "
+                                          "loads it: a sparse policy refuses weights that do not fit its masks",
+    "test_save_load.py::test_save_load_policy[": "as test_save_load: random values in every entry, masks included",
+    "test_her.py::test_save_load[": "as test_save_load: random values in every entry, masks included",
+    "test_run.py::test_ppo_warnings": "expects a warning keyed to the class name ActorCriticPolicy",
+    "test_her.py::test_performance_her": "a learning threshold tuned for a dense network",
+    "test_run.py::test_infinite_horizon": "a learning threshold tuned for a dense network",
+    "test_invalid_actions.py::test_identity": "a learning threshold tuned for a dense network",
+}
+
+
+def swap_policies(text: str) -> str:
+    """Every quoted policy string replaced by its sparse alias (class names and other words untouched)."""
+    pattern = re.compile(r"""(["'])(%s)\1""" % "|".join(sorted(SWAPS, key=len, reverse=True)))
+    return pattern.sub(lambda match: f"{match[1]}{SWAPS[match[2]]}{match[1]}", text)
+
+
+def host_tests(package: str, folder: Path) -> Path:
+    """The ``tests/`` folder of the installed version's source distribution, downloaded into ``folder``."""
+    version = metadata.version(package)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                    f"{package}=={version}", "-d", str(folder)], check=True)
+    (archive,) = folder.glob("*.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    (tests,) = folder.glob("*/tests")
+    return tests
+
+
+def run_suite(tests: Path, files: list[str], workers: int, swap: bool) -> dict[str, object]:
+    """Run ``files`` of a copy of ``tests`` and return the outcome of every test id."""
+    work = Path(tempfile.mkdtemp(prefix="sb3-compat-"))
+    copy = work / "tests"
+    shutil.copytree(tests, copy)
+    if swap:
+        for path in copy.glob("*.py"):
+            path.write_text(swap_policies(path.read_text()))
+        shutil.copy(PLUGIN, work / "sb3_compat_plugin.py")
+    report, count_file = work / "junit.xml", work / "sparse_models.txt"
+    command = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+               "-n", str(workers), "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
+    if swap:
+        command += ["-p", "sb3_compat_plugin"]
+    environment = {"PYTHONPATH": str(work), "SB3_COMPAT_COUNT_FILE": str(count_file), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, cwd=copy, capture_output=True, text=True,
+                               env={**__import__("os").environ, **environment})
+    outcomes = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        test_id = f"{case.get('classname', '').rsplit('.', 1)[-1]}.py::{case.get('name')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                message = (child.get("message") or "").splitlines()[0][:300] if child.get("message") else ""
+                outcomes.setdefault("_messages", {})[test_id] = message  # type: ignore[index]
+            elif child.tag == "skipped":
+                outcome = "skipped"
+        outcomes[test_id] = outcome
+    built = sum(int(line) for line in count_file.read_text().split()) if count_file.exists() else 0
+    shutil.rmtree(work, ignore_errors=True)
+    return {"outcomes": outcomes, "sparse_models_built": built, "exit_code": completed.returncode,
+            "tail": completed.stdout[-400:]}
+
+
+def by_design_reason(test_id: str) -> str | None:
+    return next((reason for prefix, reason in BY_DESIGN.items() if test_id.startswith(prefix)), None)
+
+
+def summarise(name: str, baseline: dict, swapped: dict) -> dict[str, object]:
+    base, swap = baseline["outcomes"], swapped["outcomes"]
+    messages = swap.get("_messages", {})
+    counts = {label: {state: sum(1 for key, value in run.items() if key != "_messages" and value == state)
+                      for state in ("passed", "failed", "skipped")} for label, run in (("baseline", base), ("swap", swap))}
+    broken = sorted(test for test, state in swap.items()
+                    if test != "_messages" and state == "failed" and base.get(test) == "passed")
+    return {
+        "host": name, "counts": counts, "sparse_models_built": swapped["sparse_models_built"],
+        "failed_by_design": {test: by_design_reason(test) for test in broken if by_design_reason(test)},
+        "failed_otherwise": {test: messages.get(test, "") for test in broken if not by_design_reason(test)},
+    }
+
+
+def markdown(records: list[dict], environment: dict) -> str:
+    lines = ["# SB3's and sb3-contrib's own tests with the sparse policies", "",
+             "`python -m benchmarks.sb3_compat`: each host's own test files, as shipped (baseline) and with every "
+             "policy string swapped for sb3-tar's and only `sparsity=0.8` given (swap).", "",
+             "| host | baseline passed / failed / skipped | swap passed / failed / skipped | sparse models built "
+             "| failed by design | failed otherwise |", "|---|---|---|---:|---:|---:|"]
+    for record in records:
+        base, swap = record["counts"]["baseline"], record["counts"]["swap"]
+        lines.append(f"| {record['host']} | {base['passed']} / {base['failed']} / {base['skipped']} | "
+                     f"{swap['passed']} / {swap['failed']} / {swap['skipped']} | {record['sparse_models_built']} | "
+                     f"{len(record['failed_by_design'])} | {len(record['failed_otherwise'])} |")
+    for record in records:
+        lines += ["", f"## {record['host']}: failing with the swap by design", ""]
+        lines += [f"- `{test}`: {reason}" for test, reason in record["failed_by_design"].items()] or ["- none"]
+        lines += ["", f"## {record['host']}: failing with the swap otherwise (defects)", ""]
+        lines += [f"- `{test}`: {message}" for test, message in record["failed_otherwise"].items()] or ["- none"]
+    return "\n".join([*lines, "", "## Where it ran", "", environment_markdown(environment), ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=sorted(HOSTS))
+    args = parser.parse_args()
+    records = []
+    for name, (package, _, files) in HOSTS.items():
+        if args.only and name != args.only:
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            tests = host_tests(package, Path(folder))
+            baseline = run_suite(tests, files, args.workers, swap=False)
+            swapped = run_suite(tests, files, args.workers, swap=True)
+        records.append({**summarise(name, baseline, swapped), "package": package,
+                        "version": metadata.version(package), "files": files})
+        print(json.dumps(records[-1]["counts"]), records[-1]["sparse_models_built"], "sparse models")
+    environment = describe_environment()
+    suffix = f"_{args.only}" if args.only else ""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"sb3_compat{suffix}.json").write_text(json.dumps({"hosts": records, "environment": environment},
+                                                                 indent=2) + "\n")
+    (RESULTS / f"sb3_compat{suffix}.md").write_text(markdown(records, environment))
+
+
+if __name__ == "__main__":
+    main()
