@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from sb3_tar import connectivity_floor, coverage_probability, top_k_mask
 from sb3_tar.engine.revival import revive_in_layers, revive_uniformly, topology_budgets
+from sb3_tar.engine.topk import sample_unmasked
 
 
 def test_connectivity_floor_is_the_erdos_renyi_threshold():
@@ -86,3 +87,34 @@ def test_sampled_selection_picks_exactly_the_top_k_with_ties_broken_by_position(
     assert int(mask.sum()) == k
     order = torch.sort(-scores, stable=True).indices  # descending, earlier position first on ties
     assert torch.equal(torch.nonzero(mask).squeeze(1), torch.sort(order[:k]).values)
+
+
+@pytest.mark.parametrize("size", [1_000, 1_000_000])  # below and above the rejection sampler's threshold
+def test_sampling_unmasked_positions_draws_exactly_count_distinct_free_positions_reproducibly(size):
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.rand(size, generator=generator) < 0.9  # 10 % free, as after pruning at 0.9
+    count = int(0.01 * size)
+    first = sample_unmasked(mask, count, torch.Generator().manual_seed(1))
+    assert len(first) == count == len(torch.unique(first))
+    assert not mask[first].any()
+    assert torch.equal(first, sample_unmasked(mask, count, torch.Generator().manual_seed(1)))
+    assert not torch.equal(first, sample_unmasked(mask, count, torch.Generator().manual_seed(2)))
+
+
+def test_rejection_sampling_is_uniform_over_the_free_positions():
+    mask = torch.zeros(400_000, dtype=torch.bool)
+    mask[::2] = True  # 200,000 free positions: the rejection sampler
+    hits = torch.zeros(400_000)
+    for seed in range(40):
+        hits[sample_unmasked(mask, 20_000, torch.Generator().manual_seed(seed))] += 1
+    free = hits[~mask]
+    assert hits[mask].sum() == 0
+    # 40 draws of 10 % each: every free position is hit 4 times on average; quarters of the range alike.
+    quarters = free.reshape(4, -1).sum(dim=1) / free.sum()
+    assert torch.allclose(quarters, torch.full((4,), 0.25), atol=0.01)
+    assert abs(float(free.mean()) - 4.0) < 1e-6 and 1.8 < float(free.var()) < 4.2  # binomial(40, 0.1): 3.6
+
+
+def test_drawing_more_than_the_free_positions_is_refused():
+    with pytest.raises(ValueError, match="cannot draw 3 positions from 2 unmasked ones"):
+        sample_unmasked(torch.tensor([True, False, False]), 3, torch.Generator().manual_seed(0))

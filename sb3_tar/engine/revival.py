@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from sb3_tar.engine.allocation import split_largest_remainder
-from sb3_tar.engine.topk import sample_without_replacement
+from sb3_tar.engine.topk import sample_unmasked
 
 ALLOCATIONS = ("topology", "uniform")
 
@@ -64,8 +64,7 @@ def revive_in_layers(masks: Sequence[torch.Tensor], budgets: Sequence[int], gene
     revived_masks = []
     for mask, budget in zip(masks, budgets):
         flat = mask.flatten().clone()
-        pruned_positions = torch.nonzero(~flat).squeeze(1)
-        flat[pruned_positions[sample_without_replacement(len(pruned_positions), budget, generator)]] = True
+        flat[sample_unmasked(flat, budget, generator)] = True
         revived_masks.append(flat.reshape(mask.shape))
     return revived_masks
 
@@ -73,8 +72,7 @@ def revive_in_layers(masks: Sequence[torch.Tensor], budgets: Sequence[int], gene
 def revive_uniformly(masks: Sequence[torch.Tensor], budget: int, generator: torch.Generator) -> list[torch.Tensor]:
     """Uniform Revival ablation: ``budget`` positions drawn uniformly over all pruned weights of the network."""
     flat = torch.cat([mask.flatten() for mask in masks])
-    pruned_positions = torch.nonzero(~flat).squeeze(1)
-    flat[pruned_positions[sample_without_replacement(len(pruned_positions), budget, generator)]] = True
+    flat[sample_unmasked(flat, budget, generator)] = True
     return [piece.reshape(mask.shape) for piece, mask in zip(torch.split(flat, [m.numel() for m in masks]), masks)]
 
 

@@ -71,3 +71,40 @@ def sample_without_replacement(population: int, count: int, generator: torch.Gen
     """
     keys = torch.rand(population, generator=generator, dtype=torch.float64)
     return torch.nonzero(top_k_mask(keys, count)).squeeze(1)
+
+
+REJECTION_SAMPLING_MIN = 200_000  # pruned positions from which drawing by rejection beats ranking random keys
+
+
+def _first_distinct(values: torch.Tensor, count: int) -> torch.Tensor:
+    """The first ``count`` distinct entries of ``values``, in the order they first occur."""
+    unique, inverse = torch.unique(values, return_inverse=True)
+    first = torch.full((len(unique),), len(values), dtype=torch.long).scatter_reduce_(
+        0, inverse, torch.arange(len(values)), "amin")
+    return values[first.sort().values[:count]]
+
+
+def sample_unmasked(mask: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """Positions of ``count`` distinct ``False`` entries of a 1-D bool ``mask``, drawn uniformly.
+
+    Few draws from many positions (a revival of 1-2 % of a wide layer) are taken by rejection:
+    uniform positions of the whole mask, the ``True`` ones dropped, the first ``count`` distinct
+    kept, which is a uniform draw without replacement that never lists the pruned positions. Other
+    draws rank random keys over the listed positions (``sample_without_replacement``). Either way
+    the draw depends on the generator alone.
+    """
+    size = mask.numel()
+    free = size - int(mask.count_nonzero())
+    if count > free:
+        raise ValueError(f"cannot draw {count} positions from {free} unmasked ones")
+    if free < REJECTION_SAMPLING_MIN or 4 * count > free:
+        positions = torch.nonzero(~mask).squeeze(1)
+        return positions[sample_without_replacement(len(positions), count, generator)]
+    drawn = torch.empty(0, dtype=torch.long)
+    chosen = drawn
+    while len(chosen) < count:
+        batch = int((count - len(chosen)) * size / free * 1.1) + 64
+        candidates = torch.randint(size, (batch,), generator=generator)
+        drawn = torch.cat([drawn, candidates[~mask[candidates]]])
+        chosen = _first_distinct(drawn, count)
+    return chosen

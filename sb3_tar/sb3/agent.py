@@ -288,7 +288,7 @@ def check_loaded_masks(
             if network.target is not None:
                 copies.append((network.target_weight_name(name.removeprefix(network.prefix)), target_weights[name]))
             for copy_name, weight in copies:
-                nonzero = int(weight.detach()[~mask[name].to(weight.device)].count_nonzero())
+                nonzero = int(((weight.detach() != 0) & ~mask[name].to(weight.device)).count_nonzero())
                 if nonzero:
                     where = "" if copy_name == name else f" (the target network's copy of {name})"
                     where += " is" if nonzero == 1 else " are"
