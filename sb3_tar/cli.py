@@ -164,6 +164,17 @@ def _rollout_steps(algo: str, hyperparams: dict[str, object]) -> int | None:
     return int(train_freq) * n_envs
 
 
+def positive_integer(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--threads 0`` is refused by argparse, naming the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be an integer >= 1")
+    return value
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM and SIGINT both stop a run cleanly (the last checkpoint is kept), even started in the background."""
     def interrupt(*_: object) -> None:
@@ -250,7 +261,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-freq", type=int,
                         help="steps between checkpoints a stopped run resumes from (default: --eval-freq)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small networks)")
+    parser.add_argument("--threads", type=positive_integer, default=1,
+                        help="torch CPU threads (1 is fastest for small networks)")
     parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "
                                          "gives the whole run: a setting above given beside it is refused")
     parser.add_argument("--output", help="folder for the results (default: runs/<run id>)")

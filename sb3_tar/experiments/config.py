@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -105,6 +106,8 @@ def _is_int(value: object) -> bool:
 # algorithm, which checks it when the model is built, still before any environment step).
 def _check_hyperparam(algo: str, key: str, value: Any) -> None:
     setting = f"hyperparam {key}"
+    if isinstance(value, float) and not math.isfinite(value):  # nan or inf: no hyperparameter means either
+        raise ValueError(f"{setting}={value!r} must be a finite number")
     if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay", "n_steps", "n_epochs",
                "target_update_interval"):
         minimum = {"gradient_steps": -1, "batch_size": 2 if algo in ("ppo", "ppo_lstm") else 1}.get(key, 1)

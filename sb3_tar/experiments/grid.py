@@ -109,6 +109,9 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
                 pairs = sorted({(point["algo"], point["env"]) for point in mismatched if point[key] == value})
                 raise ValueError(f"sweep grid: {key}={value!r} has no run: each of its points pairs an algorithm "
                                  f"with an environment whose actions it does not train on ({pairs})")
+    if not configs:
+        raise ValueError("sweep has no run to train: a grid list is empty, or every point is meaningless (tar or "
+                         "uniform with recovery_ratio 0 only)")
     listed_values = {key: list(dict.fromkeys(v for grid in grids for v in _as_list(grid[key]))) for key in GRID_KEYS}
     return sorted(configs.values(), key=_order_key(listed_values, list(sweep.get("order", ["seed"]))))
 

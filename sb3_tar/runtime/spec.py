@@ -58,6 +58,10 @@ class Linear:
         if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
             raise ValueError(f"layer {self.name!r}: bias {tuple(self.bias.shape)} must have "
                              f"{self.weight.shape[0]} entries")
+        for part, tensor in (("weight", self.weight), ("bias", self.bias)):
+            if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"layer {self.name!r}: its {part} holds nan or inf (a diverged model?); an actor "
+                                 "whose weights are not finite computes no action")
         pruned_nonzero = int(self.weight[~self.mask].count_nonzero())
         if pruned_nonzero:
             raise ValueError(f"layer {self.name!r}: {pruned_nonzero} weights are non-zero where the mask prunes "

@@ -288,6 +288,9 @@ def check_loaded_masks(
             if network.target is not None:
                 copies.append((network.target_weight_name(name.removeprefix(network.prefix)), target_weights[name]))
             for copy_name, weight in copies:
+                if not torch.isfinite(weight.sum()) and not torch.isfinite(weight).all():
+                    raise MaskMismatchError(f"{source}: {copy_name} holds nan or inf (a diverged model?); sb3-tar "
+                                            "loads only finite weights")
                 nonzero = int(((weight.detach() != 0) & ~mask[name].to(weight.device)).count_nonzero())
                 if nonzero:
                     where = "" if copy_name == name else f" (the target network's copy of {name})"

@@ -74,7 +74,9 @@ class SparsitySettings:
         if self.recovery_ratio is None:
             object.__setattr__(self, "recovery_ratio", DEFAULT_RECOVERY_RATIO)
         for name in ("sparsity", "actor_sparsity", "critic_sparsity", "recovery_ratio"):
-            object.__setattr__(self, name, plain_number(getattr(self, name)))
+            value = plain_number(getattr(self, name))
+            # -0.0 is 0.0 (one run, one id: "s0", never "s-0")
+            object.__setattr__(self, name, 0.0 if isinstance(value, float) and value == 0 else value)
         object.__setattr__(self, "criterion_options",
                            {name: plain_number(value) for name, value in self.criterion_options.items()})
         known_criterion = isinstance(self.criterion, str) and self.criterion in available_criteria()
