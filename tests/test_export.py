@@ -590,16 +590,42 @@ def test_an_argmax_actor_spec_takes_one_discrete_action_only():
 def test_a_discrete_actor_file_written_before_action_groups_reads_as_one_group(tmp_path):
     import struct
 
-    from sb3_tar.runtime.fileformat import MAGIC
+    from sb3_tar.runtime.fileformat import MAGIC, MAGIC_WITHOUT_TRAILER
 
     path = export_actor(train_discrete(DQN), tmp_path / "actor.sb3tar")
-    data = path.read_bytes()
+    data = path.read_bytes()[:-4]  # files of that time had neither action groups nor the whole-file CRC-32
     (length,) = struct.unpack_from("<I", data, len(MAGIC))
     header = json.loads(data[len(MAGIC) + 4: len(MAGIC) + 4 + length])
     del header["action"]["groups"]
     encoded = json.dumps(header).encode()
-    path.write_bytes(MAGIC + struct.pack("<I", len(encoded)) + encoded + data[len(MAGIC) + 4 + length:])
+    path.write_bytes(MAGIC_WITHOUT_TRAILER + struct.pack("<I", len(encoded)) + encoded + data[len(MAGIC) + 4 + length:])
     assert read_actor(path).action_groups == 1 and load_actor(path)(torch.zeros(4)).shape == (1,)
+
+
+def test_every_single_bit_flip_of_an_exported_actor_is_refused_naming_the_file(tmp_path):
+    import struct
+
+    model = SAC("TarMlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs={"net_arch": [4], "sparsity": 0.5})
+    data = bytearray(export_actor(model, tmp_path / "actor.sb3tar").read_bytes())
+    flipped = tmp_path / "flipped.sb3tar"
+    (length,) = struct.unpack_from("<I", data, 8)
+    # Every bit of the magic, the length and the checksum; every 5th of the header, every 7th of the arrays
+    # (a CRC-32 catches every single-bit error: the sample shows the file's every part is covered).
+    framing = [*range(8 * 12), *range(8 * (len(data) - 4), 8 * len(data)), *range(8 * 12, 8 * (12 + length), 5)]
+    arrays = range(8 * (12 + length), 8 * (len(data) - 4), 7)
+    refused = 0
+    for bit in [*framing, *arrays]:
+        data[bit // 8] ^= 1 << (bit % 8)
+        flipped.write_bytes(data)
+        data[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(ValueError, match=str(flipped).replace("\\", "\\\\")):
+            load_actor(flipped)
+        refused += 1
+    assert refused == len(framing) + len(arrays) > 2000
+    for size in (0, 8, 11, 12, 20, len(data) - 1):  # truncated files, down to empty
+        flipped.write_bytes(data[:size])
+        with pytest.raises(ValueError, match="not an sb3-tar actor file|truncated or corrupt"):
+            load_actor(flipped)
 
 
 def test_multi_discrete_and_recurrent_actors_are_refused_by_name(tmp_path):

@@ -1,11 +1,14 @@
 """The exported actor's file: a small JSON header and the arrays it points to, nothing executable.
 
-Layout: the 8 bytes ``b"SB3TARA\\x00"``, the header's length as a little-endian uint32, the
-header (UTF-8 JSON), then the arrays back to back, little-endian. The header describes the
-observation, every layer (linear layers with their weight encoding, see ``encoding``), the action
-bounds and where the model came from; each array is ``{"offset", "dtype", "shape"}`` into the
-payload, whose length and CRC-32 the header records. Any language can read it; Python needs torch
-only (no pickle, so loading a file runs no code from it).
+Layout: the 8 bytes ``b"SB3TARA\\x01"``, the header's length as a little-endian uint32, the
+header (UTF-8 JSON), the arrays back to back, little-endian, and last the CRC-32 of everything
+before it (uint32), so a flipped bit anywhere (header, length or arrays) is caught before anything
+is read. The header describes the observation, every layer (linear layers with their weight
+encoding, see ``encoding``), the action bounds and where the model came from; each array is
+``{"offset", "dtype", "shape"}`` into the payload, whose length and CRC-32 the header records too.
+Files written before the whole-file checksum start with ``b"SB3TARA\\x00"`` and have no trailer;
+they are still read, with the payload's checksum only. Any language can read it; Python needs
+torch only (no pickle, so loading a file runs no code from it).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import torch
 from sb3_tar.runtime.encoding import _BYTES, decode, encode
 from sb3_tar.runtime.spec import ACTIVATIONS, DISCRETE_BOUNDS, ActorSpec, Activation, Linear, Normalization
 
-MAGIC = b"SB3TARA\x00"
+MAGIC = b"SB3TARA\x01"  # with the whole-file CRC-32 trailer
+MAGIC_WITHOUT_TRAILER = b"SB3TARA\x00"  # files written before it
 FORMAT = "sb3-tar-actor"
 VERSION = 2  # 2 added discrete actors (action bounds "argmax" and "categorical", action groups)
 _TORCH_DTYPES = {"float32": torch.float32, "uint8": torch.uint8, "uint16": torch.int16, "int32": torch.int32}
@@ -87,19 +91,33 @@ def write_actor(spec: ActorSpec, path: str | Path) -> Path:
     encoded = json.dumps(header, separators=(",", ":")).encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(MAGIC + struct.pack("<I", len(encoded)) + encoded + body)
+    content = MAGIC + struct.pack("<I", len(encoded)) + encoded + body
+    path.write_bytes(content + struct.pack("<I", zlib.crc32(content)))
     return path
 
 
 def read_header(path: str | Path) -> tuple[dict[str, Any], memoryview]:
-    """The header of an actor file and its payload (checked against the recorded length and CRC-32)."""
+    """The header of an actor file and its payload, checked whole (CRC-32) before anything is parsed.
+
+    :raises ValueError: naming the file, for anything but an intact sb3-tar actor file.
+    """
     data = Path(path).read_bytes()
-    if data[: len(MAGIC)] != MAGIC:
+    corrupt = f"{path}: the file is truncated or corrupt"
+    if data[: len(MAGIC)] not in (MAGIC, MAGIC_WITHOUT_TRAILER):
         raise ValueError(f"{path}: not an sb3-tar actor file (it does not start with {MAGIC!r}); "
                          "write one with sb3_tar.export.export_actor or `sb3-tar export`")
+    if data[: len(MAGIC)] == MAGIC:
+        if len(data) < len(MAGIC) + 8 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
+            raise ValueError(f"{corrupt} (its CRC-32 does not match: re-export it)")
+        data = data[:-4]
+    if len(data) < len(MAGIC) + 4:
+        raise ValueError(f"{corrupt} ({len(data)} bytes)")
     (length,) = struct.unpack_from("<I", data, len(MAGIC))
     start = len(MAGIC) + 4
-    header = json.loads(data[start: start + length])
+    try:
+        header = json.loads(data[start: start + length])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{corrupt} (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the header is not a JSON object; the file is corrupt")
     version = header.get("version")
@@ -108,9 +126,10 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], memoryview]:
         raise ValueError(f"{path}: format {header.get('format')!r} version {version!r}; this sb3-tar reads "
                          f"{FORMAT!r} versions 1 to {VERSION} (a newer sb3-tar may read it)")
     payload = memoryview(data)[start + length:]
-    if len(payload) != header["payload"]["nbytes"] or zlib.crc32(payload) != header["payload"]["crc32"]:
-        raise ValueError(f"{path}: the file is truncated or corrupt ({len(payload)} payload bytes, "
-                         f"{header['payload']['nbytes']} expected, or a CRC-32 mismatch)")
+    recorded = header.get("payload")
+    if (not isinstance(recorded, dict) or len(payload) != recorded.get("nbytes")
+            or zlib.crc32(payload) != recorded.get("crc32")):
+        raise ValueError(f"{corrupt} ({len(payload)} payload bytes, or a CRC-32 mismatch)")
     return header, payload
 
 
@@ -128,10 +147,24 @@ def _array(payload: memoryview, entry: dict[str, Any] | None) -> torch.Tensor | 
 
 
 def read_actor(path: str | Path) -> ActorSpec:
-    """The ``ActorSpec`` that ``write_actor`` wrote to ``path``."""
+    """The ``ActorSpec`` that ``write_actor`` wrote to ``path``.
+
+    :raises ValueError: naming the file, for a file that is not an intact actor file (a header whose
+        entries do not describe an actor is refused as corrupt, never a raw ``KeyError``).
+    """
     if sys.byteorder != "little":
         raise RuntimeError("sb3-tar actor files are little-endian; this big-endian machine cannot read them")
     header, payload = read_header(path)
+    try:
+        return _spec_from(path, header, payload)
+    except ValueError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as error:
+        raise ValueError(f"{path}: the file is corrupt: its header does not describe an actor "
+                         f"({type(error).__name__}: {error})") from None
+
+
+def _spec_from(path: str | Path, header: dict[str, Any], payload: memoryview) -> ActorSpec:
     layers: list[Linear | Activation | Normalization] = []
     for entry in header["layers"]:
         if entry["type"] == "linear":
