@@ -1,0 +1,144 @@
+"""Training cost of a frozen sparse mask: the masked dense kernel against ``CompressedLinear``.
+
+Run (from the repository root): python -m benchmarks.bench_train_kernels [--widths 256 1024 2048]
+    [--sparsities 0.8 0.9 0.95 0.98] [--rounds 9]
+
+Part 1 (this script today): one Humanoid-sized critic MLP, 393 -> W -> W -> 1 with ReLU, batch
+256, one torch thread. Every weight matrix keeps a random ``1 - sparsity`` of its entries. One
+"step" is what an SB3 gradient step does to a network: forward, backward (input gradient
+included, as SAC's actor loss needs it through the critic) and an Adam step with the mask kept:
+
+- ``dense``: ``nn.Linear`` layers with the mask multiplied into the weights and Adam's moments
+  after the step (what sb3-tar's step hook does today);
+- ``compressed``: ``CompressedLinear`` layers, Adam over the kept values only (nothing to mask).
+
+Both run in alternating rounds so machine noise hits them alike; the figures are medians of the
+per-round mean step time and the ratio of the medians. Part 2 (SAC and TD3 gradient steps through
+the policies' ``kernel`` setting) comes with the policy integration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmarks.environment import describe_environment, environment_markdown
+from sb3_tar.engine.compressed import CompressedLinear
+
+BATCH = 256
+INPUT_WIDTH = 393  # Humanoid-v4: 376 observations + 17 actions
+STEPS_PER_ROUND = 10
+
+
+def masked_mlp(width: int, sparsity: float, seed: int) -> tuple[nn.Sequential, list[torch.Tensor]]:
+    torch.manual_seed(seed)
+    network = nn.Sequential(nn.Linear(INPUT_WIDTH, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                            nn.Linear(width, 1))
+    masks = []
+    for layer in network:
+        if isinstance(layer, nn.Linear):
+            mask = torch.rand(layer.weight.shape) >= sparsity
+            with torch.no_grad():
+                layer.weight.mul_(mask)
+            masks.append(mask)
+    return network, masks
+
+
+def compressed_copy(network: nn.Sequential, masks: list[torch.Tensor]) -> nn.Sequential:
+    layers, masks_left = [], iter(masks)
+    for layer in network:
+        layers.append(CompressedLinear(layer.weight, next(masks_left), layer.bias) if isinstance(layer, nn.Linear)
+                      else layer)
+    return nn.Sequential(*layers)
+
+
+def stepper(network: nn.Sequential, masks: list[torch.Tensor] | None):
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-4)
+    inputs = torch.randn(BATCH, INPUT_WIDTH, requires_grad=True)
+    targets = torch.randn(BATCH, 1)
+    weights = [layer.weight for layer in network if isinstance(layer, nn.Linear)]
+    multipliers = [mask.float() for mask in masks] if masks is not None else []
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = (network(inputs) - targets).square().mean()
+        loss.backward()
+        optimizer.step()
+        if multipliers:  # sb3-tar's step hook: weights and both Adam moments
+            with torch.no_grad():
+                tensors = [t for w in weights for t in (w, optimizer.state[w]["exp_avg"], optimizer.state[w]["exp_avg_sq"])]
+                torch._foreach_mul_(tensors, [m for m in multipliers for _ in range(3)])
+
+    return step
+
+
+def tensor_bytes(network: nn.Module, optimizer_moments: int = 2) -> int:
+    """Parameters and buffers, plus Adam's moments for every parameter."""
+    parameters = sum(p.numel() * p.element_size() for p in network.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in network.buffers())
+    return parameters * (1 + optimizer_moments) + buffers
+
+
+def measure(width: int, sparsity: float, rounds: int) -> dict[str, float]:
+    network, masks = masked_mlp(width, sparsity, seed=0)
+    compressed = compressed_copy(network, masks)
+    steps = {"dense": stepper(network, masks), "compressed": stepper(compressed, None)}
+    for step in steps.values():  # warm-up: Adam's state, allocator
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for round_index in range(rounds):
+        order = list(steps) if round_index % 2 == 0 else list(reversed(list(steps)))
+        for name in order:
+            start = time.process_time()
+            for _ in range(STEPS_PER_ROUND):
+                steps[name]()
+            times[name].append((time.process_time() - start) / STEPS_PER_ROUND * 1000.0)
+    mask_bytes = sum(mask.numel() for mask in masks) * (1 + 1 + 4)  # a bool mask, the static one, a float copy
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {"width": width, "sparsity": sparsity, "dense_ms": medians["dense"],
+            "compressed_ms": medians["compressed"], "ratio": medians["compressed"] / medians["dense"],
+            "dense_bytes": tensor_bytes(network) + mask_bytes, "compressed_bytes": tensor_bytes(compressed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=int, nargs="+", default=[256, 1024, 2048])
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.98])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cells = []
+    for width in args.widths:
+        for sparsity in args.sparsities:
+            cells.append(measure(width, sparsity, args.rounds))
+            print(json.dumps(cells[-1]), flush=True)
+    environment = describe_environment()
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "train_kernels.json").write_text(json.dumps({"cells": cells, "environment": environment},
+                                                               indent=2) + "\n")
+    rows = [f"| {c['width']} | {c['sparsity']:g} | {c['dense_ms']:.2f} | {c['compressed_ms']:.2f} | "
+            f"{c['ratio']:.2f} | {c['compressed_bytes'] / c['dense_bytes']:.2f} |" for c in cells]
+    (args.output / "train_kernels.md").write_text("\n".join([
+        "# Training kernels for frozen masks (part 1: one critic-sized MLP)", "",
+        f"`python -m benchmarks.bench_train_kernels --widths {' '.join(map(str, args.widths))} --sparsities "
+        f"{' '.join(f'{s:g}' for s in args.sparsities)} --rounds {args.rounds}`: {INPUT_WIDTH}-W-W-1 ReLU MLP, "
+        f"batch {BATCH}, one thread; forward + backward + Adam step (masked dense: the mask multiplied into the "
+        f"weights and moments after the step); CPU time per step, medians of {args.rounds} alternated rounds of "
+        f"{STEPS_PER_ROUND} steps.", "",
+        "| width | sparsity | masked dense (ms) | compressed (ms) | ratio | tensors (compressed / dense) |",
+        "|---:|---:|---:|---:|---:|---:|", *rows, "",
+        "Tensors: parameters, Adam's two moments and buffers (dense: plus a bool mask, the static mask and a "
+        "float copy of the mask, as sb3-tar holds them today; compressed: values, bias, int32 CSR indices of W "
+        "and W^T and the int64 permutation between them).", "",
+        "## Where it ran", "", environment_markdown(environment), ""]))
+
+
+if __name__ == "__main__":
+    main()

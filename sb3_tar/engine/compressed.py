@@ -1,0 +1,108 @@
+"""A linear layer that stores and trains only the kept weights of a frozen mask.
+
+A static or TAR mask never changes after revival, so its index structure is built once: the kept
+weights are one parameter ``values`` (row-major order: the CSR order of the mask), and three
+products run on kept weights only, each with torch's native CPU kernels (measured in
+``benchmarks/results/train_kernels.md``):
+
+- forward ``y^T = W x^T``: ``torch.sparse.mm(W_csr, x^T, reduce="sum")``, vectorised over the batch;
+- input gradient ``dx^T = W^T dy^T``: the same kernel on a CSR of ``W^T`` whose indices and the
+  permutation from ``values`` are built once (``values[perm]`` each step);
+- weight gradient ``dvalues = (dy^T x)`` at the kept positions only: ``torch.sparse.sampled_addmm``.
+
+Indices are int32 (what the kernels prefer). The output is returned as the transpose of a
+feature-major result; elementwise ops keep that layout, so the next compressed layer reads its
+input without a copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class _CompressedMatmul(torch.autograd.Function):
+    """``x @ W^T`` for a CSR ``W`` given by fixed indices and trainable ``values``."""
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, values: torch.Tensor, layer: CompressedLinear) -> torch.Tensor:
+        inputs_t = inputs.T.contiguous()  # free when the input is already a feature-major .T view
+        weight = torch.sparse_csr_tensor(layer.crow, layer.col, values, layer.shape)
+        output_t = torch.sparse.mm(weight, inputs_t, reduce="sum")
+        ctx.save_for_backward(inputs_t, values)
+        ctx.layer = layer
+        return output_t.T
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        inputs_t, values = ctx.saved_tensors
+        layer: CompressedLinear = ctx.layer
+        grad_t = grad_output.T.contiguous()
+        grad_inputs = grad_values = None
+        if ctx.needs_input_grad[0]:
+            transposed = torch.sparse_csr_tensor(layer.crow_t, layer.col_t, values[layer.perm],
+                                                 (layer.in_features, layer.out_features))
+            grad_inputs = torch.sparse.mm(transposed, grad_t, reduce="sum").T
+        if ctx.needs_input_grad[1]:
+            # Zeros, not empty: with beta=0 sampled_addmm still adds 0 * the old values (nan stays nan).
+            sampled = torch.sparse_csr_tensor(layer.crow, layer.col, torch.zeros_like(values), layer.shape)
+            torch.sparse.sampled_addmm(sampled, grad_t, inputs_t.T, beta=0.0, out=sampled)
+            grad_values = sampled.values()
+        return grad_inputs, grad_values, None
+
+
+class CompressedLinear(nn.Module):
+    """``nn.Linear`` whose weight is ``values`` at the kept positions of a fixed mask and 0 elsewhere.
+
+    :param weight: the dense weight, ``(out_features, in_features)``; only its kept entries are used.
+    :param mask: bool, the weight's shape; ``True`` = kept. It never changes.
+    :param bias: the bias, or ``None``.
+    """
+
+    def __init__(self, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        if mask.shape != weight.shape or weight.dim() != 2:
+            raise ValueError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
+        self.out_features, self.in_features = weight.shape
+        rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order
+        self.values = nn.Parameter(weight.detach()[rows, cols].clone())
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+        counts = torch.bincount(rows, minlength=self.out_features)
+        self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32))
+        self.register_buffer("col", cols.to(torch.int32))
+        # W^T's CSR: entries sorted by column, then row; perm takes values into that order.
+        perm = torch.argsort(cols * self.out_features + rows)
+        counts_t = torch.bincount(cols, minlength=self.in_features)
+        self.register_buffer("perm", perm)
+        self.register_buffer("crow_t", torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32))
+        self.register_buffer("col_t", rows[perm].to(torch.int32))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.out_features, self.in_features
+
+    @property
+    def kept(self) -> int:
+        return self.values.numel()
+
+    def dense_weight(self) -> torch.Tensor:
+        """The weight as a dense matrix (0.0 where the mask prunes)."""
+        return torch.sparse_csr_tensor(self.crow, self.col, self.values.detach(), self.shape).to_dense()
+
+    def mask(self) -> torch.Tensor:
+        """The fixed mask, as a dense bool matrix."""
+        ones = torch.ones(self.kept, dtype=torch.float32, device=self.values.device)
+        return torch.sparse_csr_tensor(self.crow, self.col, ones, self.shape).to_dense().to(torch.bool)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        flat = inputs.reshape(-1, self.in_features)
+        output = _CompressedMatmul.apply(flat, self.values, self)
+        if self.bias is not None:
+            output = output + self.bias
+        return output.reshape(*inputs.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, kept={self.kept}, "
+                f"bias={self.bias is not None}")

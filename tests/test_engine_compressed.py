@@ -1,0 +1,68 @@
+"""``CompressedLinear`` computes what the masked dense layer computes, forward and backward, on kept weights only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sb3_tar.engine.compressed import CompressedLinear
+
+
+def masked_pair(in_features: int, out_features: int, density: float, seed: int, bias: bool = True):
+    generator = torch.Generator().manual_seed(seed)
+    dense = nn.Linear(in_features, out_features, bias=bias)
+    with torch.no_grad():
+        dense.weight.copy_(torch.randn(out_features, in_features, generator=generator))
+    mask = torch.rand(out_features, in_features, generator=generator) < density
+    with torch.no_grad():
+        dense.weight.mul_(mask)
+    return dense, mask, CompressedLinear(dense.weight, mask, dense.bias)
+
+
+@settings(max_examples=30, deadline=None)
+@given(in_features=st.integers(1, 40), out_features=st.integers(1, 40), density=st.floats(0.0, 1.0),
+       batch=st.integers(1, 9), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_forward_and_gradients_equal_the_masked_dense_layer(in_features, out_features, density, batch, bias, seed):
+    dense, mask, compressed = masked_pair(in_features, out_features, density, seed, bias)
+    inputs = torch.randn(batch, in_features, generator=torch.Generator().manual_seed(seed + 1))
+    dense_inputs, compressed_inputs = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
+    expected, output = dense(dense_inputs), compressed(compressed_inputs)
+    torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(expected)
+    expected.backward(grad)
+    output.backward(grad)
+    torch.testing.assert_close(compressed_inputs.grad, dense_inputs.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compressed.values.grad, dense.weight.grad[mask], rtol=1e-5, atol=1e-5)
+    if bias:
+        torch.testing.assert_close(compressed.bias.grad, dense.bias.grad, rtol=1e-5, atol=1e-5)
+    assert torch.equal(compressed.mask(), mask)
+    assert torch.equal(compressed.dense_weight(), dense.weight.detach())
+
+
+def test_a_chain_of_layers_trains_like_the_masked_dense_chain():
+    first, first_mask, first_compressed = masked_pair(12, 32, 0.2, 0)
+    second, second_mask, second_compressed = masked_pair(32, 3, 0.3, 1)
+    dense = nn.Sequential(first, nn.ReLU(), second)
+    compressed = nn.Sequential(first_compressed, nn.ReLU(), second_compressed)
+    inputs = torch.randn(64, 12, generator=torch.Generator().manual_seed(2))
+    dense(inputs).square().sum().backward()
+    compressed(inputs).square().sum().backward()
+    torch.testing.assert_close(first_compressed.values.grad, first.weight.grad[first_mask], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(second_compressed.values.grad, second.weight.grad[second_mask], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 5)])
+def test_inputs_of_any_leading_shape_are_taken_as_nn_linear_takes_them(shape):
+    dense, _, compressed = masked_pair(5, 4, 0.5, 0)
+    inputs = torch.randn(*shape)
+    torch.testing.assert_close(compressed(inputs), dense(inputs), rtol=1e-5, atol=1e-6)
+
+
+def test_only_the_kept_weights_are_parameters():
+    _, mask, compressed = masked_pair(100, 50, 0.1, 0)
+    assert compressed.values.numel() == int(mask.sum()) == compressed.kept
+    assert {name for name, _ in compressed.named_parameters()} == {"values", "bias"}
+    assert all(buffer.dtype in (torch.int32, torch.int64) for buffer in compressed.buffers())
