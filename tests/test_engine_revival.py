@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sb3_tar import connectivity_floor, coverage_probability, top_k_mask
 from sb3_tar.engine.revival import revive_in_layers, revive_uniformly, topology_budgets
-from sb3_tar.engine.topk import sample_unmasked
+from sb3_tar.engine.topk import sample_unmasked, top_k_masks
 
 
 def test_connectivity_floor_is_the_erdos_renyi_threshold():
@@ -118,3 +118,18 @@ def test_rejection_sampling_is_uniform_over_the_free_positions():
 def test_drawing_more_than_the_free_positions_is_refused():
     with pytest.raises(ValueError, match="cannot draw 3 positions from 2 unmasked ones"):
         sample_unmasked(torch.tensor([True, False, False]), 3, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_global_top_k_of_pieces_equals_the_top_k_of_their_concatenation(ties):
+    generator = torch.Generator().manual_seed(0)
+    pieces = [torch.rand(300, 400, generator=generator), torch.rand(500, 300, generator=generator),
+              torch.rand(7, 300, generator=generator)]
+    if ties:  # a few values, many ties at the threshold: the earliest in concatenation order win
+        pieces = [(piece * 8).floor() for piece in pieces]
+    flat = torch.cat([piece.flatten() for piece in pieces])
+    for k in (1, 1000, 123_457, flat.numel() - 1):
+        expected = top_k_mask(flat, k)
+        masks = top_k_masks(pieces, k)
+        assert [mask.shape for mask in masks] == [piece.shape for piece in pieces]
+        assert torch.equal(torch.cat([mask.flatten() for mask in masks]), expected)

@@ -17,7 +17,7 @@ from torch import nn
 
 from sb3_tar.engine.allocation import erk_densities, split_largest_remainder
 from sb3_tar.engine.layers import PrunableLayer
-from sb3_tar.engine.topk import split_flat, top_k_mask
+from sb3_tar.engine.topk import top_k_mask, top_k_masks
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,7 @@ def layer_top_k(scores: list[torch.Tensor], counts: list[int]) -> list[torch.Ten
 
 def global_top_k(scores: list[torch.Tensor], kept: int) -> list[torch.Tensor]:
     """One threshold over all layers: the ``kept`` highest scores of the network survive."""
-    flat = top_k_mask(torch.cat([score.flatten() for score in scores]), kept)
-    return split_flat(flat, [score.shape for score in scores])
+    return top_k_masks(scores, kept)
 
 
 def uniform_counts(target: PruningTarget) -> list[int]:

@@ -57,6 +57,48 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask
 
 
+def top_k_masks(pieces: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
+    """``top_k_mask`` of the pieces' concatenation, piece by piece, without building the concatenation.
+
+    For a network of large layers the copy into one tensor costs as much as the selection. The
+    threshold is found as ``kth_largest`` finds it (a strided sample brackets it, the exact
+    selection runs inside the bracket), then each piece keeps what exceeds it and the earliest ties
+    in concatenation order. Equal to ``top_k_mask(torch.cat(pieces), k)`` split back into pieces.
+    """
+    flats = [piece.flatten() for piece in pieces]
+    n = sum(flat.numel() for flat in flats)
+    if n < SAMPLED_SELECTION_MIN or k <= 0 or k >= n:
+        flat = top_k_mask(torch.cat(flats), k)
+        return split_flat(flat, [piece.shape for piece in pieces])
+    threshold = _kth_largest_of_pieces(flats, k, n)
+    above = [flat > threshold for flat in flats]
+    ties_left = k - sum(int(mask.count_nonzero()) for mask in above)
+    masks = []
+    for flat, mask, piece in zip(flats, above, pieces):
+        if ties_left > 0:
+            ties = torch.nonzero(flat == threshold).squeeze(1)[:ties_left]
+            mask[ties] = True
+            ties_left -= len(ties)
+        masks.append(mask.reshape(piece.shape))
+    return masks
+
+
+def _kth_largest_of_pieces(flats: list[torch.Tensor], k: int, n: int) -> torch.Tensor:
+    stride = max(1, n // 20_000)
+    sample = torch.cat([flat[::stride] for flat in flats])
+    m = sample.numel()
+    position = k * m / n
+    margin = 4.0 * (position * max(0.0, 1.0 - position / m)) ** 0.5 + 8.0 + len(flats)
+    ordered = torch.sort(sample, descending=True).values
+    upper = ordered[max(0, int(position - margin))]
+    lower = ordered[min(m - 1, int(position + margin))]
+    above_upper = sum(int((flat > upper).count_nonzero()) for flat in flats)
+    inside = torch.cat([flat[(flat <= upper) & (flat >= lower)] for flat in flats])
+    if above_upper < k <= above_upper + inside.numel():
+        return torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
+    return kth_largest(torch.cat(flats), k)
+
+
 def split_flat(flat: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
     """Cut a flat tensor into consecutive pieces of the given shapes."""
     sizes = [int(torch.Size(shape).numel()) for shape in shapes]
