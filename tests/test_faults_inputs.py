@@ -68,3 +68,12 @@ def test_nan_weights_are_refused_by_load_and_by_export(tmp_path):
     model.save(tmp_path / "model.zip")
     with pytest.raises(sb3_tar.MaskMismatchError, match=rf"{name} holds nan or inf"):
         SAC.load(tmp_path / "model.zip", device="cpu")
+
+
+@pytest.mark.parametrize("policy_kwargs", ["dict(sparsity=0.99, net_arch=[16, 16])", {"net_arch": [16]},
+                                           {"criterion": "erk", "activation_fn": "nn.ReLU"}])
+def test_policy_kwargs_that_set_what_the_run_sets_are_refused_not_ignored(policy_kwargs):
+    with pytest.raises(ValueError, match=r"hyperparam policy_kwargs sets \[.*\], which the run sets itself: use the "
+                                         r"run's own settings \(sb3-tar train --sparsity"):
+        RunConfig(method="tar", hyperparams={"policy_kwargs": policy_kwargs})
+    RunConfig(method="tar", hyperparams={"policy_kwargs": "dict(log_std_init=-2)"})  # the policy's other options pass

@@ -370,6 +370,14 @@ class RunConfig:
                 raise ValueError(f"hyperparam {key!r} is not an argument of {algorithm_name(self.algo)} nor an rl-zoo3 "
                                  f"key{hint} (allowed: {sorted(allowed)})")
             _check_hyperparam(self.algo, key, value)
+        if "policy_kwargs" in self.hyperparams:
+            given = zoo_policy_kwargs({"policy_kwargs": self.hyperparams["policy_kwargs"]})
+            owned = sorted(set(given) & {*SETTING_NAMES, "scope", "iterations", "net_arch"}, key=str)
+            if owned:
+                raise ValueError(f"hyperparam policy_kwargs sets {owned}, which the run sets itself: use the run's own "
+                                 "settings (sb3-tar train --sparsity, --criterion, --recovery-ratio, ..., --net-arch; "
+                                 "a sweep's grid); policy_kwargs may set the policy's other options (activation_fn, "
+                                 "log_std_init, ...)")
 
     # -- resolution against the tuned files -------------------------------------------------------
 
