@@ -25,6 +25,16 @@ def assert_connected(masks: list[torch.Tensor]) -> None:
             assert mask.any(dim=0).all(), f"layer {index} reads a hidden unit that has no output"
 
 
+class TwoHeads(nn.Module):
+    """SAC's actor in miniature: a trunk and two heads that both read its last layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latent_pi = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+        self.mu = nn.Linear(16, 2)
+        self.log_std = nn.Linear(16, 2)
+
+
 def kept(masks: dict[str, torch.Tensor]) -> int:
     return sum(int(mask.sum()) for mask in masks.values())
 
@@ -44,13 +54,6 @@ def test_masks_are_bool_tensors_keyed_by_qualified_weight_names(criterion, small
 
 
 def test_nested_modules_are_addressed_by_their_full_path():
-    class TwoHeads(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.latent_pi = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
-            self.mu = nn.Linear(16, 2)
-            self.log_std = nn.Linear(16, 2)
-
     plan = prune_and_revive(TwoHeads(), sparsity=0.5, seed=0)
     assert list(plan.masks) == ["latent_pi.0.weight", "mu.weight", "log_std.weight"]
 
@@ -287,13 +290,6 @@ def test_static_pruning_is_never_repaired():
 
 
 def test_a_hidden_unit_read_by_two_heads_needs_an_output_in_only_one():
-    class TwoHeads(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.latent_pi = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
-            self.mu = nn.Linear(16, 2)
-            self.log_std = nn.Linear(16, 2)
-
     network = TwoHeads()
     producers = {"latent_pi.0.weight": None, "mu.weight": "latent_pi.0.weight", "log_std.weight": "latent_pi.0.weight"}
     plan = prune_and_revive(network, sparsity=0.9, criterion="random", recovery_ratio=0.01, seed=0,
