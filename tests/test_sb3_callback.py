@@ -235,3 +235,19 @@ def test_stored_masks_that_do_not_fit_the_weights_are_refused_when_training_star
         model.policy.get_parameter(name)[~mask.to(model.device)] = 1.0  # e.g. dense weights loaded by hand
     with pytest.raises(sb3_tar.MaskMismatchError, match=r"the masks stored on the model \(sb3_tar_state\)"):
         model.learn(10)
+
+
+def test_the_stored_mask_hook_wraps_sb3s_setup_learn_once():
+    from importlib import metadata
+
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from sb3_tar.sb3.stored_masks import install
+
+    install()
+    install()
+    wrapper = BaseAlgorithm._setup_learn
+    assert wrapper._sb3_tar_attaches_stored_masks
+    assert not getattr(wrapper.__wrapped__, "_sb3_tar_attaches_stored_masks", False)  # one wrapper, not two
+    # Checked against this SB3: every algorithm's learn() runs BaseAlgorithm._setup_learn before its first step.
+    assert metadata.version("stable-baselines3") == "2.9.2"
