@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import gymnasium as gym
@@ -320,13 +321,18 @@ def test_a_file_records_the_oldest_version_that_reads_it_and_a_newer_one_is_refu
     header = json.loads(data[12: 12 + length])
     header["version"] = 3
     encoded = json.dumps(header).encode()
-    (tmp_path / "newer.sb3tar").write_bytes(data[:8] + struct.pack("<I", len(encoded)) + encoded + data[12 + length:])
+    payload = data[12 + length:-4]
+
+    def with_checksum(content: bytes) -> bytes:
+        return content + struct.pack("<I", zlib.crc32(content))
+
+    (tmp_path / "newer.sb3tar").write_bytes(with_checksum(data[:8] + struct.pack("<I", len(encoded)) + encoded + payload))
     with pytest.raises(ValueError, match=r"version 3; this sb3-tar reads 'sb3-tar-actor' versions 1 to 2"):
         load_actor(tmp_path / "newer.sb3tar")
     for bad, message in ((True, "version True; this sb3-tar reads"), ([1], "the header is not a JSON object")):
         header = bad if isinstance(bad, list) else {**header, "version": bad}
         encoded = json.dumps(header).encode()
-        (tmp_path / "bad.sb3tar").write_bytes(data[:8] + struct.pack("<I", len(encoded)) + encoded + data[12 + length:])
+        (tmp_path / "bad.sb3tar").write_bytes(with_checksum(data[:8] + struct.pack("<I", len(encoded)) + encoded + payload))
         with pytest.raises(ValueError, match=message):
             load_actor(tmp_path / "bad.sb3tar")
 

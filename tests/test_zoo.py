@@ -69,12 +69,15 @@ def networks(model: BaseAlgorithm) -> dict[str, tuple[th.nn.Module, th.nn.Module
 
 
 def assert_sparse(model: BaseAlgorithm, sparsity: float) -> None:
-    """Each network keeps exactly ``round((1 - sparsity) * weights)`` weights; targets share its zeros."""
+    """Each network keeps exactly ``round((1 - sparsity) * weights)`` weights, plus any TAR's connectivity repair
+    added; targets share its zeros."""
+    repaired = {name: plan.repaired for name, plan in sb3_tar.sparse_agent(model).plans().items()}
     for name, (network, target) in networks(model).items():
         weights = linear_weights(network)
         total = sum(w.numel() for w in weights)
         nonzero = sum(int(w.count_nonzero()) for w in weights)
-        assert nonzero == round((1.0 - sparsity) * total), f"{name}: {nonzero} of {total} weights are non-zero"
+        expected = round((1.0 - sparsity) * total) + repaired[name.removeprefix("critic.")]
+        assert nonzero == expected, f"{name}: {nonzero} of {total} weights are non-zero"
         if target is not None:
             for weight, target_weight in zip(weights, linear_weights(target), strict=True):
                 assert th.all(target_weight[weight == 0] == 0), f"{name}'s target has weights its mask removes"

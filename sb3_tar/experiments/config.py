@@ -321,6 +321,10 @@ class RunConfig:
             return
         if not isinstance(settings, SparsitySettings):
             raise ValueError(f"sparsity must be a SparsitySettings, got {type(settings).__name__}")
+        if self.method in ("static", *DYNAMIC_METHODS) and not settings.recovery_ratio_given:
+            # The policy's default (TAR's 0.01) is not what these methods train: they revive nothing.
+            settings = dataclasses.replace(settings, recovery_ratio=0.0)
+            object.__setattr__(self, "sparsity", settings)
         if self.method in ("static", *DYNAMIC_METHODS) and settings.recovery_ratio != 0:
             raise ValueError(f"method={self.method!r} revives nothing, but recovery_ratio={settings.recovery_ratio!r}; "
                              "use method='tar' (or 'uniform') to revive")

@@ -115,6 +115,11 @@ class SparsitySettings:
         object.__setattr__(self, "_by_role", {role: self._pruning_settings(role) for role in (ACTOR, CRITIC)
                                               if self.sparsity_setting(role)[1] is not None})
 
+    @property
+    def recovery_ratio_given(self) -> bool:
+        """Whether ``recovery_ratio`` was set, rather than left at the default (TAR's 0.01)."""
+        return self._recovery_ratio_given
+
     def sparsity_setting(self, role: str) -> tuple[str, float]:
         """The setting that gives a role its sparsity and its value: ``("critic_sparsity", 0.9)``."""
         specific = self.actor_sparsity if role == ACTOR else self.critic_sparsity
