@@ -17,10 +17,20 @@ input without a copy.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
+
+
+# torch announces once that CSR support is beta; sb3-tar's use of it is tested (tests/test_engine_compressed.py).
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A CSR view of ``values`` on fixed indices, built each step: the indices were checked when the layer was made."""
+    return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 class _CompressedMatmul(torch.autograd.Function):
@@ -29,7 +39,7 @@ class _CompressedMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, values: torch.Tensor, layer: CompressedLinear) -> torch.Tensor:
         inputs_t = inputs.T.contiguous()  # free when the input is already a feature-major .T view
-        weight = torch.sparse_csr_tensor(layer.crow, layer.col, values, layer.shape)
+        weight = _csr(layer.crow, layer.col, values, layer.shape)
         output_t = torch.sparse.mm(weight, inputs_t, reduce="sum")
         ctx.save_for_backward(inputs_t, values)
         ctx.layer = layer
@@ -42,12 +52,11 @@ class _CompressedMatmul(torch.autograd.Function):
         grad_t = grad_output.T.contiguous()
         grad_inputs = grad_values = None
         if ctx.needs_input_grad[0]:
-            transposed = torch.sparse_csr_tensor(layer.crow_t, layer.col_t, values[layer.perm],
-                                                 (layer.in_features, layer.out_features))
+            transposed = _csr(layer.crow_t, layer.col_t, values[layer.perm], (layer.in_features, layer.out_features))
             grad_inputs = torch.sparse.mm(transposed, grad_t, reduce="sum").T
         if ctx.needs_input_grad[1]:
             # Zeros, not empty: with beta=0 sampled_addmm still adds 0 * the old values (nan stays nan).
-            sampled = torch.sparse_csr_tensor(layer.crow, layer.col, torch.zeros_like(values), layer.shape)
+            sampled = _csr(layer.crow, layer.col, torch.zeros_like(values), layer.shape)
             torch.sparse.sampled_addmm(sampled, grad_t, inputs_t.T, beta=0.0, out=sampled)
             grad_values = sampled.values()
         return grad_inputs, grad_values, None
@@ -89,12 +98,12 @@ class CompressedLinear(nn.Module):
 
     def dense_weight(self) -> torch.Tensor:
         """The weight as a dense matrix (0.0 where the mask prunes)."""
-        return torch.sparse_csr_tensor(self.crow, self.col, self.values.detach(), self.shape).to_dense()
+        return _csr(self.crow, self.col, self.values.detach(), self.shape).to_dense()
 
     def mask(self) -> torch.Tensor:
         """The fixed mask, as a dense bool matrix."""
         ones = torch.ones(self.kept, dtype=torch.float32, device=self.values.device)
-        return torch.sparse_csr_tensor(self.crow, self.col, ones, self.shape).to_dense().to(torch.bool)
+        return _csr(self.crow, self.col, ones, self.shape).to_dense().to(torch.bool)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         flat = inputs.reshape(-1, self.in_features)
