@@ -11,29 +11,11 @@ SAMPLED_SELECTION_MIN = 200_000  # below this a plain kthvalue is already fast
 
 
 def kth_largest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th largest value of a 1-D tensor (``1 <= k <= n``), exactly.
-
-    For large inputs, a strided sample brackets the answer (Floyd-Rivest selection) and the exact
-    selection runs only inside the bracket: one pass over the data instead of a full ``kthvalue``,
-    whose copy and select dominate SynFlow's rounds. A bracket that misses falls back to
-    ``kthvalue``, so the result never depends on the sample.
-    """
+    """The ``k``-th largest value of a 1-D tensor (``1 <= k <= n``), exactly (see ``_kth_largest_of_pieces``)."""
     n = scores.numel()
     if n < SAMPLED_SELECTION_MIN:
         return torch.kthvalue(scores, n - k + 1).values
-    stride = n // 20_000
-    sample = scores[::stride]
-    m = sample.numel()
-    position = k * m / n  # rank of the answer inside the sample, counted from the top
-    margin = 4.0 * (position * (1.0 - position / m)) ** 0.5 + 8.0
-    ordered = torch.sort(sample, descending=True).values
-    upper = ordered[max(0, int(position - margin))]
-    lower = ordered[min(m - 1, int(position + margin))]
-    above_upper = int((scores > upper).count_nonzero())
-    inside = scores[(scores <= upper) & (scores >= lower)]
-    if above_upper < k <= above_upper + inside.numel():
-        return torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
-    return torch.kthvalue(scores, n - k + 1).values
+    return _kth_largest_of_pieces([scores], k, n)
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -84,10 +66,17 @@ def top_k_masks(pieces: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
 
 
 def _kth_largest_of_pieces(flats: list[torch.Tensor], k: int, n: int) -> torch.Tensor:
+    """The ``k``-th largest value of the pieces' concatenation (``n`` values), exactly.
+
+    A strided sample brackets the answer (Floyd-Rivest selection) and the exact selection runs only
+    inside the bracket: one pass over the data instead of a full ``kthvalue``, whose copy and select
+    dominate SynFlow's rounds. A bracket that misses falls back to ``kthvalue``, so the result never
+    depends on the sample.
+    """
     stride = max(1, n // 20_000)
     sample = torch.cat([flat[::stride] for flat in flats])
     m = sample.numel()
-    position = k * m / n
+    position = k * m / n  # rank of the answer inside the sample, counted from the top
     margin = 4.0 * (position * max(0.0, 1.0 - position / m)) ** 0.5 + 8.0 + len(flats)
     ordered = torch.sort(sample, descending=True).values
     upper = ordered[max(0, int(position - margin))]
@@ -96,7 +85,8 @@ def _kth_largest_of_pieces(flats: list[torch.Tensor], k: int, n: int) -> torch.T
     inside = torch.cat([flat[(flat <= upper) & (flat >= lower)] for flat in flats])
     if above_upper < k <= above_upper + inside.numel():
         return torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
-    return kth_largest(torch.cat(flats), k)
+    everything = torch.cat(flats) if len(flats) > 1 else flats[0]
+    return torch.kthvalue(everything, n - k + 1).values
 
 
 def split_flat(flat: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
