@@ -83,6 +83,15 @@ def assert_sparse(model: BaseAlgorithm, sparsity: float) -> None:
                 assert th.all(target_weight[weight == 0] == 0), f"{name}'s target has weights its mask removes"
 
 
+def assert_dense(model: BaseAlgorithm) -> None:
+    """A dense variant builds SB3's own policy: no sb3-tar masks and no weight held at zero."""
+    with pytest.raises(ValueError, match="has no sb3-tar masks"):
+        sb3_tar.sparse_agent(model)
+    for name, (network, _) in networks(model).items():
+        for weight in linear_weights(network):
+            assert int(weight.count_nonzero()) == weight.numel(), f"{name} has zero weights"
+
+
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_zoo_trains_saves_and_replays_a_sparse_agent_from_the_project_file(algo: str, tmp_path: Path) -> None:
     result = zoo_train(algo, HYPERPARAMS / f"{algo}.yml", tmp_path)
@@ -292,7 +301,7 @@ def build_with_the_zoo(algo: str, conf: Path, log_folder: Path) -> tuple[BaseAlg
 def test_every_width_256_variant_builds_through_the_zoo(algo: str, method: str, tmp_path: Path) -> None:
     model, callbacks = build_with_the_zoo(algo, HYPERPARAMS / "variants" / algo / "w256" / f"{method}.yml", tmp_path)
     if method == "dense":
-        assert_sparse(model, 0.0)
+        assert_dense(model)
     elif method in ("set", "rigl"):
         assert [type(callback).__name__ for callback in callbacks] == ["DSTCallback"]
     else:
