@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -93,9 +94,12 @@ def run_suite(tests: Path, files: list[str], workers: int, swap: bool) -> dict[s
                "-n", str(workers), "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
     if swap:
         command += ["-p", "sb3_compat_plugin"]
-    environment = {"PYTHONPATH": str(work), "SB3_COMPAT_COUNT_FILE": str(count_file), "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, cwd=copy, capture_output=True, text=True,
-                               env={**__import__("os").environ, **environment})
+    python_path = os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH")]))
+    environment = {"PYTHONPATH": python_path, "SB3_COMPAT_COUNT_FILE": str(count_file), "OMP_NUM_THREADS": "1"}
+    log = work / "pytest.log"  # follow a long run with `tail -f /tmp/sb3-compat-*/pytest.log`
+    with log.open("w") as output:
+        completed = subprocess.run(command, cwd=copy, stdout=output, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, **environment})
     outcomes = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         test_id = f"{case.get('classname', '').rsplit('.', 1)[-1]}.py::{case.get('name')}"
@@ -109,9 +113,9 @@ def run_suite(tests: Path, files: list[str], workers: int, swap: bool) -> dict[s
                 outcome = "skipped"
         outcomes[test_id] = outcome
     built = sum(int(line) for line in count_file.read_text().split()) if count_file.exists() else 0
+    tail = log.read_text()[-400:]
     shutil.rmtree(work, ignore_errors=True)
-    return {"outcomes": outcomes, "sparse_models_built": built, "exit_code": completed.returncode,
-            "tail": completed.stdout[-400:]}
+    return {"outcomes": outcomes, "sparse_models_built": built, "exit_code": completed.returncode, "tail": tail}
 
 
 # Algorithms sb3-tar does not register (README: "TRPO, ARS: no"): their tests name them in the test id.
@@ -194,8 +198,8 @@ def main() -> None:
             continue
         with tempfile.TemporaryDirectory() as folder:
             tests = host_tests(package, Path(folder))
-            baseline = run_suite(tests, files, args.workers, swap=False)
             swapped = run_suite(tests, files, args.workers, swap=True)
+            baseline = run_suite(tests, files, args.workers, swap=False)
         records.append({**summarise(name, baseline, swapped), "package": package,
                         "version": metadata.version(package), "files": files})
         print(json.dumps(records[-1]["counts"]), records[-1]["sparse_models_built"], "sparse models")
