@@ -10,7 +10,7 @@ from torch import nn
 
 from sb3_tar.engine.criteria import PruningTarget, get_criterion
 from sb3_tar.engine.layers import prunable_layers
-from sb3_tar.engine.masking import multiply_masks
+from sb3_tar.engine.masking import any_kept, multiply_masks
 from sb3_tar.engine.revival import (
     chain_producers,
     connect_isolated_units,
@@ -127,7 +127,7 @@ class RevivalPlan:
 
 def isolated_units(mask: torch.Tensor) -> tuple[int, int]:
     """Input units with no kept edge (all-zero columns) and output units with none (all-zero rows)."""
-    return int((~mask.any(dim=0)).count_nonzero()), int((~mask.any(dim=1)).count_nonzero())
+    return int((~any_kept(mask, dim=0)).count_nonzero()), int((~any_kept(mask, dim=1)).count_nonzero())
 
 
 def layer_producers(names: list[str], producers: Mapping[str, str | None] | None) -> list[int | None]:
@@ -201,7 +201,8 @@ def prune_and_revive(
     kept, revival_budget = settings.kept_counts(total)
     target = PruningTarget(network, layers, kept, generator_for(seed, CRITERION_STREAM))
     static_masks = get_criterion(criterion)(target, **criterion_options)
-    if sum(int(mask.count_nonzero()) for mask in static_masks) != kept:
+    static_kept = [int(mask.count_nonzero()) for mask in static_masks]
+    if sum(static_kept) != kept:
         raise RuntimeError(f"criterion {criterion!r} returned masks that do not keep exactly {kept} weights")
 
     revival_generator = generator_for(seed, REVIVAL_STREAM)
@@ -217,10 +218,11 @@ def prune_and_revive(
 
     records = [
         LayerTopology(
-            layer.name, layer.in_features, layer.out_features, int(before.count_nonzero()), floor,
-            int(after.count_nonzero()) - int(before.count_nonzero()), *isolated_units(before), *isolated_units(after), added,
+            layer.name, layer.in_features, layer.out_features, before_kept, floor,
+            int(after.count_nonzero()) - before_kept, *isolated_units(before), *isolated_units(after), added,
         )
-        for layer, floor, before, after, added in zip(layers, floors, static_masks, final_masks, repaired)
+        for layer, floor, before, before_kept, after, added in zip(layers, floors, static_masks, static_kept, final_masks,
+                                                                   repaired)
     ]
     device_of = {layer.name: layer.weight.device for layer in layers}
     return RevivalPlan(

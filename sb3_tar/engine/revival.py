@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from sb3_tar.engine.allocation import split_largest_remainder
+from sb3_tar.engine.masking import any_kept
 from sb3_tar.engine.topk import sample_unmasked
 
 ALLOCATIONS = ("topology", "uniform")
@@ -92,10 +93,10 @@ def _unconnected_units(masks: Sequence[torch.Tensor], producers: Sequence[int | 
     for index, producer in enumerate(producers):
         if producer is not None:
             consumers.setdefault(producer, []).append(index)
-    rows = [torch.nonzero(~mask.any(dim=1)).squeeze(1) for mask in masks]
+    rows = [torch.nonzero(~any_kept(mask, dim=1)).squeeze(1) for mask in masks]
     columns = [torch.empty(0, dtype=torch.long) for _ in masks]
     for users in consumers.values():
-        used = torch.stack([masks[user].any(dim=0) for user in users]).any(dim=0)
+        used = torch.stack([any_kept(masks[user], dim=0) for user in users]).any(dim=0)
         columns[users[0]] = torch.nonzero(~used).squeeze(1)
     return list(zip(rows, columns))
 
@@ -118,7 +119,8 @@ def connect_isolated_units(
 
     :param masks: the masks after revival, in layer order.
     :param producers: per layer, the index of the layer whose outputs it reads (``None``: the input).
-    :returns: the repaired masks and, per layer, how many weights the repair added.
+    :returns: the repaired masks (a mask with nothing to repair is returned as is, not copied) and,
+        per layer, how many weights the repair added.
     """
     repaired_masks, added = [], []
     for mask, (rows, columns) in zip(masks, _unconnected_units(masks, producers)):
@@ -131,8 +133,9 @@ def connect_isolated_units(
                                torch.randint(out_features, (len(spare_columns),), generator=generator)])
         column_index = torch.cat([columns[:paired], torch.randint(in_features, (len(spare_rows),), generator=generator),
                                   spare_columns])
-        repaired = mask.clone()
-        repaired[row_index, column_index] = True
-        repaired_masks.append(repaired)
+        if len(row_index):
+            mask = mask.clone()
+            mask[row_index, column_index] = True
+        repaired_masks.append(mask)
         added.append(len(row_index))
     return repaired_masks, added

@@ -186,7 +186,10 @@ def draw_masks(policy: nn.Module, settings: SparsitySettings, seed: int) -> Spar
             _refuse_empty_layers(network, plan, settings)
         masks.update({network.weight_name(name): mask for name, mask in plan.masks.items()})
         before.update({network.weight_name(name): mask for name, mask in plan.masks_before_revival.items()})
-    return SparseAgent(networks, WeightMasks(masks, count_updates=True), WeightMasks(before), settings, seed)
+    # The drawn masks belong to this agent alone; a layer that revival left as pruning drew it shares its tensor.
+    before = {name: mask.clone() if mask is masks[name] else mask for name, mask in before.items()}
+    return SparseAgent(networks, WeightMasks(masks, count_updates=True, copy=False), WeightMasks(before, copy=False),
+                       settings, seed)
 
 
 def _refuse_empty_layers(network: SparseNetwork, plan: RevivalPlan, settings: SparsitySettings) -> None:

@@ -41,9 +41,11 @@ class WeightMasks(nn.Module):
         drawn (buffer ``updates``): 0 means the masks are the drawn ones (static sparse training),
         more means dynamic sparse training moved them. A state dict saved without the count (before
         it existed) loads with the current one.
+    :param copy: hold copies of the masks; ``False`` takes the given bool tensors themselves (freshly
+        drawn masks nothing else holds: a copy of each costs a pass over a dense-sized mask).
     """
 
-    def __init__(self, masks: Mapping[str, torch.Tensor], count_updates: bool = False) -> None:
+    def __init__(self, masks: Mapping[str, torch.Tensor], count_updates: bool = False, copy: bool = True) -> None:
         super().__init__()
         self._names = list(masks)
         for name, mask in masks.items():
@@ -53,7 +55,8 @@ class WeightMasks(nn.Module):
                 if part not in node._modules:
                     node.add_module(part, nn.Module())
                 node = node._modules[part]
-            node.register_buffer(leaf, mask.detach().to(torch.bool).clone())
+            mask = mask.detach().to(torch.bool)
+            node.register_buffer(leaf, mask.clone() if copy else mask)
         if count_updates:
             self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
         # Bumped whenever the mask tensors may have changed (device or dtype move, state-dict load,
