@@ -115,3 +115,25 @@ class CompressedLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, kept={self.kept}, "
                 f"bias={self.bias is not None}")
+
+
+def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor]) -> list[str]:
+    """Replace each ``nn.Linear`` of ``network`` whose weight has a mask by a ``CompressedLinear`` of it, in place.
+
+    :param network: the module whose layers are replaced (its optimizer, if any, must be rebuilt:
+        the replaced layers' parameters are new ones).
+    :param masks: weight name in ``network`` (``"0.weight"``) -> bool mask; ``True`` = kept.
+    :returns: the names of the replaced layers' weights.
+    :raises ValueError: for a mask whose name is not an ``nn.Linear`` weight of ``network``.
+    """
+    replaced = []
+    for name, mask in masks.items():
+        module_name = name.removesuffix(".weight")
+        layer = network.get_submodule(module_name) if name.endswith(".weight") else None
+        if not isinstance(layer, nn.Linear):
+            raise ValueError(f"mask {name!r} names no nn.Linear weight of {type(network).__name__}")
+        compressed = CompressedLinear(layer.weight, mask.to(layer.weight.device), layer.bias)
+        parent_name, _, child = module_name.rpartition(".")
+        network.get_submodule(parent_name).register_module(child, compressed)
+        replaced.append(name)
+    return replaced
