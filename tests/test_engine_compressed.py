@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sb3_tar.engine.compressed import CompressedLinear
+from sb3_tar.engine.compressed import CompressedLinear, compress_linear_layers
 
 
 def masked_pair(in_features: int, out_features: int, density: float, seed: int, bias: bool = True):
@@ -66,3 +66,26 @@ def test_only_the_kept_weights_are_parameters():
     assert compressed.values.numel() == int(mask.sum()) == compressed.kept
     assert {name for name, _ in compressed.named_parameters()} == {"values", "bias"}
     assert all(buffer.dtype in (torch.int32, torch.int64) for buffer in compressed.buffers())
+
+
+def test_compress_linear_layers_swaps_the_masked_layers_of_a_network_and_keeps_its_function():
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Sequential(nn.Linear(5, 2)), nn.Linear(2, 2))
+    masks = {"0.weight": torch.rand(5, 6) < 0.5, "2.0.weight": torch.rand(2, 5) < 0.5}
+    with torch.no_grad():
+        for name, mask in masks.items():
+            network.get_parameter(name).mul_(mask)
+    inputs = torch.randn(3, 6)
+    expected = network(inputs)
+    assert compress_linear_layers(network, masks) == ["0.weight", "2.0.weight"]
+    assert isinstance(network[0], CompressedLinear) and isinstance(network[2][0], CompressedLinear)
+    assert type(network[3]) is nn.Linear  # a layer without a mask stays dense
+    torch.testing.assert_close(network(inputs), expected)
+    assert network[0].kept == int(masks["0.weight"].count_nonzero())
+
+
+@pytest.mark.parametrize("name", ["1.weight", "0.bias", "9.weight"])
+def test_compress_linear_layers_refuses_a_mask_that_names_no_linear_weight(name):
+    network = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    with pytest.raises(ValueError, match=f"mask '{name}' names no nn.Linear weight"):
+        compress_linear_layers(network, {name: torch.ones(3, 3, dtype=torch.bool)})

@@ -129,7 +129,10 @@ def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor]) -
     replaced = []
     for name, mask in masks.items():
         module_name = name.removesuffix(".weight")
-        layer = network.get_submodule(module_name) if name.endswith(".weight") else None
+        try:
+            layer = network.get_submodule(module_name) if name.endswith(".weight") else None
+        except AttributeError:
+            layer = None
         if not isinstance(layer, nn.Linear):
             raise ValueError(f"mask {name!r} names no nn.Linear weight of {type(network).__name__}")
         compressed = CompressedLinear(layer.weight, mask.to(layer.weight.device), layer.bias)
