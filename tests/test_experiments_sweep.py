@@ -185,3 +185,46 @@ def test_ray_backend_runs_the_same_code_on_a_local_ray_instance(tmp_path):
         ray.shutdown()
     assert outcome.completed == [DENSE], outcome.failed
     assert read_json(tmp_path / DENSE / "result.json")["num_timesteps"] == 300
+
+
+def test_a_sweep_refuses_results_and_checkpoints_of_its_run_ids_trained_with_other_settings(tmp_path, capsys):
+    """A run's identity is its whole configuration: another budget, evaluation or hyperparameter is another run."""
+    finished, interrupted, same = tiny(seed=0), tiny(seed=1), tiny(seed=2)
+    longer = [tiny(seed=0, n_timesteps=450), tiny(seed=1, eval_episodes=2), same]
+    for config in (finished, same):
+        (tmp_path / config.run_id).mkdir()
+        (tmp_path / config.run_id / "result.json").write_text(json.dumps(result_of(config)))
+    work = tmp_path / PARTIAL / interrupted.run_id
+    write_checkpoint(work, make_model(SAC, net_arch=[16, 16], sparsity=0.8), interrupted.to_dict(), None,
+                     StepTimeCallback())
+    assert longer[0].run_id == finished.run_id and longer[1].run_id == interrupted.run_id  # same folder names
+
+    with pytest.raises(backends.SweepConflictError) as refused:
+        run_sweep(longer, tmp_path, workers=1)
+    message = str(refused.value)
+    assert "holds 2 run(s) of this sweep's ids trained with other settings" in message
+    assert f"{finished.run_id} (n_timesteps 300 -> 450)" in message
+    assert f"{interrupted.run_id} (eval_episodes 1 -> 2)" in message and "--overwrite" in message
+    assert (tmp_path / finished.run_id / "result.json").exists() and work.exists()  # nothing touched
+
+    stale = backends.stale_runs(tmp_path, longer)
+    assert set(stale) == {tmp_path / finished.run_id, work}
+    messages = backends.set_aside(tmp_path, stale)
+    replaced = next((tmp_path / backends.REPLACED).iterdir())
+    assert json.loads((replaced / finished.run_id / "result.json").read_text())["config"]["n_timesteps"] == 300
+    assert (replaced / f"{interrupted.run_id}.checkpoint" / "checkpoint" / "state.json").exists()
+    assert not (tmp_path / finished.run_id).exists() and not work.exists()
+    assert any("n_timesteps 300 -> 450" in line and "the run trains again" in line for line in messages)
+    assert backends.stale_runs(tmp_path, longer) == {}  # the unchanged run stays finished
+
+
+def test_the_sweep_command_names_the_conflict_and_offers_overwrite(tmp_path):
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text(yaml.safe_dump(TINY))
+    results = tmp_path / "results"
+    (dense,) = [config for config in expand_grid(TINY) if config.run_id == DENSE]
+    (results / DENSE).mkdir(parents=True)
+    result = {**result_of(dense), "config": {**dense.to_dict(), "eval_episodes": 3}}
+    (results / DENSE / "result.json").write_text(json.dumps(result))
+    with pytest.raises(SystemExit, match=f"sb3-tar sweep: .*{DENSE} \\(eval_episodes 3 -> 1\\).*--overwrite"):
+        main(["sweep", str(sweep), "--results", str(results)])

@@ -12,10 +12,16 @@ every attempt, never deleted). Under faults:
 - Re-running the sweep skips finished runs, resumes interrupted ones from their checkpoints, moves
   a corrupt result aside (naming it) and trains it again, and removes leftovers that have nothing
   to resume.
+- A run's identity is its whole configuration, not only its folder name: a result or checkpoint
+  in the folder that was trained with other settings (another ``n_timesteps``, ``eval_episodes``,
+  ``hyperparams``, ``dst``, ...) is neither counted as finished nor resumed. The sweep refuses to
+  start and names each difference; ``overwrite=True`` (``sb3-tar sweep --overwrite``) moves those
+  results and checkpoints to ``.sb3-tar-replaced/<date>/`` and trains the runs again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -46,6 +52,7 @@ from sb3_tar.experiments.store import (
 BACKENDS = ("local", "ray")
 LOGS = ".sb3-tar-logs"
 CORRUPT = ".sb3-tar-corrupt"
+REPLACED = ".sb3-tar-replaced"
 STOP_GRACE_S = 15.0
 INTERRUPTED = 130
 
@@ -140,6 +147,55 @@ def tidy(results: Path, configs: Sequence[RunConfig]) -> list[str]:
     return messages
 
 
+class SweepConflictError(ValueError):
+    """Results or checkpoints in a sweep's folder that belong to other settings of the same run ids."""
+
+
+def settings_changes(saved: object, config: RunConfig) -> str | None:
+    """How the configuration ``saved`` (as ``to_dict`` wrote it) differs from ``config``; ``None`` if it is the same run."""
+    try:
+        previous = RunConfig.from_dict(saved)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "its settings do not read as a run configuration (an older sb3-tar's)"
+    if previous == config:
+        return None
+    before, after = previous.to_dict(), config.to_dict()
+    return ", ".join(f"{key} {before[key]!r} -> {after[key]!r}" for key in after if before.get(key) != after[key])
+
+
+def stale_runs(results: Path, configs: Sequence[RunConfig]) -> dict[Path, str]:
+    """Published results and checkpoints in ``results`` whose run id is in ``configs`` but whose settings are not.
+
+    :returns: folder -> what differs.
+    """
+    stale = {}
+    for config in configs:
+        output, work = results / config.run_id, results / PARTIAL / config.run_id
+        if output.exists():
+            changes = settings_changes(read_result(output)["config"], config)
+            if changes:
+                stale[output] = changes
+        elif (kept := find_checkpoint(work)) is not None:
+            changes = settings_changes(kept.state.get("config"), config)
+            if changes:
+                stale[work] = changes
+    return stale
+
+
+def set_aside(results: Path, stale: dict[Path, str]) -> list[str]:
+    """Move each stale result or checkpoint to ``.sb3-tar-replaced/<date>/`` (kept, never deleted); returns messages."""
+    moved_to = results / REPLACED / time.strftime("%Y%m%d-%H%M%S")
+    messages = []
+    for folder, changes in stale.items():
+        kind = "checkpoint" if folder.parent.name == PARTIAL else "result"
+        destination = moved_to / (folder.name + (".checkpoint" if kind == "checkpoint" else ""))
+        moved_to.mkdir(parents=True, exist_ok=True)
+        with locked(folder / LOCK, f"run {folder.name}") if kind == "checkpoint" else contextlib.nullcontext():
+            os.rename(folder, destination)
+        messages.append(f"moved the {kind} of {folder.name} ({changes}) to {destination}; the run trains again")
+    return messages
+
+
 def _run_local(todo: Sequence[RunConfig], results: Path, workers: int, done: Callable[[str, int], None]) -> None:
     queue, running = list(todo), {}
     try:
@@ -210,6 +266,7 @@ def run_sweep(
     backend: str = "local",
     workers: int | None = None,
     address: str | None = None,
+    overwrite: bool = False,
 ) -> SweepOutcome:
     """Train every unfinished run of ``configs`` into ``results`` (resuming interrupted ones).
 
@@ -217,7 +274,10 @@ def run_sweep(
         at ``address``; ``results`` must then be on a file system every node shares).
     :param workers: runs at a time on this machine (default: the number of cores).
     :param address: Ray cluster address, e.g. ``ray://head:10001`` or ``auto``.
+    :param overwrite: set aside results and checkpoints of these run ids that were trained with other
+        settings and train those runs again (default: refuse, naming them).
     :raises LockedError: if another sweep is using ``results``.
+    :raises SweepConflictError: without ``overwrite``, if ``results`` holds runs of these ids with other settings.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not a sweep backend; allowed: {list(BACKENDS)}")
@@ -227,6 +287,17 @@ def run_sweep(
     results.mkdir(parents=True, exist_ok=True)
     with locked(results / ".sweep.lock", f"results folder {results}"):
         for message in tidy(results, configs):
+            print(f"sweep: {message}")
+        stale = stale_runs(results, configs)
+        if stale and not overwrite:
+            listed = "; ".join(f"{folder.name} ({changes})" for folder, changes in list(stale.items())[:3])
+            raise SweepConflictError(
+                f"{results} holds {len(stale)} run(s) of this sweep's ids trained with other settings: {listed}"
+                + (f"; and {len(stale) - 3} more" if len(stale) > 3 else "")
+                + ". Use another --results folder, or --overwrite to move them to "
+                f"{results / REPLACED} and train them again"
+            )
+        for message in set_aside(results, stale):
             print(f"sweep: {message}")
         todo = [config for config in configs if not (results / config.run_id).exists()]
         outcome = SweepOutcome(skipped=len(configs) - len(todo))

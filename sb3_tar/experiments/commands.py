@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def sweep_command(args: argparse.Namespace) -> None:
-    from sb3_tar.experiments.backends import INTERRUPTED, run_sweep
+    from sb3_tar.experiments.backends import INTERRUPTED, SweepConflictError, run_sweep
     from sb3_tar.experiments.grid import load_sweep
     from sb3_tar.experiments.store import LockedError
 
@@ -22,8 +22,9 @@ def sweep_command(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops a sweep as Ctrl-C does
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        outcome = run_sweep(configs, results, backend=args.backend, workers=args.workers, address=args.address)
-    except LockedError as error:
+        outcome = run_sweep(configs, results, backend=args.backend, workers=args.workers, address=args.address,
+                            overwrite=args.overwrite)
+    except (LockedError, SweepConflictError) as error:
         raise SystemExit(f"sb3-tar sweep: {error}") from None
     print(f"{len(outcome.completed)} runs finished now, {outcome.skipped} were already done, "
           f"{len(outcome.failed)} failed" + (f", {len(outcome.stopped)} stopped" if outcome.stopped else "")
@@ -59,6 +60,9 @@ def add_experiment_commands(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--workers", type=int, help="runs at a time on this machine (default: one per core)")
     sweep.add_argument("--address", help="Ray cluster address (default: auto); results must be on a shared disk")
     sweep.add_argument("--list", action="store_true", help="print the run ids and exit")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="train again the runs whose result or checkpoint in the folder has other settings "
+                            "(they move to RESULTS/.sb3-tar-replaced/)")
     sweep.set_defaults(run=sweep_command)
 
     report = commands.add_parser("report", help="tables, rliable aggregates and figures from finished runs")
