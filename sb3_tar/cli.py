@@ -186,11 +186,13 @@ def _stop_on_sigterm() -> None:
 
 def train_command(args: argparse.Namespace) -> None:
     """Train one agent, evaluate it, and save the model, its topology and its learning curve."""
-    from sb3_tar.experiments.pipeline import RunInterrupted, run_training
+    from sb3_tar.experiments.output_paths import check_output_folder, describe_os_error
+    from sb3_tar.experiments.pipeline import RunInterrupted, kept_after_failure, run_training
     from sb3_tar.experiments.store import LockedError
 
     config = train_config(args)
     output = Path(args.output or Path("runs") / config.run_id)
+    check_output_folder(output)
     if output.exists() and not args.overwrite:
         raise SystemExit(f"sb3-tar train: output folder {output} exists; choose another with --output, "
                          "or replace it with --overwrite")
@@ -205,6 +207,8 @@ def train_command(args: argparse.Namespace) -> None:
         raise SystemExit(130) from None
     except (FileExistsError, LockedError) as error:
         raise SystemExit(f"sb3-tar train: {error}") from None
+    except OSError as error:  # disk full, read-only, no permission: say what is kept
+        raise SystemExit(f"sb3-tar train: {describe_os_error(error)}; {kept_after_failure(output)}") from None
     result, folder = run.result, run.output
     final = result["final_evaluation"]
     minutes, seconds = divmod(round(result["provenance"]["wall_time_s"]), 60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 
 import gymnasium as gym
 import pytest
@@ -77,3 +78,71 @@ def test_policy_kwargs_that_set_what_the_run_sets_are_refused_not_ignored(policy
                                          r"run's own settings \(sb3-tar train --sparsity"):
         RunConfig(method="tar", hyperparams={"policy_kwargs": policy_kwargs})
     RunConfig(method="tar", hyperparams={"policy_kwargs": "dict(log_std_init=-2)"})  # the policy's other options pass
+
+
+TRAIN = ["train", "--env", "Pendulum-v1", "--method", "tar", "--sparsity", "0.8", "--timesteps", "200", "--net-arch",
+         "16", "16", "--no-progress-bar", "--hyperparam", "learning_starts=50", "--checkpoint-freq", "100"]
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("a-file/run", r"--output '.*a-file/run': '.*a-file' is a file, not a folder"),
+    ("a-file", r"--output '.*a-file' is a file, not a result folder \(--overwrite replaces only a result folder\)"),
+    ("x" * 300, r"--output: the name 'x{40}'\.\.\. is 300 bytes; at most 255 fit here"),
+])
+def test_an_output_folder_that_cannot_be_is_refused_before_training(output, message, tmp_path):
+    (tmp_path / "a-file").write_text("the user's notes")
+    with pytest.raises(SystemExit, match=rf"^sb3-tar train: {message}"):
+        main([*TRAIN, "--overwrite", "--output", str(tmp_path / output)])
+    assert (tmp_path / "a-file").read_text() == "the user's notes"  # untouched, even with --overwrite
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_full_disk_while_publishing_is_one_line_that_says_the_checkpoint_is_kept(tmp_path, monkeypatch):
+    from sb3_tar.experiments import pipeline
+
+    def disk_full(run, output, *, overwrite):
+        raise OSError(errno.ENOSPC, "No space left on device", str(output))
+
+    output = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "publish", disk_full)
+        with pytest.raises(SystemExit) as failed:
+            main([*TRAIN, "--output", str(output)])
+    assert str(failed.value) == (
+        f"sb3-tar train: could not write {output}: the disk is full; the checkpoint at step 200 is kept in "
+        f"{tmp_path / '.sb3-tar-partial' / 'run'}: free the space (or fix the folder) and run the same command again "
+        "to resume")
+    main([*TRAIN, "--output", str(output)])  # space freed: the same command finishes the run
+    assert (output / "result.json").exists() and not (tmp_path / ".sb3-tar-partial").exists()
+
+
+def test_a_string_activation_is_refused_naming_the_code_to_write():
+    with pytest.raises(ValueError, match=r"activation_fn='tanh' is a string; .*dict\(activation_fn=nn.Tanh\)"):
+        RunConfig(hyperparams={"policy_kwargs": "dict(activation_fn='tanh')"})
+    RunConfig(hyperparams={"policy_kwargs": "dict(activation_fn=nn.Tanh)"})  # code: rl-zoo3 evaluates it
+
+
+def test_export_to_a_folder_under_a_file_or_a_full_disk_is_one_line_and_spoils_nothing(tmp_path, monkeypatch, capsys):
+    model = SAC("TarMlpPolicy", "Pendulum-v1", seed=0, device="cpu",
+                policy_kwargs={"net_arch": [16, 16], "sparsity": 0.8})
+    model.save(tmp_path / "model.zip")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit, match=r"output '.*folder' is a folder; give a file name, e\.g\. '.*actor\.sb3tar'"):
+        main(["export", str(tmp_path / "model.zip"), str(tmp_path / "folder")])
+    with pytest.raises(SystemExit, match=r"output '.*a-file/actor': '.*a-file' is a file, not a folder"):
+        main(["export", str(tmp_path / "model.zip"), str(tmp_path / "a-file" / "actor")])
+    actor = tmp_path / "actor.sb3tar"
+    main(["export", str(tmp_path / "model.zip"), str(actor)])
+    before = actor.read_bytes()
+    real_write = type(actor).write_bytes
+
+    def half_then_full(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(type(actor), "write_bytes", half_then_full)
+    with pytest.raises(SystemExit, match=r"could not write .*: the disk is full; nothing was exported"):
+        main(["export", str(tmp_path / "model.zip"), str(actor)])
+    assert actor.read_bytes() == before  # the previous actor is intact, and no temporary is left
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "actor.sb3tar", "folder", "model.zip"]

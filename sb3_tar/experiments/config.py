@@ -382,6 +382,11 @@ class RunConfig:
                                  "settings (sb3-tar train --sparsity, --criterion, --recovery-ratio, ..., --net-arch; "
                                  "a sweep's grid); policy_kwargs may set the policy's other options (activation_fn, "
                                  "log_std_init, ...)")
+            activation = given.get("activation_fn")
+            if isinstance(activation, str) and not isinstance(activation, ZooExpression):
+                raise ValueError(f"hyperparam policy_kwargs activation_fn={activation!r} is a string; give the torch "
+                                 "class as code, which rl-zoo3 evaluates: policy_kwargs=\"dict(activation_fn=nn.Tanh)\" "
+                                 "(or nn.ReLU, nn.ELU, ...)")
 
     # -- resolution against the tuned files -------------------------------------------------------
 

@@ -360,3 +360,13 @@ def _result(config: RunConfig, hyperparams: dict[str, Any], model: Any, eval_cal
         **inspection,
         "report_errors": errors,
     }
+
+
+def kept_after_failure(output: Path) -> str:
+    """What a run that failed on the file system (disk full, read-only) kept, and how to go on."""
+    work = partial_dir(Path(output))
+    kept = find_checkpoint(work) if work.is_dir() else None
+    if kept is None:
+        return f"no checkpoint was kept; {output} is as it was"
+    return (f"the checkpoint at step {kept.num_timesteps} is kept in {work}: free the space (or fix the folder) and "
+            "run the same command again to resume")

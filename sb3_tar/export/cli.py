@@ -73,8 +73,16 @@ def export_command(args: argparse.Namespace) -> None:
     from sb3_tar.runtime.encoding import encoded_sizes
     from sb3_tar.runtime.spec import DISCRETE_BOUNDS
 
+    from sb3_tar.experiments.output_paths import check_output_file, describe_os_error
+
+    check_output_file(Path(args.output))
+    if args.onnx:
+        check_output_file(Path(args.onnx), "--onnx")
     model = load_model(args.model, args.algo)
-    path = export_actor(model, args.output)
+    try:
+        path = export_actor(model, args.output)
+    except OSError as error:
+        raise ValueError(f"{describe_os_error(error)}; nothing was exported") from None
     actor = load_actor(path)
     dense_bytes = sum(encoded_sizes(layer.out_features, layer.in_features, layer.kept)["dense"]
                       + 4 * layer.out_features * layer.has_bias for layer in actor.linear_layers())

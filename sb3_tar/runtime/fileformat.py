@@ -14,6 +14,7 @@ torch only (no pickle, so loading a file runs no code from it).
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 import zlib
@@ -92,7 +93,13 @@ def write_actor(spec: ActorSpec, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = MAGIC + struct.pack("<I", len(encoded)) + encoded + body
-    path.write_bytes(content + struct.pack("<I", zlib.crc32(content)))
+    # Written beside the target and renamed over it: a full disk never leaves half a file, nor spoils an older one.
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_bytes(content + struct.pack("<I", zlib.crc32(content)))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
