@@ -215,3 +215,16 @@ def test_a_tar_policy_class_of_another_algorithm_is_refused_when_built(algo, tmp
                                          rf"pass policy='TarMlpPolicy'"):
         other(TAR_POLICIES[algo], env, device="cpu", policy_kwargs={"sparsity": 0.8})
     assert env.steps == 0
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C", "DQN", "SAC", "TD3", "DDPG"])
+def test_a_dict_observation_space_with_the_mlp_alias_gets_sb3s_hint_for_the_multi_input_alias(algo):
+    """SB3 names MultiInputPolicy when "MlpPolicy" meets a Dict space; "TarMlpPolicy" names its own counterpart."""
+    from stable_baselines3 import A2C, DQN, PPO
+    from stable_baselines3.common.envs import BitFlippingEnv
+
+    algorithm = {"PPO": PPO, "A2C": A2C, "DQN": DQN, "SAC": SAC, "TD3": TD3, "DDPG": DDPG}[algo]
+    continuous = algo in ("SAC", "TD3", "DDPG")
+    with pytest.raises(ValueError, match="You must use `TarMultiInputPolicy` when working with dict observation "
+                                         "space, not TarMlpPolicy"):
+        algorithm("TarMlpPolicy", BitFlippingEnv(n_bits=4, continuous=continuous), policy_kwargs={"sparsity": 0.5})

@@ -188,6 +188,12 @@ class TarPolicy:
         algorithm, loading = _who_builds()
         _check_algorithm(type(self), algorithm, loading)
         dense_class = self._dense_policy_class()
+        observation_space = kwargs.get("observation_space", args[0] if args else None)
+        if (isinstance(observation_space, spaces.Dict) and "MultiInput" not in dense_class.__name__
+                and "features_extractor_class" not in kwargs):
+            # SB3 catches this mistake by the string "MlpPolicy"; the sparse alias must catch it too.
+            raise ValueError(f"You must use `{self.alias.replace('Mlp', 'MultiInput')}` when working with dict "
+                             f"observation space, not {self.alias}")
         dense_arguments = inspect.signature(dense_class.__init__).parameters
         sparsity = {name: kwargs.pop(name) for name in list(kwargs) if name not in dense_arguments}
         self.sparsity_settings = SparsitySettings.from_kwargs(
