@@ -174,6 +174,9 @@ def markdown(records: list[dict], environment: dict) -> str:
         lines += [f"- `{test}`: {reason}" for test, reason in record["failed_by_design"].items()] or ["- none"]
         lines += ["", f"## {record['host']}: failing with the swap otherwise (defects)", ""]
         lines += [f"- `{test}`: {message}" for test, message in record["failed_otherwise"].items()] or ["- none"]
+        if record.get("fixed_since"):  # defects fixed after the run, each checked by running its test again
+            lines += ["", f"## {record['host']}: defects fixed since this run", ""]
+            lines += [f"- `{test}`: {note}" for test, note in record["fixed_since"].items()]
     return "\n".join([*lines, "", "## Where it ran", "", environment_markdown(environment), ""])
 
 
