@@ -50,14 +50,17 @@ HOSTS = {
 SWAPS = {"MlpPolicy": "TarMlpPolicy", "MultiInputPolicy": "TarMultiInputPolicy", "MlpLstmPolicy": "TarMlpLstmPolicy",
          "MultiInputLstmPolicy": "TarMultiInputLstmPolicy"}
 # Tests that by design cannot pass with a sparse policy, by test-id prefix, and why.
+SAVE_LOAD = ("fills every state-dict entry with torch.rand_like and loads it (dense layout: every entry a float): "
+             "rand_like fails on sb3-tar's bool masks and int64 mask seed; with the float entries alone randomised, "
+             "the load refuses them (random values where the masks prune; docs/sb3-compatibility.md)")
 BY_DESIGN = {
-    "test_save_load.py::test_save_load[": "fills every state-dict entry (masks included) with random values and "
-                                          "loads it: a sparse policy refuses weights that do not fit its masks",
-    "test_save_load.py::test_save_load_policy[": "as test_save_load: random values in every entry, masks included",
-    "test_her.py::test_save_load[": "as test_save_load: random values in every entry, masks included",
+    "test_save_load.py::test_save_load[": SAVE_LOAD,
+    "test_save_load.py::test_save_load_policy[": SAVE_LOAD,
+    "test_her.py::test_save_load[": SAVE_LOAD,
     "test_save_load.py::test_save_load_q_net[": "as test_save_load, into the Q-network alone: a sub-module's load is "
                                                 "checked against the masks as the policy's own load is",
-    "test_run.py::test_ppo_warnings": "expects a warning keyed to the class name ActorCriticPolicy",
+    "test_run.py::test_ppo_warnings": "expects SB3's advice to run PPO on the CPU, which SB3 keys to the class name "
+                                      "ActorCriticPolicy",
     "test_her.py::test_performance_her": "a learning threshold tuned for a dense network",
     "test_run.py::test_infinite_horizon": "a learning threshold tuned for a dense network",
     "test_invalid_actions.py::test_identity": "a learning threshold tuned for a dense network",
