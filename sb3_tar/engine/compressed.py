@@ -52,7 +52,8 @@ class _CompressedMatmul(torch.autograd.Function):
         grad_t = grad_output.T.contiguous()
         grad_inputs = grad_values = None
         if ctx.needs_input_grad[0]:
-            transposed = _csr(layer.crow_t, layer.col_t, values[layer.perm], (layer.in_features, layer.out_features))
+            transposed = _csr(layer.crow_t, layer.col_t, torch.index_select(values, 0, layer.perm),
+                              (layer.in_features, layer.out_features))
             grad_inputs = torch.sparse.mm(transposed, grad_t, reduce="sum").T
         if ctx.needs_input_grad[1]:
             # Zeros, not empty: with beta=0 sampled_addmm still adds 0 * the old values (nan stays nan).
@@ -65,9 +66,13 @@ class _CompressedMatmul(torch.autograd.Function):
 class CompressedLinear(nn.Module):
     """``nn.Linear`` whose weight is ``values`` at the kept positions of a fixed mask and 0 elsewhere.
 
+    The state dict holds ``values`` (and ``bias``) only: the index buffers are rebuilt from the
+    mask, which a sparse policy saves beside its weights.
+
     :param weight: the dense weight, ``(out_features, in_features)``; only its kept entries are used.
     :param mask: bool, the weight's shape; ``True`` = kept. It never changes.
-    :param bias: the bias, or ``None``.
+    :param bias: the bias, or ``None``; an ``nn.Parameter`` is kept as it is (an optimizer that owns
+        it goes on owning it), a plain tensor is copied into a new one.
     """
 
     def __init__(self, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -75,18 +80,19 @@ class CompressedLinear(nn.Module):
         if mask.shape != weight.shape or weight.dim() != 2:
             raise ValueError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
         self.out_features, self.in_features = weight.shape
-        rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order
+        rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order, which values_of keeps too
         self.values = nn.Parameter(weight.detach()[rows, cols].clone())
-        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+        self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias.detach().clone())
         counts = torch.bincount(rows, minlength=self.out_features)
-        self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32))
-        self.register_buffer("col", cols.to(torch.int32))
+        self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32), persistent=False)
+        self.register_buffer("col", cols.to(torch.int32), persistent=False)
         # W^T's CSR: entries sorted by column, then row; perm takes values into that order.
         perm = torch.argsort(cols * self.out_features + rows)
         counts_t = torch.bincount(cols, minlength=self.in_features)
-        self.register_buffer("perm", perm)
-        self.register_buffer("crow_t", torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32))
-        self.register_buffer("col_t", rows[perm].to(torch.int32))
+        self.register_buffer("perm", perm.to(torch.int32), persistent=False)
+        self.register_buffer("crow_t", torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32),
+                             persistent=False)
+        self.register_buffer("col_t", rows[perm].to(torch.int32), persistent=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -99,6 +105,11 @@ class CompressedLinear(nn.Module):
     def dense_weight(self) -> torch.Tensor:
         """The weight as a dense matrix (0.0 where the mask prunes)."""
         return _csr(self.crow, self.col, self.values.detach(), self.shape).to_dense()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``dense_weight()``, for code that reads an ``nn.Linear``'s weight; a copy: writing to it changes nothing."""
+        return self.dense_weight()
 
     def mask(self) -> torch.Tensor:
         """The fixed mask, as a dense bool matrix."""
@@ -115,6 +126,19 @@ class CompressedLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, kept={self.kept}, "
                 f"bias={self.bias is not None}")
+
+
+def values_of(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The kept entries of a dense ``weight`` (or of a tensor of its shape, such as an Adam moment), in ``values`` order."""
+    return weight[mask.to(device=weight.device, dtype=torch.bool)]
+
+
+def dense_of(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The dense matrix of ``mask``'s shape holding ``values`` at the kept positions and 0.0 elsewhere."""
+    mask = mask.to(device=values.device, dtype=torch.bool)
+    dense = values.new_zeros(mask.shape)
+    dense[mask] = values
+    return dense
 
 
 def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor]) -> list[str]:

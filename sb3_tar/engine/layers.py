@@ -1,4 +1,9 @@
-"""Which weights of a network the engine may prune: the weight matrix of every ``nn.Linear``."""
+"""Which weights of a network the engine may prune: the weight matrix of every ``nn.Linear``.
+
+A layer already compressed (``CompressedLinear``: its mask frozen, its kept weights stored alone)
+is listed too, under the same name, so masks, reports and exports address it as before; its
+``weight`` is a dense copy to read.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sb3_tar.engine.compressed import CompressedLinear
+
+LINEAR_LAYERS = (nn.Linear, CompressedLinear)
+
 
 @dataclass(frozen=True)
 class PrunableLayer:
     """One ``nn.Linear`` weight, addressed by its qualified parameter name (``"0.weight"``)."""
 
     name: str
-    module: nn.Linear
+    module: nn.Linear | CompressedLinear
 
     @property
     def weight(self) -> torch.Tensor:
@@ -40,7 +49,7 @@ def prunable_layers(network: nn.Module) -> list[PrunableLayer]:
     layers = [
         PrunableLayer(f"{module_name}.weight" if module_name else "weight", module)
         for module_name, module in network.named_modules()
-        if isinstance(module, nn.Linear)
+        if isinstance(module, LINEAR_LAYERS)
     ]
     if not layers:
         raise ValueError(

@@ -38,6 +38,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
+from sb3_tar.engine.layers import LINEAR_LAYERS
 from sb3_tar.runtime.fileformat import write_actor
 from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Linear, Normalization
 
@@ -75,7 +76,7 @@ class _Collector:
         if isinstance(module, nn.Sequential):
             for child in module:
                 self.add(child)
-        elif isinstance(module, nn.Linear):
+        elif isinstance(module, LINEAR_LAYERS):
             self.layers.append(self._linear(module, name))
         elif isinstance(module, nn.Hardtanh):  # nn.ReLU6 too
             self.layers.append(Activation("hardtanh", {"min_val": float(module.min_val),
@@ -92,7 +93,7 @@ class _Collector:
                 f"sb3-contrib's BatchRenorm, nn.Identity/nn.Dropout and the activations {sorted(ACTIVATIONS)}"
             )
 
-    def _linear(self, module: nn.Linear, name: str) -> Linear:
+    def _linear(self, module: nn.Module, name: str) -> Linear:
         weight = module.weight.detach().cpu().to(torch.float32).clone()
         mask = self.masks.get(f"{name}.weight")
         mask = torch.ones_like(weight, dtype=torch.bool) if mask is None else mask.detach().cpu().to(torch.bool)

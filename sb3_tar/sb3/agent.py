@@ -35,7 +35,8 @@ from sb3_tar.engine import (
 )
 from sb3_tar.engine.plan import isolated_units, layer_budgets, layer_producers, repairs_connectivity
 from sb3_tar.engine.revival import repair_bounds
-from sb3_tar.sb3.masking import WeightMasks, enforce_masks
+from sb3_tar.engine.compressed import CompressedLinear
+from sb3_tar.sb3.masking import WeightMasks, enforce_masks, release_masks
 from sb3_tar.sb3.networks import ACTOR, SparseNetwork, find_networks
 from sb3_tar.sb3.normalisation import guard_constant_units
 from sb3_tar.sb3.settings import SparsitySettings
@@ -99,14 +100,16 @@ class SparseAgent:
         return [layer.name for layer in prunable_layers(network.module)]
 
     def weights(self, network: SparseNetwork) -> dict[str, torch.Tensor]:
-        """Mask name -> the masked weight, for one network."""
-        return {network.weight_name(name): network.module.get_parameter(name) for name in self.layer_names(network)}
+        """Mask name -> the masked weight, for one network's dense layers (a compressed layer has no pruned weight)."""
+        return {network.weight_name(layer.name): layer.module.weight for layer in prunable_layers(network.module)
+                if not isinstance(layer.module, CompressedLinear)}
 
     def target_weights(self, network: SparseNetwork) -> dict[str, torch.Tensor]:
-        """Mask name -> the weight's copy in the target network (empty without a target)."""
+        """Mask name -> the weight's copy in the target network, for its dense layers (empty without a target)."""
         if network.target is None:
             return {}
-        return {network.weight_name(name): network.target.get_parameter(name) for name in self.layer_names(network)}
+        return {network.weight_name(layer.name): layer.module.weight for layer in prunable_layers(network.target)
+                if not isinstance(layer.module, CompressedLinear)}
 
     def enforce(self) -> None:
         """Attach the masks: zero the masked weights, targets and moments now, and hook every optimizer.
@@ -121,7 +124,10 @@ class SparseAgent:
             weights.update(self.weights(network))
             targets.update(self.target_weights(network))
         for optimizer, weights, targets in by_optimizer.values():
-            enforce_masks(optimizer, weights, self.masks, targets)
+            if weights:
+                enforce_masks(optimizer, weights, self.masks, targets)
+            else:
+                release_masks(optimizer)  # every layer it masked is compressed now: nothing is left to mask
 
     def plan(self, network: SparseNetwork) -> RevivalPlan:
         """The network's masks and per-layer topology, as the engine reports them."""

@@ -36,6 +36,8 @@ from sb3_tar.engine.settings import check_integer
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
 from sb3_tar.sb3.callback import DST_STATE_ATTRIBUTE, SparsityLogCallback, TARCallback
 from sb3_tar.sb3.networks import CRITIC, SparseNetwork
+from sb3_tar.sb3.kernels import is_compressed
+from sb3_tar.sb3.networks import find_networks
 from sb3_tar.sb3.policies import TarPolicy
 
 # SET's regrowth draws come from streams apart from the ones the initial masks were drawn from.
@@ -155,6 +157,11 @@ class DSTCallback(BaseCallback):
             raise ValueError(
                 "DSTCallback: this model's TarMlpPolicy already sets the sparsity (policy_kwargs); "
                 "leave sparsity, actor_sparsity and critic_sparsity out of the callback"
+            )
+        if isinstance(self.model.policy, TarPolicy) and is_compressed(find_networks(self.model.policy)):
+            raise ValueError(
+                f"DSTCallback: {self.method.upper()} moves masks, but this TarMlpPolicy trains compressed layers whose "
+                f"masks are frozen (kernel={self.model.policy.kernel!r}); use policy_kwargs kernel='dense'"
             )
         if not isinstance(self.model.policy, TarPolicy) and self.uses_policy_masks:
             raise ValueError(

@@ -213,6 +213,13 @@ def enforce_masks(
     return enforcement
 
 
+def release_masks(optimizer: torch.optim.Optimizer) -> None:
+    """Remove the mask hooks of ``optimizer``, if any (its masked weights were compressed: nothing is left to mask)."""
+    enforcement = _ENFORCEMENTS.pop(optimizer, None)
+    if enforcement is not None:
+        enforcement.remove()
+
+
 def enforcement_of(optimizer: torch.optim.Optimizer) -> MaskEnforcement | None:
     """The mask hooks registered on ``optimizer``, if any."""
     return _ENFORCEMENTS.get(optimizer)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sb3_tar.engine.layers import LINEAR_LAYERS
+
 ACTOR = "actor"
 CRITIC = "critic"
 
@@ -111,7 +113,7 @@ def _stochastic_actor_producers(view: nn.ModuleDict) -> dict[str, str | None]:
     layer, or the features if it has none."""
     def linear_layers(part: str) -> list[str]:
         return [f"{part}.{name}.weight" if name else f"{part}.weight" for name, module in view[part].named_modules()
-                if isinstance(module, nn.Linear)]
+                if isinstance(module, LINEAR_LAYERS)]
 
     trunk = linear_layers("latent_pi")
     producers: dict[str, str | None] = dict(zip(trunk, [None, *trunk[:-1]]))

@@ -63,6 +63,8 @@ from sb3_tar.sb3.agent import (
     mask_seed_for,
     placeholder_agent,
 )
+from sb3_tar.engine.compressed import dense_of
+from sb3_tar.sb3.kernels import apply_kernels, check_kernel, densify, is_compressed, layer_kernels, register_layouts
 from sb3_tar.sb3.load_guard import guard_sub_module_loads
 from sb3_tar.sb3.masking import WeightMasks
 from sb3_tar.sb3.settings import SparsitySettings
@@ -196,6 +198,7 @@ class TarPolicy:
                              f"observation space, not {self.alias}")
         dense_arguments = inspect.signature(dense_class.__init__).parameters
         sparsity = {name: kwargs.pop(name) for name in list(kwargs) if name not in dense_arguments}
+        self.kernel = check_kernel(sparsity.pop("kernel", "dense"), self.alias)
         self.sparsity_settings = SparsitySettings.from_kwargs(
             sparsity, owner=self.alias, other_arguments=(dense_class.__name__, [n for n in dense_arguments if n != "self"]))
         action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
@@ -211,6 +214,7 @@ class TarPolicy:
         if not self._masks_pending:
             # Hook the optimizer the policy keeps: RecurrentActorCriticPolicy replaces _build's after it.
             self.sparse_agent().enforce()
+            self._apply_kernel()
         networks = find_networks(self)
         guarded = [name for network in networks for layer in prunable_layers(network.module)
                    for name in ([network.weight_name(layer.name)]
@@ -251,11 +255,47 @@ class TarPolicy:
             and what is wrong, if the weights and masks the policy would hold do not belong together
             (see ``sb3_tar.sb3.agent.check_loaded_masks``).
         """
+        state_dict = self._dense_layout(state_dict)
         self._check_state_dict(state_dict)
+        networks = find_networks(self)
+        if is_compressed(networks):
+            densify(self, networks, self.masks)  # loads into the canonical dense layout; the kernel is applied again below
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
         self._masks_pending = False
         self.sparse_agent().enforce()
+        self._apply_kernel()
         return result
+
+    def _apply_kernel(self) -> None:
+        """Compress the layers the ``kernel`` setting picks; the optimizers follow, the step hooks mask the rest."""
+        networks = find_networks(self)
+        chosen = layer_kernels(networks, self.masks, self.kernel, self.device)  # type: ignore[attr-defined]
+        if "sparse" in chosen.values():
+            apply_kernels(self, networks, self.masks, chosen)
+            self.sparse_agent().enforce()
+        register_layouts(find_networks(self), self.masks)
+
+    def _dense_layout(self, state_dict: Any) -> Any:
+        """``state_dict`` with every compressed layer's ``values`` (saved with ``kernel="sparse"``) as its dense weight."""
+        if not any(isinstance(key, str) and key.endswith(".values") for key in state_dict):
+            return state_dict
+        converted = dict(state_dict)
+        for network in find_networks(self):
+            for layer in prunable_layers(network.module):
+                name = network.weight_name(layer.name)
+                copies = [name] + ([network.target_weight_name(layer.name)] if network.target is not None else [])
+                mask = converted.get(f"masks.{name}", self.masks[name])
+                for copy in copies:
+                    values_key = copy.removesuffix(".weight") + ".values"
+                    if values_key in converted and copy not in converted:
+                        values = converted.pop(values_key)
+                        if isinstance(values, torch.Tensor) and values.numel() == int(mask.count_nonzero()):
+                            converted[copy] = dense_of(values, mask)
+                        else:
+                            raise MaskMismatchError(
+                                f"loading a {type(self).__name__}: {values_key} holds {getattr(values, 'numel', len)()} "
+                                f"values, but the mask of {name} keeps {int(mask.count_nonzero())}")
+        return converted
 
     def _check_state_dict(self, state_dict: Any) -> None:
         """Check the weights and masks the policy would hold after loading ``state_dict`` (what it lacks stays)."""
@@ -282,10 +322,10 @@ class TarPolicy:
             name = network.weight_name(layer)
             masks[name] = incoming(f"masks.{name}", self.masks[name])
             before[name] = incoming(f"masks_before_revival.{name}", self.masks_before_revival[name])
-            weights[name] = incoming(name, self.get_parameter(name))  # type: ignore[attr-defined]
+            weights[name] = incoming(name, self._current_weight(name))
             if network.target is not None:
                 target = network.target_weight_name(layer)
-                targets[name] = incoming(target, self.get_parameter(target))  # type: ignore[attr-defined]
+                targets[name] = incoming(target, self._current_weight(target))
         if any(value is None for group in (masks, before, weights, targets) for value in group.values()):
             return
         if "masks.updates" in state_dict:
@@ -297,9 +337,13 @@ class TarPolicy:
         check_loaded_masks(networks, self.sparsity_settings, masks, before, weights, targets, masks_moved=moved,
                            source=source)
 
+    def _current_weight(self, name: str) -> torch.Tensor:
+        """The dense weight ``name`` (``"actor.mu.weight"``) as the policy holds it now, in either kernel."""
+        return self.get_submodule(name.removesuffix(".weight")).weight  # type: ignore[attr-defined]
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        return {**data, **self.sparsity_settings.as_kwargs()}
+        return {**data, **self.sparsity_settings.as_kwargs(), "kernel": self.kernel}
 
 
 class TarSACPolicy(TarPolicy, SACPolicy):

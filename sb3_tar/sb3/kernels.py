@@ -1,0 +1,193 @@
+"""Which layers of a sparse policy train in compressed form (``kernel="sparse"``), and the swap itself.
+
+A TAR or static mask is frozen after revival, so a masked layer can store and train only its kept
+weights (``sb3_tar.engine.compressed.CompressedLinear``): forward, input gradient, weight gradient
+and optimizer moments on kept weights only, targets and Polyak averaging on the kept values.
+``benchmarks/results/train_steps.md`` measured it against the masked dense layers.
+
+Dense is the canonical layout. A policy is built, loaded and checked with dense layers; the
+kernel is applied afterwards (``apply_kernels``), and a load first turns the policy dense again
+(``densify``), so a model saved with one kernel loads with the other. Optimizer moments follow
+the weights both ways, also when a saved optimizer state of the other layout is loaded.
+
+The ``kernel`` setting:
+
+- ``"dense"`` (the default for now): masked dense layers, masks kept by the step hooks;
+- ``"sparse"``: every masked layer compressed (CPU only: torch's CSR kernels with ``reduce`` are);
+- ``"auto"``: per layer, compressed where ``benchmarks/results/train_steps.md`` measured it faster
+  than dense: on the CPU, density at most ``AUTO_MAX_DENSITY`` and at least ``AUTO_MIN_WEIGHTS``
+  weights; dense elsewhere, and always dense on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from sb3_tar.engine.compressed import CompressedLinear, compress_linear_layers, dense_of, values_of
+from sb3_tar.engine.layers import prunable_layers
+from sb3_tar.sb3.networks import SparseNetwork
+
+KERNELS = ("dense", "sparse", "auto")
+# From benchmarks/results/train_steps.md (SAC/TD3 steps, one thread): at density 0.1 the compressed
+# layers took 0.33-0.76x the dense step at widths 256-2048; at 0.2, 0.68-1.07x (not always faster).
+AUTO_MAX_DENSITY = 0.1
+AUTO_MIN_WEIGHTS = 256 * 256
+
+
+def check_kernel(kernel: object, owner: str) -> str:
+    """``kernel`` if it is one of ``KERNELS``.
+
+    :raises ValueError: naming the setting and the allowed values.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"{owner}: kernel={kernel!r} is not a kernel; allowed: {list(KERNELS)} (dense: masked dense "
+                         "layers; sparse: kept weights only; auto: per layer, whichever was measured faster)")
+    return str(kernel)
+
+
+def choose_kernel(kernel: str, mask: torch.Tensor, device: torch.device) -> str:
+    """``"dense"`` or ``"sparse"`` for one masked layer under the ``kernel`` setting."""
+    if kernel != "auto":
+        return kernel
+    density = int(mask.count_nonzero()) / mask.numel()
+    cpu = torch.device(device).type == "cpu"
+    return "sparse" if cpu and density <= AUTO_MAX_DENSITY and mask.numel() >= AUTO_MIN_WEIGHTS else "dense"
+
+
+def layer_kernels(networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor], kernel: str,
+                  device: torch.device) -> dict[str, str]:
+    """Mask name -> ``"dense"`` or ``"sparse"``, for every masked layer of ``networks``.
+
+    :raises ValueError: for ``kernel="sparse"`` on a device other than the CPU.
+    """
+    if kernel == "sparse" and torch.device(device).type != "cpu":
+        raise ValueError(f"kernel='sparse' runs on the CPU only (torch's CSR kernels with reduce); the policy is on "
+                         f"{device}: use kernel='dense' or 'auto' (dense there)")
+    return {network.weight_name(layer.name): choose_kernel(kernel, masks[network.weight_name(layer.name)], device)
+            for network in networks for layer in prunable_layers(network.module)}
+
+
+def _replace_parameters(optimizer: torch.optim.Optimizer, replaced: Mapping[int, tuple[nn.Parameter, Any]]) -> None:
+    """Put each new parameter where its old one was in ``optimizer``, converting its per-element state.
+
+    :param replaced: ``id(old parameter)`` -> ``(new parameter, convert)``; ``convert`` turns a
+        tensor of the old parameter's shape into one of the new's (an Adam moment).
+    """
+    for group in optimizer.param_groups:
+        for index, parameter in enumerate(group["params"]):
+            if id(parameter) not in replaced:
+                continue
+            new, convert = replaced[id(parameter)]
+            group["params"][index] = new
+            state = optimizer.state.pop(parameter, None)
+            if state is not None:
+                optimizer.state[new] = {key: convert(value) if isinstance(value, torch.Tensor)
+                                        and value.shape == parameter.shape and value.dim() > 0 else value
+                                        for key, value in state.items()}
+
+
+def _swap(policy: nn.Module, names: Mapping[str, torch.Tensor], compress: bool) -> dict:
+    """Swap the named layers of ``policy`` (qualified weight names) to the other layout; returns id(old) -> (new, convert).
+
+    The names are the policy's own: a network's module may be a view (SAC's actor heads), and a
+    layer must be replaced where the policy holds it.
+    """
+    replaced: dict[int, tuple[nn.Parameter, Any]] = {}
+    for name, mask in names.items():
+        module_name = name.removesuffix(".weight")
+        layer = policy.get_submodule(module_name)
+        if compress and isinstance(layer, nn.Linear):
+            old = layer.weight
+            compress_linear_layers(policy, {name: mask})
+            new = policy.get_submodule(module_name).values
+            replaced[id(old)] = (new, lambda tensor, mask=mask: values_of(tensor, mask))
+        elif not compress and isinstance(layer, CompressedLinear):
+            dense = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                              device=layer.values.device, dtype=layer.values.dtype)
+            with torch.no_grad():
+                dense.weight.copy_(layer.dense_weight())
+            if layer.bias is not None:
+                dense.bias = layer.bias  # the same parameter: its optimizer keeps owning it
+            parent_name, _, child = module_name.rpartition(".")
+            policy.get_submodule(parent_name).register_module(child, dense)
+            replaced[id(layer.values)] = (dense.weight, lambda tensor, mask=mask: dense_of(tensor, mask))
+    return replaced
+
+
+def _apply(policy: nn.Module, networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor],
+           chosen: Mapping[str, str], compress: bool) -> None:
+    for network in networks:
+        layers = [layer.name for layer in prunable_layers(network.module)
+                  if (chosen.get(network.weight_name(layer.name)) == "sparse") == compress]
+        if not layers:
+            continue
+        names = {network.weight_name(layer): masks[network.weight_name(layer)].detach() for layer in layers}
+        _replace_parameters(network.optimizer, _swap(policy, names, compress))
+        if network.target is not None:
+            _swap(policy, {network.target_weight_name(layer): masks[network.weight_name(layer)].detach()
+                           for layer in layers}, compress)
+
+
+def apply_kernels(policy: nn.Module, networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor],
+                  chosen: Mapping[str, str]) -> None:
+    """Compress the layers ``chosen`` marks ``"sparse"`` (and their target copies); their optimizer follows."""
+    _apply(policy, networks, masks, chosen, compress=True)
+
+
+def densify(policy: nn.Module, networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor]) -> None:
+    """Turn every compressed layer (and target copy) back into ``nn.Linear``; its optimizer follows."""
+    _apply(policy, networks, masks, {}, compress=False)
+
+
+def is_compressed(networks: list[SparseNetwork]) -> bool:
+    """Whether any layer of ``networks`` is compressed."""
+    return any(isinstance(layer.module, CompressedLinear) for network in networks
+               for layer in prunable_layers(network.module))
+
+
+def convert_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A saved optimizer state dict in this optimizer's layout: moments saved for the other kernel are converted.
+
+    Registered as the optimizer's load pre-hook, so a model saved with ``kernel="dense"`` loads with
+    ``"sparse"`` (a moment of the dense weight's shape keeps its kept entries) and the other way
+    round (kept entries scattered into a dense moment, 0.0 elsewhere).
+    """
+    layouts = getattr(optimizer, "_sb3_tar_layouts", {})
+    if not layouts:
+        return state_dict
+    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+    state = dict(state_dict.get("state", {}))
+    for index, entry in state.items():
+        if not isinstance(index, int) or index >= len(parameters) or id(parameters[index]) not in layouts:
+            continue
+        mask = layouts[id(parameters[index])]
+        shape = parameters[index].shape
+        converted = {}
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != shape:
+                if value.shape == mask.shape and shape == (int(mask.count_nonzero()),):
+                    value = values_of(value, mask)
+                elif value.dim() == 1 and value.numel() == int(mask.count_nonzero()) and shape == mask.shape:
+                    value = dense_of(value, mask)
+            converted[key] = value
+        state[index] = converted
+    return {**state_dict, "state": state}
+
+
+def register_layouts(networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor]) -> None:
+    """Tell each network's optimizer which of its parameters are masked weights (either layout), for loading."""
+    layouts: dict[int, tuple[torch.optim.Optimizer, dict[int, torch.Tensor]]] = {}
+    for network in networks:
+        _, found = layouts.setdefault(id(network.optimizer), (network.optimizer, {}))
+        for layer in prunable_layers(network.module):
+            module = layer.module
+            parameter = module.values if isinstance(module, CompressedLinear) else module.weight
+            found[id(parameter)] = masks[network.weight_name(layer.name)].detach()
+    for optimizer, found in layouts.values():
+        if not hasattr(optimizer, "_sb3_tar_layouts"):
+            optimizer.register_load_state_dict_pre_hook(convert_optimizer_state)
+        optimizer._sb3_tar_layouts = found  # type: ignore[attr-defined]
