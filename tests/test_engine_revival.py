@@ -133,3 +133,16 @@ def test_the_global_top_k_of_pieces_equals_the_top_k_of_their_concatenation(ties
         masks = top_k_masks(pieces, k)
         assert [mask.shape for mask in masks] == [piece.shape for piece in pieces]
         assert torch.equal(torch.cat([mask.flatten() for mask in masks]), expected)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_sampled_selection_equals_kthvalue_on_either_side_of_the_median(ties):
+    """kth_largest brackets the answer by a sample and selects among the values on the answer's side."""
+    from sb3_tar.engine.topk import kth_largest
+
+    values = torch.rand(400_000, generator=torch.Generator().manual_seed(3))
+    if ties:
+        values = (values * 50).floor()
+    n = values.numel()
+    for k in (1, 7, 1000, n // 10, n // 2, n // 2 + 1, 9 * n // 10, n - 1000, n - 1, n):
+        assert kth_largest(values, k) == torch.kthvalue(values, n - k + 1).values, k

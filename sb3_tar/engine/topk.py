@@ -69,9 +69,9 @@ def _kth_largest_of_pieces(flats: list[torch.Tensor], k: int, n: int) -> torch.T
     """The ``k``-th largest value of the pieces' concatenation (``n`` values), exactly.
 
     A strided sample brackets the answer (Floyd-Rivest selection) and the exact selection runs only
-    inside the bracket: one pass over the data instead of a full ``kthvalue``, whose copy and select
-    dominate SynFlow's rounds. A bracket that misses falls back to ``kthvalue``, so the result never
-    depends on the sample.
+    on the side of the data the answer lies in: one pass over the data instead of a full
+    ``kthvalue``, whose copy and select dominate SynFlow's rounds. A bracket that misses falls back
+    to ``kthvalue``, so the result never depends on the sample.
     """
     stride = max(1, n // 20_000)
     sample = torch.cat([flat[::stride] for flat in flats])
@@ -81,8 +81,14 @@ def _kth_largest_of_pieces(flats: list[torch.Tensor], k: int, n: int) -> torch.T
     ordered = torch.sort(sample, descending=True).values
     upper = ordered[max(0, int(position - margin))]
     lower = ordered[min(m - 1, int(position + margin))]
-    above_upper = sum(int((flat > upper).count_nonzero()) for flat in flats)
-    inside = torch.cat([flat[(flat <= upper) & (flat >= lower)] for flat in flats])
+    if 2 * k <= n:  # the answer is among the few largest: keep the values at or above the bracket
+        side = torch.cat([flat[flat >= lower] for flat in flats])
+        inside = side[side <= upper]
+        above_upper = side.numel() - inside.numel()
+    else:  # among the many largest: keep the values at or below it, count the rest
+        side = torch.cat([flat[flat <= upper] for flat in flats])
+        inside = side[side >= lower]
+        above_upper = n - side.numel()
     if above_upper < k <= above_upper + inside.numel():
         return torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
     everything = torch.cat(flats) if len(flats) > 1 else flats[0]
@@ -113,7 +119,9 @@ def _first_distinct(values: torch.Tensor, count: int) -> torch.Tensor:
     unique, inverse = torch.unique(values, return_inverse=True)
     first = torch.full((len(unique),), len(values), dtype=torch.long).scatter_reduce_(
         0, inverse, torch.arange(len(values)), "amin")
-    return values[first.sort().values[:count]]
+    is_first = torch.zeros(len(values), dtype=torch.bool)
+    is_first[first] = True  # boolean selection keeps the order of occurrence: no sort of the firsts needed
+    return values[is_first][:count]
 
 
 def sample_unmasked(mask: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
