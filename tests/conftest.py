@@ -24,3 +24,24 @@ def actor() -> torch.nn.Sequential:
 def small_net() -> torch.nn.Sequential:
     torch.manual_seed(1)
     return mlp(11, [32, 24], 3)
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_kernels: run the test with kernel='dense' and with kernel='sparse' "
+                                       "(every sb3_support model takes it)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_kernels") is not None:
+        metafunc.parametrize("policy_kernel", ["dense", "sparse"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def policy_kernel(request: pytest.FixtureRequest):
+    """The kernel sb3_support's models are built with: both for tests marked ``both_kernels``, else dense."""
+    import sb3_support
+
+    sb3_support.KERNEL = getattr(request, "param", "dense")
+    yield sb3_support.KERNEL
+    sb3_support.KERNEL = "dense"

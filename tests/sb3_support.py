@@ -10,10 +10,13 @@ from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_tar
+from sb3_tar.engine import prunable_layers
+from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.engine.masking import moment_tensors
 from sb3_tar.sb3.agent import SparseAgent
 
 ALL_ALGOS = [SAC, TD3, DDPG, TQC, CrossQ]
+KERNEL = "dense"  # the kernel of every Tar model built here; conftest's policy_kernel sets it per test
 ENV_ID = "Pendulum-v1"
 LEARNING_STARTS = 50
 
@@ -37,24 +40,48 @@ class DictObservations(gym.ObservationWrapper):
 def make_model(algo: type[BaseAlgorithm], policy: str = "TarMlpPolicy", *, seed: int | None = 0,
                net_arch: list[int] | dict | None = None, env: object = ENV_ID, **policy_kwargs: object) -> BaseAlgorithm:
     """A small model: [32, 32] networks, batch 32, learning after 50 steps."""
-    kwargs = {"net_arch": [32, 32] if net_arch is None else net_arch, **policy_kwargs}
+    kwargs = {"net_arch": [32, 32] if net_arch is None else net_arch, **with_kernel(policy, policy_kwargs)}
     return algo(policy, env, seed=seed, learning_starts=LEARNING_STARTS, batch_size=32, policy_kwargs=kwargs,
                 device="cpu")
 
 
+def with_kernel(policy: str, policy_kwargs: dict) -> dict:
+    """``policy_kwargs`` with the test's kernel, for a sparse policy given a sparsity."""
+    sparse = policy.startswith("Tar") and any(key.endswith("sparsity") for key in policy_kwargs)
+    return {"kernel": KERNEL, **policy_kwargs} if sparse and KERNEL != "dense" else dict(policy_kwargs)
+
+
 def kept_count(agent: SparseAgent, network) -> tuple[int, int]:
     """``(kept, total)`` prunable weights of one network, from its masks."""
-    masks = [agent.masks[name] for name in agent.weights(network)]
+    masks = [agent.masks[network.weight_name(name)] for name in agent.layer_names(network)]
     return sum(int(mask.sum()) for mask in masks), sum(mask.numel() for mask in masks)
 
 
+def all_weights(agent: SparseAgent, network, target: bool = False) -> dict:
+    """Mask name -> the dense weight of every layer (a compressed layer's as a dense copy), online or target."""
+    module = network.target if target else network.module
+    if module is None:
+        return {}
+    return {network.weight_name(layer.name): layer.weight for layer in prunable_layers(module)}
+
+
 def assert_masks_hold(agent: SparseAgent, networks=None) -> None:
-    """Every masked weight is 0.0 in the network and its target, and so are its Adam moments."""
+    """Every masked weight is 0.0 in the network and its target, and so are its Adam moments; a compressed layer
+    holds exactly its mask's kept weights, as do its target copy and its moments."""
     for network in networks or agent.networks:
-        for copy, weights in (("online", agent.weights(network)), ("target", agent.target_weights(network))):
+        for copy, weights in (("online", all_weights(agent, network)), ("target", all_weights(agent, network, True))):
             for name, weight in weights.items():
                 masked = ~agent.masks[name]
                 assert torch.all(weight.detach()[masked] == 0.0), f"{copy} {name} has a non-zero masked weight"
+        for module in filter(None, (network.module, network.target)):
+            for layer in prunable_layers(module):
+                if isinstance(layer.module, CompressedLinear):
+                    mask = agent.masks[network.weight_name(layer.name)]
+                    assert layer.module.kept == int(mask.count_nonzero()), f"{layer.name} holds other weights"
+                    assert torch.equal(layer.module.mask(), mask.to(layer.module.values.device))
+                    state = network.optimizer.state.get(layer.module.values, {})
+                    assert all(value.shape in ((), layer.module.values.shape) for value in state.values()
+                               if isinstance(value, torch.Tensor)), f"{layer.name}: a moment of another shape"
         for name, weight in agent.weights(network).items():
             state = network.optimizer.state.get(weight, {})
             for moment in ("exp_avg", "exp_avg_sq"):
@@ -70,7 +97,7 @@ def assert_sparsity(agent: SparseAgent, actor: float, critic: float) -> None:
         kept, total = kept_count(agent, network)
         repaired = agent.plan(network).repaired
         assert kept == round((1.0 - sparsity) * total) + repaired, f"{network.name}: kept {kept} of {total}"
-        nonzero = sum(int(w.count_nonzero()) for w in agent.weights(network).values())
+        nonzero = sum(int(w.count_nonzero()) for w in all_weights(agent, network).values())
         assert nonzero <= kept
 
 
@@ -88,7 +115,7 @@ class StepChecker:
         assert_masks_hold(self.agent, [n for n in self.agent.networks if n.optimizer is optimizer])
         # Targets are Polyak-updated between steps: the previous update is checked here.
         for network in self.agent.networks:
-            for name, target in self.agent.target_weights(network).items():
+            for name, target in all_weights(self.agent, network, target=True).items():
                 assert torch.all(target.detach()[~self.agent.masks[name]] == 0.0), f"target {name}"
         self.steps += 1
 
@@ -113,7 +140,7 @@ def make_any_model(algo: type[BaseAlgorithm], policy: str = "TarMlpPolicy", *, s
     if algo not in _SMALL:
         return make_model(algo, policy, seed=seed, net_arch=net_arch, env=ENV_ID if env is None else env,
                           **policy_kwargs)
-    kwargs = {"net_arch": [32, 32] if net_arch is None else net_arch, **policy_kwargs}
+    kwargs = {"net_arch": [32, 32] if net_arch is None else net_arch, **with_kernel(policy, policy_kwargs)}
     return algo(policy, DISCRETE_ENV_ID if env is None else env, seed=seed, policy_kwargs=kwargs, device="cpu",
                 **_SMALL[algo])
 

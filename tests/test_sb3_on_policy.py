@@ -31,6 +31,9 @@ import sb3_tar
 from sb3_tar.sb3.dst_callback import planned_gradient_steps
 from sb3_tar.sb3.policies import TAR_MULTI_INPUT_POLICIES, TAR_POLICIES
 
+# Every test here runs with the masked dense layers and with the compressed ones (kernel='sparse').
+pytestmark = pytest.mark.both_kernels
+
 NETWORKS = {PPO: ["actor", "critic"], A2C: ["actor", "critic"], DQN: ["q_net"], QRDQN: ["quantile_net"]}
 LAYERS = {
     "actor": ["mlp_extractor.policy_net.0.weight", "mlp_extractor.policy_net.2.weight", "action_net.weight"],

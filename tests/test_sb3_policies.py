@@ -20,6 +20,7 @@ from sb3_support import (
     ENV_ID,
     StepChecker,
     StepCounter,
+    all_weights,
     assert_masks_hold,
     assert_sparsity,
     kept_count,
@@ -31,8 +32,12 @@ from torch import nn
 
 import sb3_tar
 from sb3_tar import derive_seed, prune_and_revive
+from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.sb3.masking import enforcement_of
 from sb3_tar.sb3.normalisation import _detach_constant_features
+
+# Every test here runs with the masked dense layers and with the compressed ones (kernel='sparse').
+pytestmark = pytest.mark.both_kernels
 
 LEARN_STEPS = 150  # 100 gradient steps after learning_starts=50
 
@@ -71,7 +76,9 @@ def test_masks_hold_after_every_gradient_step(algo):
     assert_masks_hold(agent)
     assert_sparsity(agent, 0.8, 0.8)
     for network in agent.networks:  # the masked weights really were trained against: kept ones moved
-        state = network.optimizer.state[next(iter(agent.weights(network).values()))]
+        first = agent.layer_names(network)[0]
+        trained = network.module.get_submodule(first.removesuffix(".weight"))
+        state = network.optimizer.state[trained.values if isinstance(trained, CompressedLinear) else trained.weight]
         assert int(state["step"]) > 0
 
 
@@ -85,14 +92,14 @@ def test_masks_hold_with_weight_decay_and_every_other_policy_option(algo):
     model.learn(LEARN_STEPS)
     agent = sb3_tar.sparse_agent(model)
     assert len(agent.networks) == 1 + 3
-    assert [w.shape[0] for w in agent.weights(agent.networks[1]).values()][:2] == [40, 16]
+    assert [w.shape[0] for w in all_weights(agent, agent.networks[1]).values()][:2] == [40, 16]
     assert checker.steps > 0
     assert_sparsity(agent, 0.7, 0.7)
     assert_masks_hold(agent)
 
 
 @pytest.mark.parametrize("algo", ALL_ALGOS)
-def test_the_forward_pass_carries_no_mask(algo):
+def test_the_forward_pass_carries_no_mask(algo, policy_kernel):
     model = make_model(algo, sparsity=0.8)
     dense = make_model(algo, "MlpPolicy")
     policy = model.policy
@@ -101,15 +108,21 @@ def test_the_forward_pass_carries_no_mask(algo):
     assert all(list(module._forward_pre_hooks.values()) == [_detach_constant_features]
                for module in policy.modules() if module._forward_pre_hooks)
     assert all(isinstance(module, BatchRenorm) for module in policy.modules() if module._forward_pre_hooks)
-    # The weights keep the names SB3 expects: a dense policy with the same weights predicts the same.
+    # The weights keep the names SB3 expects (a compressed layer's kept weights are "values", its weight in the dense
+    # layout the policy loads and checks in): a dense policy with the same weights predicts the same.
+    state = policy.state_dict()
+    if policy_kernel == "sparse":
+        assert not any(name.endswith(".weight") for name in state if not name.startswith("masks"))
+        state = policy._dense_layout(state)
     dense_names = set(dense.policy.state_dict())
-    assert dense_names <= set(policy.state_dict())
-    assert {name.split(".")[0] for name in set(policy.state_dict()) - dense_names} == {
-        "masks", "masks_before_revival", "mask_seed"}
-    dense.policy.load_state_dict({name: value for name, value in policy.state_dict().items() if name in dense_names})
+    assert dense_names <= set(state)
+    assert {name.split(".")[0] for name in set(state) - dense_names} == {"masks", "masks_before_revival", "mask_seed"}
+    dense.policy.load_state_dict({name: value for name, value in state.items() if name in dense_names})
     observations = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype(np.float32)
-    np.testing.assert_array_equal(model.predict(observations, deterministic=True)[0],
-                                  dense.predict(observations, deterministic=True)[0])
+    # Exactly with the masked dense layers; to float rounding with compressed ones (another summation order).
+    tolerance = 0.0 if policy_kernel == "dense" else 1e-5
+    np.testing.assert_allclose(model.predict(observations, deterministic=True)[0],
+                               dense.predict(observations, deterministic=True)[0], rtol=0, atol=tolerance)
 
 
 @pytest.mark.parametrize("algo", ALL_ALGOS)

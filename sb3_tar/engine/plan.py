@@ -156,7 +156,7 @@ def layer_producers(names: list[str], producers: Mapping[str, str | None] | None
 
 def _check_finite(network: nn.Module, names: list[str]) -> None:
     for name in names:
-        weight = network.get_parameter(name).detach()
+        weight = network.get_submodule(name.removesuffix(".weight")).weight.detach()  # a compressed layer's: a copy
         # A finite sum (one pass, no temporary) rules out nan and inf; only a non-finite one is looked at.
         if not torch.isfinite(weight.sum()) and not torch.isfinite(weight).all():
             raise ValueError(f"network: weight {name!r} has non-finite values (nan or inf); cannot rank it for pruning")
