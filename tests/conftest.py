@@ -30,10 +30,13 @@ def small_net() -> torch.nn.Sequential:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_kernels: run the test with kernel='dense' and with kernel='sparse' "
                                        "(every sb3_support model takes it)")
+    config.addinivalue_line("markers", "dense_kernel_only(reason): in a both_kernels module, a test of the masked "
+                                       "dense layers alone (it edits a masked position, or moves masks)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.definition.get_closest_marker("both_kernels") is not None:
+    dense_only = metafunc.definition.get_closest_marker("dense_kernel_only") is not None
+    if metafunc.definition.get_closest_marker("both_kernels") is not None and not dense_only:
         metafunc.parametrize("policy_kernel", ["dense", "sparse"], indirect=True)
 
 

@@ -31,8 +31,6 @@ from sb3_tar import DSTCallback, TARCallback
 from sb3_tar.sb3 import policies as policies_module
 from sb3_tar.sb3.masking import enforcement_of
 
-# Every test here runs with the masked dense layers and with the compressed ones (kernel='sparse').
-pytestmark = pytest.mark.both_kernels
 
 ALGOS_WITH_TARGETS = [algo for algo in ALL_ALGOS if algo is not CrossQ]
 

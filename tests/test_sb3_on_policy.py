@@ -21,6 +21,7 @@ from sb3_support import (
     StepCounter,
     assert_masks_hold,
     assert_moments_masked,
+    all_weights,
     assert_sparsity,
     make_any_model,
 )
@@ -59,7 +60,7 @@ def test_each_network_has_its_own_mask_and_its_own_exact_count(algo):
     agent = sb3_tar.sparse_agent(model)
     assert [network.name for network in agent.networks] == NETWORKS[algo]
     for network in agent.networks:
-        assert list(agent.weights(network)) == LAYERS[network.name]
+        assert list(all_weights(agent, network)) == LAYERS[network.name]
     assert_sparsity(agent, actor=0.6, critic=0.85)
     assert_masks_hold(agent)
     assert not any(name.startswith(("features_extractor", "pi_features", "vf_features")) for name in agent.masks.names())
@@ -120,6 +121,7 @@ def test_save_load_resume_keeps_the_exact_masks(algo, tmp_path):
     assert_sparsity(agent, 0.75, 0.75)
 
 
+@pytest.mark.dense_kernel_only("a compressed layer has no masked position to set")
 @pytest.mark.parametrize("algo", NEW_ALGOS)
 def test_a_file_whose_masked_weight_is_non_zero_is_refused(algo, tmp_path):
     model = make_any_model(algo, sparsity=0.8, criterion="random")
@@ -233,6 +235,7 @@ class Rollouts(BaseCallback):
         self.ends += 1
 
 
+@pytest.mark.dense_kernel_only("a compressed layer has no masked position to set")
 def test_the_log_callback_checks_the_masks_at_every_on_policy_rollout_end():
     model = make_any_model(PPO, sparsity=0.8, criterion="random")
     model.learn(64)
@@ -244,6 +247,7 @@ def test_the_log_callback_checks_the_masks_at_every_on_policy_rollout_end():
         model.learn(64, callback=sb3_tar.SparsityLogCallback(), reset_num_timesteps=False)
 
 
+@pytest.mark.dense_kernel_only("SET and RigL move masks: compressed layers refuse them")
 @pytest.mark.parametrize("method", ["set", "rigl"])
 def test_dst_update_interval_counts_ppos_minibatch_steps_across_epochs_and_rollouts(method):
     model = make_any_model(PPO, sparsity=0.8, criterion="random")
@@ -262,6 +266,7 @@ def test_dst_update_interval_counts_ppos_minibatch_steps_across_epochs_and_rollo
     assert_sparsity(agent, 0.8, 0.8)
 
 
+@pytest.mark.dense_kernel_only("SET and RigL move masks: compressed layers refuse them")
 def test_dst_on_dqn_updates_the_q_network_and_its_target():
     model = make_any_model(DQN, sparsity=0.8, criterion="random")
     callback = sb3_tar.DSTCallback("set", update_interval=20, end_fraction=1.0)
