@@ -50,9 +50,9 @@ HOSTS = {
 SWAPS = {"MlpPolicy": "TarMlpPolicy", "MultiInputPolicy": "TarMultiInputPolicy", "MlpLstmPolicy": "TarMlpLstmPolicy",
          "MultiInputLstmPolicy": "TarMultiInputLstmPolicy"}
 # Tests that by design cannot pass with a sparse policy, by test-id prefix, and why.
-SAVE_LOAD = ("fills every state-dict entry with torch.rand_like and loads it (dense layout: every entry a float): "
-             "rand_like fails on sb3-tar's bool masks and int64 mask seed; with the float entries alone randomised, "
-             "the load refuses them (random values where the masks prune; docs/sb3-compatibility.md)")
+SAVE_LOAD = ("fills every state-dict entry with random values and loads it (dense layout: every entry a float): "
+             "the random fill fails on sb3-tar's bool masks and int64 mask seed; with the float entries alone "
+             "randomised, the load refuses them (random values where the masks prune; docs/sb3-compatibility.md)")
 BY_DESIGN = {
     "test_save_load.py::test_save_load[": SAVE_LOAD,
     "test_save_load.py::test_save_load_policy[": SAVE_LOAD,
