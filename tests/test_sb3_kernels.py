@@ -177,3 +177,13 @@ def test_the_sparse_kernel_off_the_cpu_is_refused_naming_auto_and_dense():
     agent = sb3_tar.sparse_agent(model)
     with pytest.raises(ValueError, match=r"kernel='sparse' runs on the CPU only .* use kernel='dense' or 'auto'"):
         layer_kernels(agent.networks, agent.masks, "sparse", torch.device("cuda"))
+
+
+def test_a_target_layer_shares_its_online_layers_indices_and_polyak_moves_its_values():
+    model = build(TD3, "sparse")
+    online, target = model.policy.critic.qf0[0], model.policy.critic_target.qf0[0]
+    assert all(getattr(target, name) is getattr(online, name) for name in ("crow", "col", "perm", "crow_t", "col_t"))
+    assert torch.equal(target.values, online.values) and target.values is not online.values
+    model.learn(200)
+    assert not torch.equal(target.values, online.values)  # Polyak averaging, on the kept values
+    assert_masks_hold(sb3_tar.sparse_agent(model))

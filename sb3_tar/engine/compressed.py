@@ -73,16 +73,26 @@ class CompressedLinear(nn.Module):
     :param mask: bool, the weight's shape; ``True`` = kept. It never changes.
     :param bias: the bias, or ``None``; an ``nn.Parameter`` is kept as it is (an optimizer that owns
         it goes on owning it), a plain tensor is copied into a new one.
+    :param indices_of: a layer of the same mask whose index tensors this one shares (a target
+        network's copy of an online layer) instead of holding its own.
     """
 
-    def __init__(self, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def __init__(self, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None,
+                 indices_of: CompressedLinear | None = None) -> None:
         super().__init__()
         if mask.shape != weight.shape or weight.dim() != 2:
             raise ValueError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
         self.out_features, self.in_features = weight.shape
-        rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order, which values_of keeps too
-        self.values = nn.Parameter(weight.detach()[rows, cols].clone())
+        self.values = nn.Parameter(values_of(weight.detach(), mask).clone())
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias.detach().clone())
+        if indices_of is not None:  # a target network's copy: the same mask, so the same index tensors
+            if indices_of.shape != self.shape or indices_of.kept != self.kept:
+                raise ValueError(f"indices_of: a layer of shape {indices_of.shape} keeping {indices_of.kept} weights "
+                                 f"cannot lend its indices to one of shape {self.shape} keeping {self.kept}")
+            for name in ("crow", "col", "perm", "crow_t", "col_t"):
+                self.register_buffer(name, getattr(indices_of, name), persistent=False)
+            return
+        rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order, which values_of keeps too
         counts = torch.bincount(rows, minlength=self.out_features)
         self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32), persistent=False)
         self.register_buffer("col", cols.to(torch.int32), persistent=False)
@@ -141,12 +151,14 @@ def dense_of(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return dense
 
 
-def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor]) -> list[str]:
+def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor],
+                           indices_of: dict[str, CompressedLinear] | None = None) -> list[str]:
     """Replace each ``nn.Linear`` of ``network`` whose weight has a mask by a ``CompressedLinear`` of it, in place.
 
     :param network: the module whose layers are replaced (its optimizer, if any, must be rebuilt:
         the replaced layers' parameters are new ones).
     :param masks: weight name in ``network`` (``"0.weight"``) -> bool mask; ``True`` = kept.
+    :param indices_of: weight name -> a compressed layer of the same mask whose indices to share.
     :returns: the names of the replaced layers' weights.
     :raises ValueError: for a mask whose name is not an ``nn.Linear`` weight of ``network``.
     """
@@ -159,7 +171,8 @@ def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor]) -
             layer = None
         if not isinstance(layer, nn.Linear):
             raise ValueError(f"mask {name!r} names no nn.Linear weight of {type(network).__name__}")
-        compressed = CompressedLinear(layer.weight, mask.to(layer.weight.device), layer.bias)
+        compressed = CompressedLinear(layer.weight, mask.to(layer.weight.device), layer.bias,
+                                      (indices_of or {}).get(name))
         parent_name, _, child = module_name.rpartition(".")
         network.get_submodule(parent_name).register_module(child, compressed)
         replaced.append(name)

@@ -90,11 +90,13 @@ def _replace_parameters(optimizer: torch.optim.Optimizer, replaced: Mapping[int,
                                         for key, value in state.items()}
 
 
-def _swap(policy: nn.Module, names: Mapping[str, torch.Tensor], compress: bool) -> dict:
+def _swap(policy: nn.Module, names: Mapping[str, torch.Tensor], compress: bool,
+          indices_of: Mapping[str, str] | None = None) -> dict:
     """Swap the named layers of ``policy`` (qualified weight names) to the other layout; returns id(old) -> (new, convert).
 
     The names are the policy's own: a network's module may be a view (SAC's actor heads), and a
-    layer must be replaced where the policy holds it.
+    layer must be replaced where the policy holds it. ``indices_of`` names, per layer, a compressed
+    layer of the same mask whose index tensors it shares.
     """
     replaced: dict[int, tuple[nn.Parameter, Any]] = {}
     for name, mask in names.items():
@@ -102,7 +104,9 @@ def _swap(policy: nn.Module, names: Mapping[str, torch.Tensor], compress: bool) 
         layer = policy.get_submodule(module_name)
         if compress and isinstance(layer, nn.Linear):
             old = layer.weight
-            compress_linear_layers(policy, {name: mask})
+            lender = (indices_of or {}).get(name)
+            compress_linear_layers(policy, {name: mask},
+                                   {name: policy.get_submodule(lender.removesuffix(".weight"))} if lender else None)
             new = policy.get_submodule(module_name).values
             replaced[id(old)] = (new, lambda tensor, mask=mask: values_of(tensor, mask))
         elif not compress and isinstance(layer, CompressedLinear):
@@ -127,9 +131,10 @@ def _apply(policy: nn.Module, networks: list[SparseNetwork], masks: Mapping[str,
             continue
         names = {network.weight_name(layer): masks[network.weight_name(layer)].detach() for layer in layers}
         _replace_parameters(network.optimizer, _swap(policy, names, compress))
-        if network.target is not None:
+        if network.target is not None:  # the target's copy shares the online layer's indices
             _swap(policy, {network.target_weight_name(layer): masks[network.weight_name(layer)].detach()
-                           for layer in layers}, compress)
+                           for layer in layers}, compress,
+                  {network.target_weight_name(layer): network.weight_name(layer) for layer in layers})
 
 
 def apply_kernels(policy: nn.Module, networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor],
