@@ -146,3 +146,32 @@ def test_export_to_a_folder_under_a_file_or_a_full_disk_is_one_line_and_spoils_n
         main(["export", str(tmp_path / "model.zip"), str(actor)])
     assert actor.read_bytes() == before  # the previous actor is intact, and no temporary is left
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "actor.sb3tar", "folder", "model.zip"]
+
+
+@pytest.mark.parametrize("damaged", ["model.zip", "replay_buffer.npz"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(damaged, tmp_path, capsys):
+    """A truncated archive in the checkpoint never blocks the output: it moves aside, named, and the run trains."""
+    from sb3_tar.experiments.checkpoint import CORRUPT, find_checkpoint
+
+    output = tmp_path / "run"
+    with pytest.raises(SystemExit):  # a full disk at publishing leaves the step-200 checkpoint behind
+        from sb3_tar.experiments import pipeline
+
+        real_publish = pipeline.publish
+        pipeline.publish = lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full", "x"))
+        try:
+            main([*TRAIN, "--output", str(output)])
+        finally:
+            pipeline.publish = real_publish
+    work = tmp_path / ".sb3-tar-partial" / "run"
+    archive = work / "checkpoint" / damaged
+    with open(archive, "r+b") as file:
+        file.truncate(archive.stat().st_size // 2)
+    assert find_checkpoint(work) is None  # never trusted
+    capsys.readouterr()
+    main([*TRAIN, "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert "the checkpoint is damaged, so the run starts over" in printed and damaged in printed
+    assert (output / "result.json").exists()
+    (kept,) = (tmp_path / CORRUPT).glob("*/run.checkpoint")
+    assert (kept / damaged).stat().st_size < (kept / "model.zip").stat().st_size * 10  # the damaged copy, kept

@@ -36,7 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from sb3_tar.engine.settings import check_integer
-from sb3_tar.experiments.checkpoint import find_checkpoint
+from sb3_tar.experiments.checkpoint import CORRUPT, find_checkpoint
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.store import (
     LOCK,
@@ -51,7 +51,6 @@ from sb3_tar.experiments.store import (
 
 BACKENDS = ("local", "ray")
 LOGS = ".sb3-tar-logs"
-CORRUPT = ".sb3-tar-corrupt"
 REPLACED = ".sb3-tar-replaced"
 STOP_GRACE_S = 15.0
 INTERRUPTED = 130

@@ -21,6 +21,8 @@ import json
 import os
 import pickle
 import shutil
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from sb3_tar.experiments.timing import StepTimeCallback
 
 CHECKPOINT = "checkpoint"
+CORRUPT = ".sb3-tar-corrupt"  # where damaged results and checkpoints are set aside, beside the output
 MONITORS = "*.monitor.csv"
 NORMALIZER = "vecnormalize.pkl"
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
@@ -128,10 +131,56 @@ def find_checkpoint(work: Path) -> Checkpoint | None:
         except (OSError, ValueError):
             continue
         # state.json is written last and names the other files: a folder that lost one (a removal
-        # cut short) would resume with an empty replay buffer, so it is not a checkpoint.
-        if all((path / name).is_file() for name in state.get("files", [])) and (path / "model.zip").is_file():
+        # cut short) would resume with an empty replay buffer, so it is not a checkpoint; nor is one
+        # whose model or buffer archive is damaged (a truncated or flipped file fails its CRC-32).
+        if damage(path, state) is None:
             return Checkpoint(path, state)
     return None
+
+
+def damage(path: Path, state: dict[str, Any]) -> str | None:
+    """What is wrong with the checkpoint files at ``path`` (missing, or an archive that fails its checksums), or ``None``."""
+    for name in dict.fromkeys(["model.zip", *state.get("files", [])]):
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        written = state.get("sizes", {}).get(name)
+        if written is not None and file.stat().st_size != written:
+            return f"{name} is {file.stat().st_size} bytes, {written} were written"
+        if file.suffix in (".zip", ".npz"):
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+                return f"{name} is not a whole archive ({error})"
+            if bad is not None:
+                return f"{name} fails its checksum at {bad}"
+    return None
+
+
+def set_aside_damaged(work: Path, output: Path) -> str | None:
+    """Move checkpoint folders in ``work`` that are not whole checkpoints aside; returns a message, or ``None``.
+
+    Called under the run's lock, when no whole checkpoint was found: what is left would otherwise
+    stop every later attempt. It goes to ``.sb3-tar-corrupt/<date>/<output name>.<folder>`` beside the output.
+    """
+    moved = []
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        folder = work / name
+        if not folder.is_dir():
+            continue
+        try:
+            state = json.loads((folder / "state.json").read_text())
+            reason = damage(folder, state) or "it does not read"
+        except (OSError, ValueError) as error:
+            reason = f"state.json does not read ({error.__class__.__name__})"
+        destination = output.parent / CORRUPT / time.strftime("%Y%m%d-%H%M%S") / f"{output.name}.{name}"
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(folder, destination)
+        moved.append(f"{folder} ({reason}) moved to {destination}")
+    if not moved:
+        return None
+    return "the checkpoint is damaged, so the run starts over: " + "; ".join(moved)
 
 
 def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], eval_callback: EvalCallback | None,
@@ -149,7 +198,8 @@ def write_checkpoint(work: Path, model: BaseAlgorithm, config: dict[str, Any], e
     if normalizer is not None:
         normalizer.save(str(fresh / NORMALIZER))
         files.append(NORMALIZER)
-    state = {"num_timesteps": int(model.num_timesteps), "config": config, "files": files,
+    sizes = {name: (fresh / name).stat().st_size for name in files}  # what was written, to find a truncated file
+    state = {"num_timesteps": int(model.num_timesteps), "config": config, "files": files, "sizes": sizes,
              "evaluations": _eval_state(eval_callback) if eval_callback is not None else None,
              "step_times": timer.state(), **(extra_state or {})}
     (fresh / "state.json").write_text(json.dumps(state))

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint
+from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint, set_aside_damaged
 from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, algorithm_name, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.simulators import mujoco_warnings_to
@@ -144,6 +144,8 @@ def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progre
     configuration whose tuned hyperparameters changed since is discarded (resuming would mix two runs).
     """
     checkpoint = find_checkpoint(work)
+    if checkpoint is None and (message := set_aside_damaged(work, work.parent.parent / work.name)):
+        echo(f"sb3-tar: {message}")
     saved = None if checkpoint is None else _checkpoint_config(checkpoint.state)
     if checkpoint is not None and not _same_run(checkpoint.state, saved, config, hyperparams):
         if saved is not None and saved != config and not overwrite:
