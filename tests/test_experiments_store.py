@@ -42,7 +42,9 @@ class Crash(BaseException):
 
 def valid_result(name: str, budget: int = 1000) -> dict:
     return {"run_id": name, "label": "TAR (magnitude)", "config": {}, "hyperparams": {},
-            "summary": {"n_timesteps": budget}, "num_timesteps": budget,
+            "summary": {"algo": "sac", "env": "Pendulum-v1", "method": "tar", "criterion": None, "sparsity": 0.9,
+                        "recovery_ratio": 0.01, "width": 16, "depth": 2, "seed": 0, "n_timesteps": budget,
+                        "eval_freq": budget, "eval_episodes": 1}, "num_timesteps": budget,
             "evaluations": {"timesteps": [budget], "mean_return": [-100.0]},
             "final_evaluation": {"mean_return": -100.0}, "cost": {"flops_per_action": 1.0},
             "provenance": {"wall_time_s": 1.0}}
@@ -87,6 +89,18 @@ def crash_at(monkeypatch, module, call: int) -> list[str]:
     (lambda r: r.update(evaluations=[]), r"lacks \['evaluations.timesteps', 'evaluations.mean_return'\]"),
     (lambda r: r.update(num_timesteps=600), r"records 600 of 1000 steps"),
     (lambda r: r.update(num_timesteps="1000"), r"records '1000' of 1000 steps"),
+    # hand edits that keep valid JSON: each refused before the report would misread it
+    (lambda r: r["summary"].pop("sparsity"), r"lacks \['summary.sparsity'\]"),
+    (lambda r: r["summary"].update(sparsity="0.9"), r"summary.sparsity is '0.9', not a number: not a result "
+                                                    r"sb3-tar wrote \(edited by hand\?\)"),
+    (lambda r: r["summary"].update(width=256.5), r"summary.width is 256.5, not an integer"),
+    (lambda r: r.update(label=None), r"label is None, not text"),
+    (lambda r: r["summary"].update(criterion=3), r"summary.criterion is 3, not text or null"),
+    (lambda r: r.update(cost=[]), r"cost is list, not a mapping"),
+    (lambda r: r["evaluations"].update(mean_return=[1.0, 2.0]), r"evaluations.timesteps and evaluations.mean_return "
+                                                           r"are not two lists of as many steps and returns"),
+    (lambda r: r["final_evaluation"].update(mean_return="high"), r"final_evaluation.mean_return is 'high', not a "
+                                                                 r"number"),
 ])
 def test_read_result_rejects_an_incomplete_result_naming_the_file(damage, message, tmp_path):
     result = valid_result("run")

@@ -28,9 +28,19 @@ LOCK = "lock"
 # What a published result holds: each key, and the keys inside it that the report and sweeps read
 # (``aggregate.as_runs``), so a result that passes ``read_result`` never fails them with a KeyError.
 RESULT_FIELDS: dict[str, tuple[str, ...]] = {
-    "run_id": (), "label": (), "config": (), "hyperparams": (), "summary": ("n_timesteps",),
+    "run_id": (), "label": (), "config": (), "hyperparams": (),
+    "summary": ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "depth", "seed",
+                "n_timesteps", "eval_freq", "eval_episodes"),
     "evaluations": ("timesteps", "mean_return"), "final_evaluation": ("mean_return",), "num_timesteps": (),
     "cost": (), "provenance": ("wall_time_s",),
+}
+_TEXT, _NUMBER, _INTEGER = "text", "a number", "an integer"
+# The type of each value the report and sweeps read; a hand-edited result of another type is refused.
+RESULT_TYPES: dict[str, str] = {
+    "run_id": _TEXT, "label": _TEXT, "summary.algo": _TEXT, "summary.env": _TEXT, "summary.method": _TEXT,
+    "summary.sparsity": _NUMBER, "summary.recovery_ratio": _NUMBER, "summary.width": _INTEGER,
+    "summary.depth": _INTEGER, "summary.seed": _INTEGER, "summary.eval_freq": _INTEGER,
+    "summary.eval_episodes": _INTEGER, "final_evaluation.mean_return": _NUMBER, "provenance.wall_time_s": _NUMBER,
 }
 
 
@@ -72,10 +82,35 @@ def read_result(folder: Path) -> dict[str, Any]:
     missing = _missing_fields(result)
     if missing:
         raise ResultError(f"{path} lacks {missing}: not a complete sb3-tar result")
+    wrong = _wrong_type(result)
+    if wrong:
+        raise ResultError(f"{path}: {wrong}: not a result sb3-tar wrote (edited by hand?)")
     steps, budget = result["num_timesteps"], result["summary"]["n_timesteps"]
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in (steps, budget)) or steps < budget:
         raise ResultError(f"{path} records {steps!r} of {budget!r} steps: the run did not reach its budget")
     return result
+
+
+def _wrong_type(result: dict[str, Any]) -> str | None:
+    """The first value of ``result`` the report would misread, described; ``None`` if there is none."""
+    checks = {_TEXT: lambda v: isinstance(v, str), _INTEGER: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              _NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key, kind in RESULT_TYPES.items():
+        outer, _, inner = key.partition(".")
+        value = result[outer][inner] if inner else result[outer]
+        if not checks[kind](value):
+            return f"{key} is {value!r}, not {kind}"
+    for key in ("config", "hyperparams", "summary", "evaluations", "final_evaluation", "cost", "provenance"):
+        if not isinstance(result[key], dict):
+            return f"{key} is {type(result[key]).__name__}, not a mapping"
+    if not (isinstance(result["summary"]["criterion"], str) or result["summary"]["criterion"] is None):
+        return f"summary.criterion is {result['summary']['criterion']!r}, not text or null"
+    timesteps, returns = result["evaluations"]["timesteps"], result["evaluations"]["mean_return"]
+    if (not isinstance(timesteps, list) or not isinstance(returns, list) or not timesteps
+            or len(timesteps) != len(returns) or not all(checks[_INTEGER](t) for t in timesteps)
+            or not all(checks[_NUMBER](r) for r in returns)):
+        return "evaluations.timesteps and evaluations.mean_return are not two lists of as many steps and returns"
+    return None
 
 
 def _missing_fields(result: Any) -> list[str]:
