@@ -277,3 +277,24 @@ def test_a_checkpoint_whose_normalization_does_not_match_its_run_is_refused_nami
     with pytest.raises(ValueError, match="holds vecnormalize.pkl, but the run it resumes does not normalize"):
         find_checkpoint(work).restore(model, None, StepTimeCallback())
 
+
+
+def test_a_json_write_that_fills_the_disk_leaves_no_half_file_nor_temporary(tmp_path, monkeypatch):
+    import errno
+
+    from sb3_tar.experiments.store import write_json_atomically
+
+    target = tmp_path / "config.json"
+    target.write_text('{"kept": true}')
+    real_write_text = Path.write_text
+
+    def half_then_full(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    with pytest.raises(OSError):
+        write_json_atomically(target, {"new": list(range(100))})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"kept": True}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json"]

@@ -228,3 +228,23 @@ def test_the_sweep_command_names_the_conflict_and_offers_overwrite(tmp_path):
     (results / DENSE / "result.json").write_text(json.dumps(result))
     with pytest.raises(SystemExit, match=f"sb3-tar sweep: .*{DENSE} \\(eval_episodes 3 -> 1\\).*--overwrite"):
         main(["sweep", str(sweep), "--results", str(results)])
+
+
+def test_a_full_disk_fails_the_runs_it_stops_by_name_and_the_sweep_goes_on(tmp_path, monkeypatch, capsys):
+    """Disk full while a run's configuration is written: that run fails, named; no traceback, no empty file."""
+    import errno
+
+    real_write = backends.write_json_atomically
+
+    def full_for_dense(path, data):
+        if path.name == f"{DENSE}.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(backends, "write_json_atomically", full_for_dense)
+    outcome = run_sweep(expand_grid(TINY), tmp_path, workers=1)
+    assert outcome.completed == [TAR]
+    assert outcome.failed == {DENSE: f"could not start: could not write {tmp_path / LOGS / (DENSE + '.json')}: "
+                                     "the disk is full"}
+    assert f"run {DENSE} could not start" in capsys.readouterr().out
+    assert not (tmp_path / LOGS / f"{DENSE}.json").exists() and not (tmp_path / DENSE).exists()

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.checkpoint import CORRUPT, find_checkpoint
 from sb3_tar.experiments.config import RunConfig
+from sb3_tar.experiments.output_paths import describe_os_error
 from sb3_tar.experiments.store import (
     LOCK,
     PARTIAL,
@@ -47,6 +48,7 @@ from sb3_tar.experiments.store import (
     locked,
     read_result,
     remove_work,
+    write_json_atomically,
 )
 
 BACKENDS = ("local", "ray")
@@ -54,6 +56,7 @@ LOGS = ".sb3-tar-logs"
 REPLACED = ".sb3-tar-replaced"
 STOP_GRACE_S = 15.0
 INTERRUPTED = 130
+NOT_STARTED = -1
 
 
 @dataclass
@@ -90,7 +93,7 @@ def start_run(config: RunConfig, results: Path) -> subprocess.Popen:
     logs = results / LOGS
     logs.mkdir(exist_ok=True)
     config_path = logs / f"{config.run_id}.json"
-    config_path.write_text(json.dumps(config.to_dict(), indent=2))
+    write_json_atomically(config_path, config.to_dict())  # a full disk leaves no empty config behind
     command = run_command(config_path, results / config.run_id)
     log = open(logs / f"{config.run_id}.log", "a")
     log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
@@ -195,13 +198,16 @@ def set_aside(results: Path, stale: dict[Path, str]) -> list[str]:
     return messages
 
 
-def _run_local(todo: Sequence[RunConfig], results: Path, workers: int, done: Callable[[str, int], None]) -> None:
+def _run_local(todo: Sequence[RunConfig], results: Path, workers: int, done: Callable[..., None]) -> None:
     queue, running = list(todo), {}
     try:
         while queue or running:
             while queue and len(running) < workers:
                 config = queue.pop(0)
-                running[config.run_id] = start_run(config, results)
+                try:
+                    running[config.run_id] = start_run(config, results)
+                except OSError as error:  # a full or read-only disk: this run fails, named; the sweep goes on
+                    done(config.run_id, NOT_STARTED, f"could not start: {describe_os_error(error)}")
             for run_id, process in list(running.items()):
                 if process.poll() is not None:
                     del running[run_id]
@@ -305,8 +311,11 @@ def run_sweep(
               + (f" ({resumable} resume from a checkpoint)" if resumable else ""), flush=True)
         progress = tqdm(total=len(todo), desc="runs", unit="run")
 
-        def done(run_id: str, returncode: int) -> None:
-            if returncode == 0 and (results / run_id).exists():
+        def done(run_id: str, returncode: int, message: str | None = None) -> None:
+            if message is not None:
+                outcome.failed[run_id] = message
+                progress.write(f"run {run_id} {message}")
+            elif returncode == 0 and (results / run_id).exists():
                 outcome.completed.append(run_id)
             elif returncode == INTERRUPTED:
                 outcome.stopped.append(run_id)

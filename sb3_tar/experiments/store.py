@@ -63,8 +63,11 @@ def old_dir(output: Path) -> Path:
 
 def write_json_atomically(path: Path, data: Any) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # a full disk leaves neither a half file nor a stray temporary
 
 
 def read_result(folder: Path) -> dict[str, Any]:
