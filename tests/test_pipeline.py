@@ -6,6 +6,8 @@ from inside training); ``test_faults.py`` sends real signals to real processes.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 
@@ -210,3 +212,23 @@ def test_ctrl_c_while_publishing_waits_for_the_result_and_says_it_is_complete(tm
         run_training(tiny("dense"), tmp_path / "run")
     assert read_result(tmp_path / "run")["num_timesteps"] == 300
     assert [path.name for path in tmp_path.iterdir()] == ["run"]
+
+
+def test_an_interrupted_log_keeps_only_the_rows_up_to_the_checkpoint_the_resume_starts_from(tmp_path, monkeypatch):
+    """Rows logged after the checkpoint are trained again by the resume: kept once, in the resumed log."""
+    output = tmp_path / "run"
+    stop_training_at(monkeypatch, 290, "ctrl-c")  # checkpoint at 150; SB3 logged rows past it
+    with pytest.raises(RunInterrupted, match="the checkpoint at step 150 of 300"):
+        run_training(tiny(), output)
+    monkeypatch.undo()
+    log = partial_dir(output) / "run" / "progress.csv"
+    rows = list(csv.DictReader(io.StringIO(log.read_text())))
+    assert rows and all(float(row["time/total_timesteps"]) <= 150 for row in rows if row["time/total_timesteps"])
+    with log.open("a", newline="") as file:  # what SB3 logged between the checkpoint and the interrupt
+        csv.DictWriter(file, fieldnames=list(rows[0])).writerow({**rows[-1], "time/total_timesteps": "280"})
+    run_training(tiny(), output)
+    kept = list(csv.DictReader((output / "progress.until-150.csv").open()))
+    assert kept and all(float(row["time/total_timesteps"]) <= 150 for row in kept if row["time/total_timesteps"])
+    resumed = [float(row["time/total_timesteps"]) for row in csv.DictReader((output / "progress.csv").open())
+               if row.get("time/total_timesteps")]
+    assert min(resumed) > 150  # no step logged twice across the two files

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import shutil
@@ -76,11 +77,16 @@ class RunResult:
         return float(self.result["final_evaluation"]["mean_return"])
 
 
-def _set_aside_progress_log(run_dir: Path, step: int) -> None:
-    """Keep the interrupted run's ``progress.csv`` before SB3 starts a new one on resume.
+STEP_COLUMN = "time/total_timesteps"  # SB3's step count in progress.csv
 
-    A run stopped twice after the same checkpoint resumes from the same step twice: the second
-    log gets its own name rather than replacing the first, which holds the rows up to that step.
+
+def _set_aside_progress_log(run_dir: Path, step: int) -> None:
+    """Keep the interrupted run's ``progress.csv``, up to the checkpoint, before SB3 starts a new one on resume.
+
+    Rows logged after the checkpoint describe training the resume discards and trains again, so
+    they are dropped: the resumed log would repeat them. A run stopped twice after the same
+    checkpoint resumes from the same step twice: the second log gets its own name rather than
+    replacing the first.
     """
     progress = run_dir / "progress.csv"
     if not progress.exists():
@@ -88,7 +94,15 @@ def _set_aside_progress_log(run_dir: Path, step: int) -> None:
     target, attempt = run_dir / f"progress.until-{step}.csv", 2
     while target.exists():
         target, attempt = run_dir / f"progress.until-{step}-{attempt}.csv", attempt + 1
-    progress.rename(target)
+    with progress.open(newline="") as source:
+        rows = list(csv.reader(source))
+    if rows and STEP_COLUMN in rows[0]:
+        column = rows[0].index(STEP_COLUMN)
+        rows = rows[:1] + [row for row in rows[1:] if len(row) <= column or not row[column]
+                           or float(row[column]) <= step]
+    with target.open("w", newline="") as kept:
+        csv.writer(kept).writerows(rows)
+    progress.unlink()
 
 
 def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress_bar: bool = False,
