@@ -7,6 +7,7 @@ from inside training); ``test_faults.py`` sends real signals to real processes.
 from __future__ import annotations
 
 import csv
+import json
 import io
 import os
 import signal
@@ -232,3 +233,23 @@ def test_an_interrupted_log_keeps_only_the_rows_up_to_the_checkpoint_the_resume_
     resumed = [float(row["time/total_timesteps"]) for row in csv.DictReader((output / "progress.csv").open())
                if row.get("time/total_timesteps")]
     assert min(resumed) > 150  # no step logged twice across the two files
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_run_stopped_after_publishing_is_not_trained_or_published_again(overwrite, tmp_path, monkeypatch, capsys):
+    """Killed between its result's publish and its work folder's removal: the same command finishes the cleanup."""
+    from sb3_tar.experiments import pipeline
+
+    output = tmp_path / "run"
+    monkeypatch.setattr(pipeline, "remove_work", lambda work: None)  # the kill: the cleanup never happens
+    run_training(tiny(), output)
+    monkeypatch.undo()
+    published = {path.name: path.read_bytes() for path in output.iterdir() if path.is_file()}
+    assert "best_model.zip" in published and partial_dir(output).exists()
+
+    capsys.readouterr()
+    again = run_training(tiny(), output, overwrite=overwrite)
+    assert "this run was already published" in capsys.readouterr().out
+    assert {path.name: path.read_bytes() for path in output.iterdir() if path.is_file()} == published
+    assert again.result == json.loads(published["result.json"])
+    assert not partial_dir(output).exists() and sorted(path.name for path in tmp_path.iterdir()) == ["run"]

@@ -44,10 +44,12 @@ from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.experiments.store import (
     LOCK,
     LockedError,
+    ResultError,
     command_line,
     locked,
     partial_dir,
     publish,
+    read_result,
     recover,
     remove_work,
     write_json_atomically,
@@ -122,20 +124,30 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
     """
     output = Path(output).absolute()
     hyperparams = run_hyperparams(config)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
     work = partial_dir(output)
+    if output.exists() and not overwrite and not work.exists():
+        raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
     publishing = False
     try:
         with locked(work / LOCK, f"output folder {output}"):
             message = recover(output)  # under the lock: no publish of this output is in flight
             if message:
                 echo(f"sb3-tar: {message}")
-            if output.exists() and not overwrite:
+            if _already_published(work, output, config):
+                # Stopped after its result was in place, before its work folder was removed: it is complete,
+                # and training it again (with --overwrite) would publish a copy without its evaluations.
+                echo(f"sb3-tar: this run was already published to {output}; removing its leftover checkpoint")
+                finished = read_result(output)
+            else:
+                finished = None
+            if finished is None and output.exists() and not overwrite:
                 raise FileExistsError(f"output folder {output} exists; choose another or allow overwriting it")
-            result = _train_in(work, config, hyperparams, progress_bar, echo, overwrite)
-            publishing = True
-            publish(work / "run", output, overwrite=overwrite)
+            if finished is not None:
+                result = finished
+            else:
+                result = _train_in(work, config, hyperparams, progress_bar, echo, overwrite)
+                publishing = True
+                publish(work / "run", output, overwrite=overwrite)
     except LockedError:
         raise  # another process's run: its folder is not ours to clean
     except KeyboardInterrupt:
@@ -148,6 +160,22 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
         raise
     remove_work(work)
     return RunResult(output, result)
+
+
+def _already_published(work: Path, output: Path, config: RunConfig) -> bool:
+    """Whether this run was published to ``output`` and only the removal of its work folder was cut short.
+
+    Publishing moves ``work/run`` to ``output``; a checkpoint at the budget is left for the cleanup.
+    """
+    if (work / "run").exists():
+        return False
+    checkpoint = find_checkpoint(work)
+    if checkpoint is None or checkpoint.num_timesteps < config.budget():
+        return False
+    try:
+        return RunConfig.from_dict(read_result(output)["config"]) == config
+    except (ResultError, TypeError, ValueError):
+        return False
 
 
 def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progress_bar: bool,
