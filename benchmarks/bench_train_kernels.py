@@ -13,8 +13,9 @@ included, as SAC's actor loss needs it through the critic) and an Adam step with
 - ``compressed``: ``CompressedLinear`` layers, Adam over the kept values only (nothing to mask).
 
 Both run in alternating rounds so machine noise hits them alike; the figures are medians of the
-per-round mean step time and the ratio of the medians. Part 2 (SAC and TD3 gradient steps through
-the policies' ``kernel`` setting) comes with the policy integration.
+per-round mean step time and the ratio of the medians. Part 2, whole SAC and TD3 gradient steps with
+compressed layers, is ``benchmarks/bench_train_steps.py`` (``results/train_steps.md``); the rule
+``kernel="auto"`` follows is in ``sb3_tar/sb3/kernels.py``.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def main() -> None:
         "Tensors: parameters, Adam's two moments and buffers (dense: plus a bool mask, the static mask and a "
         "float copy of the mask, as sb3-tar holds them today; compressed: values, bias, int32 CSR indices of W "
         "and W^T and the int64 permutation between them).", "",
+        "Part 2, whole SAC and TD3 gradient steps with compressed layers: `train_steps.md` "
+        "(`python -m benchmarks.bench_train_steps`).", "",
         "## Where it ran", "", environment_markdown(environment), ""]))
 
 
