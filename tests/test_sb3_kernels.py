@@ -187,3 +187,30 @@ def test_a_target_layer_shares_its_online_layers_indices_and_polyak_moves_its_va
     model.learn(200)
     assert not torch.equal(target.values, online.values)  # Polyak averaging, on the kept values
     assert_masks_hold(sb3_tar.sparse_agent(model))
+
+
+def test_the_log_callback_measures_compressed_networks(tmp_path):
+    model = build(SAC, "sparse")
+    model.learn(120, callback=sb3_tar.SparsityLogCallback())
+    from sb3_tar.sb3.logging import check_masks
+
+    measured = check_masks(sb3_tar.sparse_agent(model))
+    plans = sb3_tar.sparse_agent(model).plans()
+    for name, sparsity in measured.items():  # a kept weight may be 0.0: measured sparsity is at least the mask's
+        assert sparsity >= plans[name].sparsity - 1e-12
+
+
+def test_sb3_tar_train_trains_publishes_and_exports_a_compressed_run(tmp_path):
+    from run_support import tiny
+
+    from sb3_tar.experiments.pipeline import run_training
+
+    config = tiny(hyperparams={**tiny().hyperparams, "policy_kwargs": "dict(kernel='sparse')"})
+    run = run_training(config, tmp_path / "run")
+    model = SAC.load(tmp_path / "run" / "model.zip", device="cpu")
+    assert model.policy.kernel == "sparse" and compressed_layers(model) > 0
+    assert run.result["kept_weights"]["actor"] > 0
+    actor = load_actor(export_actor(model, tmp_path / "actor.sb3tar"))
+    observations = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(4)]))
+    np.testing.assert_allclose(actor(observations).numpy(), model.predict(observations.numpy(), deterministic=True)[0],
+                               atol=1e-5)
