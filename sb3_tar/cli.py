@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import inspect
 import json
 import signal
@@ -309,13 +310,30 @@ def _suppress_defaults(parser: argparse.ArgumentParser) -> None:
                 _suppress_defaults(command)
 
 
+def _refuse_unknown(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> None:
+    """argparse's "unrecognized arguments" error, with the closest option of the command for each misspelt one."""
+    subparsers = next(action for action in parser._actions  # noqa: SLF001 - no public way to reach a sub-parser
+                      if isinstance(action, argparse._SubParsersAction))  # noqa: SLF001
+    command_parser = subparsers.choices[command]
+    options = [option for action in command_parser._actions for option in action.option_strings]  # noqa: SLF001
+    described = []
+    for argument in unknown:
+        close = (difflib.get_close_matches(argument.split("=")[0], options, n=1, cutoff=0.75)
+                 if argument.startswith("-") else [])
+        described.append(f"{argument} (did you mean {close[0]}?)" if close else argument)
+    command_parser.error(f"unrecognized arguments: {' '.join(described)}")
+
+
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The parsed command line, plus ``given``: the options it names, whatever their values.
 
     ``--seed 0`` gives the seed although 0 is its default; ``train --config`` refuses every run
     setting given beside it, so it must know which were given, not which differ from a default.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args.command, unknown)
     probe = build_parser()
     _suppress_defaults(probe)
     args.given = set(vars(probe.parse_args(argv)))

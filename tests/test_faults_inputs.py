@@ -175,3 +175,17 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(damaged, tmp_
     assert (output / "result.json").exists()
     (kept,) = (tmp_path / CORRUPT).glob("*/run.checkpoint")
     assert (kept / damaged).stat().st_size < (kept / "model.zip").stat().st_size * 10  # the damaged copy, kept
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--sparsty", "0.9"], "unrecognized arguments: --sparsty (did you mean --sparsity?) 0.9"),
+    (["train", "--recovery_ratio=0.02"], "unrecognized arguments: --recovery_ratio=0.02 (did you mean "
+                                         "--recovery-ratio?)"),
+    (["sweep", "grid.yml", "--wokers", "2"], "unrecognized arguments: --wokers (did you mean --workers?) 2"),
+    (["train", "--foo"], "unrecognized arguments: --foo"),
+])
+def test_a_misspelt_flag_gets_the_closest_flag_of_its_command(argv, message, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
