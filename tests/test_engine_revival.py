@@ -146,3 +146,17 @@ def test_the_sampled_selection_equals_kthvalue_on_either_side_of_the_median(ties
     n = values.numel()
     for k in (1, 7, 1000, n // 10, n // 2, n // 2 + 1, 9 * n // 10, n - 1000, n - 1, n):
         assert kth_largest(values, k) == torch.kthvalue(values, n - k + 1).values, k
+
+
+@pytest.mark.parametrize("n", [1000, 300_000])
+def test_top_k_keeps_the_k_largest_and_the_earliest_of_equal_scores(n):
+    """Against a stable sort: among scores tied at the threshold, the earliest positions are kept."""
+    from sb3_tar.engine.topk import top_k_mask
+
+    scores = (torch.rand(n, generator=torch.Generator().manual_seed(n)) * 20).floor()  # many ties everywhere
+    for k in (1, n // 7, n // 2, n - 3):
+        expected = torch.zeros(n, dtype=torch.bool)
+        expected[torch.sort(scores, descending=True, stable=True).indices[:k]] = True
+        assert torch.equal(top_k_mask(scores, k), expected), k
+        pieces = [scores[: n // 3].reshape(-1, 1), scores[n // 3:]]
+        assert torch.equal(torch.cat([mask.flatten() for mask in top_k_masks(pieces, k)]), expected), k
