@@ -1,4 +1,4 @@
-"""SAC and TD3 gradient steps with a frozen sparse mask: dense ``MlpPolicy``, sb3-tar's masked dense layers, compressed layers.
+"""SAC and TD3 gradient steps with a frozen sparse mask: dense ``MlpPolicy`` against each ``kernel`` of ``TarMlpPolicy``.
 
 Run (from the repository root): python -m benchmarks.bench_train_steps [--algos sac td3]
     [--widths 256 1024 2048] [--sparsities 0.8 0.9 0.95 0.98] [--rounds 5]
@@ -6,14 +6,14 @@ Run (from the repository root): python -m benchmarks.bench_train_steps [--algos 
 Part 2 of ``benchmarks/bench_train_kernels.py`` (part 1 times one MLP): whole SB3 gradient steps
 (``model.train``: actor and critic losses, both optimizers, Polyak updates) on Humanoid-v4's spaces
 (376 observations, 17 actions), ``net_arch=[W, W]``, batch 256, one torch thread, a replay buffer of
-random transitions. Three variants per cell, timed in alternated rounds in one process:
+random transitions. Four variants per cell, timed in alternated rounds in one process:
 
 - ``dense``: SB3's ``MlpPolicy``;
 - ``masked``: ``TarMlpPolicy`` at the sparsity (TAR at the default recovery ratio), as sb3-tar
   trains today: dense layers, masks multiplied into weights and Adam's moments after each step;
-- ``compressed``: the same ``TarMlpPolicy`` model (same masks) with every pruned layer of every
-  network and target replaced by ``CompressedLinear`` (``compress_linear_layers``), its step hooks
-  removed and its optimizers rebuilt over the new parameters: what ``kernel="sparse"`` will train.
+- ``sparse``: ``TarMlpPolicy(kernel="sparse")``, the same masks with every pruned layer of every
+  network and target trained as ``CompressedLinear``;
+- ``auto``: ``TarMlpPolicy(kernel="auto")``, compressed where the rule in ``sb3_tar.sb3.kernels`` says.
 
 Figures: CPU time per gradient step, medians of the per-round means, ratios of medians; tensor
 memory of policy + optimizer state (+ the step hooks' cached float masks for ``masked``).
@@ -33,21 +33,22 @@ import torch
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.logger import configure
 
-import sb3_tar
+import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
 from benchmarks.environment import describe_environment, environment_markdown
-from sb3_tar.engine.compressed import compress_linear_layers
-from sb3_tar.engine.layers import prunable_layers
 from sb3_tar.sb3.masking import enforcement_of
-from sb3_tar.sb3.networks import find_networks
 
 ALGOS = {"sac": SAC, "td3": TD3}
 ENV_ID = "Humanoid-v4"
+# Variant -> the TarMlpPolicy kernel (None: SB3's dense MlpPolicy).
+VARIANTS = {"dense": None, "masked": "dense", "sparse": "sparse", "auto": "auto"}
 BATCH = 256
 STEPS_PER_ROUND = 5
 
 
-def build(algo: str, policy: str, width: int, sparsity: float):
-    kwargs = {"net_arch": [width, width], **({"sparsity": sparsity} if policy == "TarMlpPolicy" else {})}
+def build(algo: str, width: int, sparsity: float, kernel: str | None):
+    """A model on Humanoid's spaces with a filled buffer: dense ``MlpPolicy`` (``kernel=None``) or ``TarMlpPolicy``."""
+    policy = "MlpPolicy" if kernel is None else "TarMlpPolicy"
+    kwargs = {"net_arch": [width, width], **({} if kernel is None else {"sparsity": sparsity, "kernel": kernel})}
     model = ALGOS[algo](policy, gym.make(ENV_ID), seed=0, device="cpu", batch_size=BATCH, buffer_size=4 * BATCH,
                         learning_starts=0, policy_kwargs=kwargs)
     model.set_logger(configure(folder=None, format_strings=[]))
@@ -59,32 +60,6 @@ def build(algo: str, policy: str, width: int, sparsity: float):
                                 rng.uniform(-1, 1, (1, *action_shape)).astype(np.float32),
                                 rng.standard_normal(1).astype(np.float32), np.zeros(1), [{}])
     return model
-
-
-def compress(model) -> None:
-    """Swap every pruned layer (and its target copy) for ``CompressedLinear``; drop the step hooks; rebuild optimizers."""
-    policy = model.policy
-    masks = sb3_tar.sparse_agent(model).masks
-    observations = torch.randn(BATCH, *model.observation_space.shape)
-    actions = torch.rand(BATCH, *model.action_space.shape) * 2 - 1
-    with torch.no_grad():
-        before = torch.cat(policy.critic(observations, actions))
-    for network in find_networks(policy):
-        enforcement = enforcement_of(network.optimizer)
-        if enforcement is not None:
-            enforcement.remove()
-        layer_masks = {layer.name: masks[network.weight_name(layer.name)] for layer in prunable_layers(network.module)}
-        compress_linear_layers(network.module, layer_masks)
-        if network.target is not None:
-            compress_linear_layers(network.target, layer_masks)
-    learning_rate = model.lr_schedule(1)
-    policy.actor.optimizer = policy.optimizer_class(policy.actor.parameters(), lr=learning_rate,
-                                                    **policy.optimizer_kwargs)
-    critic_parameters = [p for n, p in policy.critic.named_parameters() if "features_extractor" not in n]
-    policy.critic.optimizer = policy.optimizer_class(critic_parameters, lr=learning_rate, **policy.optimizer_kwargs)
-    with torch.no_grad():
-        after = torch.cat(policy.critic(observations, actions))
-    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)  # the same function, compressed
 
 
 def tensor_bytes(model) -> int:
@@ -102,9 +77,13 @@ def tensor_bytes(model) -> int:
 
 
 def measure(algo: str, width: int, sparsity: float, rounds: int) -> dict[str, object]:
-    models = {"dense": build(algo, "MlpPolicy", width, sparsity), "masked": build(algo, "TarMlpPolicy", width, sparsity),
-              "compressed": build(algo, "TarMlpPolicy", width, sparsity)}
-    compress(models["compressed"])
+    models = {name: build(algo, width, sparsity, kernel) for name, kernel in VARIANTS.items()}
+    observations = torch.randn(BATCH, *models["dense"].observation_space.shape)
+    with torch.no_grad():  # the same function: the masked and compressed critics agree on the same masks
+        values = {name: torch.cat(models[name].policy.critic(observations, torch.zeros(BATCH, 17)))
+                  for name in ("masked", "sparse", "auto")}
+    torch.testing.assert_close(values["sparse"], values["masked"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(values["auto"], values["masked"], rtol=1e-4, atol=1e-4)
     for model in models.values():  # warm-up: Adam's state, the hooks' cache, the allocator
         model.train(gradient_steps=2, batch_size=BATCH)
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -116,10 +95,9 @@ def measure(algo: str, width: int, sparsity: float, rounds: int) -> dict[str, ob
     medians = {name: statistics.median(values) for name, values in times.items()}
     memory = {name: tensor_bytes(model) for name, model in models.items()}
     return {"algo": algo, "width": width, "sparsity": sparsity, "step_ms": medians, "bytes": memory,
-            "ratio_masked": medians["masked"] / medians["dense"],
-            "ratio_compressed": medians["compressed"] / medians["dense"],
-            "memory_ratio_masked": memory["masked"] / memory["dense"],
-            "memory_ratio_compressed": memory["compressed"] / memory["dense"]}
+            "ratio": {name: medians[name] / medians["dense"] for name in VARIANTS},
+            "memory_ratio": {name: memory[name] / memory["dense"] for name in VARIANTS},
+            "auto_over_masked": medians["auto"] / medians["masked"]}
 
 
 def main() -> None:
@@ -142,8 +120,9 @@ def main() -> None:
     (args.output / "train_steps.json").write_text(json.dumps({"cells": cells, "environment": environment},
                                                              indent=2) + "\n")
     rows = [f"| {c['algo']} | {c['width']} | {c['sparsity']:g} | {c['step_ms']['dense']:.1f} | "
-            f"{c['step_ms']['masked']:.1f} | {c['step_ms']['compressed']:.1f} | {c['ratio_masked']:.2f} | "
-            f"{c['ratio_compressed']:.2f} | {c['memory_ratio_masked']:.2f} | {c['memory_ratio_compressed']:.2f} |"
+            + " | ".join(f"{c['ratio'][name]:.2f}" for name in ("masked", "sparse", "auto"))
+            + f" | {c['auto_over_masked']:.2f} | "
+            + " | ".join(f"{c['memory_ratio'][name]:.2f}" for name in ("masked", "sparse", "auto")) + " |"
             for c in cells]
     (args.output / "train_steps.md").write_text("\n".join([
         "# SAC and TD3 gradient steps: dense, masked dense and compressed layers", "",
@@ -153,9 +132,13 @@ def main() -> None:
         f"(`model.train`), medians of {args.rounds} alternated rounds of {STEPS_PER_ROUND} steps. Ratios are against "
         "dense `MlpPolicy` in the same run; memory is policy + optimizer tensors (masked: plus the step hooks' cached "
         "float masks).", "",
-        "| algo | width | sparsity | dense (ms) | masked (ms) | compressed (ms) | masked / dense | compressed / dense "
-        "| memory masked / dense | memory compressed / dense |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+        "| algo | width | sparsity | dense (ms) | masked / dense | sparse / dense | auto / dense | auto / masked "
+        "| memory masked | memory sparse | memory auto |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+        "Variants: `masked` = `TarMlpPolicy` with `kernel='dense'` (masked dense layers), `sparse` = `kernel='sparse'`, "
+        "`auto` = `kernel='auto'`; every ratio is against dense `MlpPolicy` in the same run, except `auto / masked`, "
+        "which is the goal's (auto never slower than the dense kernel). Memory columns are ratios to dense "
+        "`MlpPolicy` too.", "",
         "## Where it ran", "", environment_markdown(environment), ""]))
 
 
