@@ -116,8 +116,11 @@ def test_values_that_do_not_fit_the_mask_are_refused_naming_them():
     model = build(SAC, "sparse")
     state = model.policy.state_dict()
     state["actor.latent_pi.0.values"] = torch.zeros(3)
-    with pytest.raises(sb3_tar.MaskMismatchError, match=r"actor.latent_pi.0.values holds 3 values, but the mask of "
-                                                        r"actor.latent_pi.0.weight keeps \d+"):
+    with pytest.raises(sb3_tar.MaskMismatchError, match=r"actor.latent_pi.0.values is \(3,\), but the mask of "
+                                                        r"actor.latent_pi.0.weight keeps \d+ values"):
+        model.policy.load_state_dict(state)
+    state["actor.latent_pi.0.values"] = [0.0, 1.0]
+    with pytest.raises(sb3_tar.MaskMismatchError, match=r"actor.latent_pi.0.values is list, but the mask"):
         model.policy.load_state_dict(state)
 
 

@@ -46,8 +46,10 @@ from sb3_tar.experiments.store import (
     ResultError,
     is_finished,
     locked,
+    move_aside,
     read_result,
     remove_work,
+    shelf,
     write_json_atomically,
 )
 
@@ -121,16 +123,15 @@ def tidy(results: Path, configs: Sequence[RunConfig]) -> list[str]:
     a run id near the file system's 255-character limit still fits).
     """
     messages = []
-    moved_to = results / CORRUPT / time.strftime("%Y%m%d-%H%M%S")
+    moved_to = shelf(results, CORRUPT)
     for config in configs:
         output = results / config.run_id
         if output.exists():
             try:
                 read_result(output)
             except ResultError as error:
-                moved_to.mkdir(parents=True, exist_ok=True)
-                os.rename(output, moved_to / config.run_id)
-                messages.append(f"{error}; moved to {moved_to / config.run_id}, the run trains again")
+                destination = move_aside(output, moved_to / config.run_id)
+                messages.append(f"{error}; moved to {destination}, the run trains again")
     partial = results / PARTIAL
     for work in sorted(partial.iterdir()) if partial.exists() else []:
         if is_finished(results / work.name):
@@ -186,14 +187,12 @@ def stale_runs(results: Path, configs: Sequence[RunConfig]) -> dict[Path, str]:
 
 def set_aside(results: Path, stale: dict[Path, str]) -> list[str]:
     """Move each stale result or checkpoint to ``.sb3-tar-replaced/<date>/`` (kept, never deleted); returns messages."""
-    moved_to = results / REPLACED / time.strftime("%Y%m%d-%H%M%S")
+    moved_to = shelf(results, REPLACED)
     messages = []
     for folder, changes in stale.items():
         kind = "checkpoint" if folder.parent.name == PARTIAL else "result"
-        destination = moved_to / (folder.name + (".checkpoint" if kind == "checkpoint" else ""))
-        moved_to.mkdir(parents=True, exist_ok=True)
         with locked(folder / LOCK, f"run {folder.name}") if kind == "checkpoint" else contextlib.nullcontext():
-            os.rename(folder, destination)
+            destination = move_aside(folder, moved_to / (folder.name + (".checkpoint" if kind == "checkpoint" else "")))
         messages.append(f"moved the {kind} of {folder.name} ({changes}) to {destination}; the run trains again")
     return messages
 

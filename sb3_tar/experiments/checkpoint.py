@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import shutil
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
+from sb3_tar.experiments.store import move_aside, shelf
 from sb3_tar.experiments.timing import StepTimeCallback
 
 CHECKPOINT = "checkpoint"
@@ -174,9 +174,7 @@ def set_aside_damaged(work: Path, output: Path) -> str | None:
             reason = damage(folder, state) or "it does not read"
         except (OSError, ValueError) as error:
             reason = f"state.json does not read ({error.__class__.__name__})"
-        destination = output.parent / CORRUPT / time.strftime("%Y%m%d-%H%M%S") / f"{output.name}.{name}"
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(folder, destination)
+        destination = move_aside(folder, shelf(output.parent, CORRUPT) / f"{output.name}.{name}")
         moved.append(f"{folder} ({reason}) moved to {destination}")
     if not moved:
         return None

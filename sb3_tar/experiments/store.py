@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,18 @@ def partial_dir(output: Path) -> Path:
 
 def old_dir(output: Path) -> Path:
     return output.parent / OLD / output.name
+
+
+def shelf(root: Path, kind: str) -> Path:
+    """A dated folder under ``root/kind`` (``.sb3-tar-corrupt/20261207-213000``) to set things aside in; not created."""
+    return root / kind / time.strftime("%Y%m%d-%H%M%S")
+
+
+def move_aside(folder: Path, destination: Path) -> Path:
+    """Move ``folder`` to ``destination`` (parents created): kept, out of the way; returns ``destination``."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(folder, destination)
+    return destination
 
 
 def write_json_atomically(path: Path, data: Any) -> None:

@@ -213,8 +213,8 @@ class TarPolicy:
         super().__init__(*args, **kwargs)
         if not self._masks_pending:
             # Hook the optimizer the policy keeps: RecurrentActorCriticPolicy replaces _build's after it.
-            self.sparse_agent().enforce()
             self._apply_kernel()
+            self.sparse_agent().enforce()
         networks = find_networks(self)
         guarded = [name for network in networks for layer in prunable_layers(network.module)
                    for name in ([network.weight_name(layer.name)]
@@ -262,17 +262,19 @@ class TarPolicy:
             densify(self, networks, self.masks)  # loads into the canonical dense layout; the kernel is applied again below
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
         self._masks_pending = False
-        self.sparse_agent().enforce()
         self._apply_kernel()
+        self.sparse_agent().enforce()
         return result
 
     def _apply_kernel(self) -> None:
-        """Compress the layers the ``kernel`` setting picks; the optimizers follow, the step hooks mask the rest."""
+        """Compress the layers the ``kernel`` setting picks (their optimizers follow); ``enforce`` then masks the rest.
+
+        A compressed layer keeps only its kept positions, so it needs no zeroing first.
+        """
         networks = find_networks(self)
         chosen = layer_kernels(networks, self.masks, self.kernel, self.device)  # type: ignore[attr-defined]
         if "sparse" in chosen.values():
             apply_kernels(self, networks, self.masks, chosen)
-            self.sparse_agent().enforce()
         register_layouts(find_networks(self), self.masks)
 
     def _dense_layout(self, state_dict: Any) -> Any:
@@ -289,12 +291,12 @@ class TarPolicy:
                     values_key = copy.removesuffix(".weight") + ".values"
                     if values_key in converted and copy not in converted:
                         values = converted.pop(values_key)
-                        if isinstance(values, torch.Tensor) and values.numel() == int(mask.count_nonzero()):
-                            converted[copy] = dense_of(values, mask)
-                        else:
-                            raise MaskMismatchError(
-                                f"loading a {type(self).__name__}: {values_key} holds {getattr(values, 'numel', len)()} "
-                                f"values, but the mask of {name} keeps {int(mask.count_nonzero())}")
+                        kept = int(mask.count_nonzero())
+                        if not isinstance(values, torch.Tensor) or values.shape != (kept,):
+                            found = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+                            raise MaskMismatchError(f"loading a {type(self).__name__}: {values_key} is {found}, but "
+                                                    f"the mask of {name} keeps {kept} values")
+                        converted[copy] = dense_of(values, mask)
         return converted
 
     def _check_state_dict(self, state_dict: Any) -> None:
