@@ -25,6 +25,7 @@ from sb3_tar.engine import (
     topology_report,
 )
 from sb3_tar import __version__
+from sb3_tar.engine.settings import DEFAULT_KERNEL, KERNELS
 from sb3_tar.experiments.commands import add_experiment_commands
 from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.config import (
@@ -129,7 +130,7 @@ def train_config(args: argparse.Namespace) -> RunConfig:
         algo=args.algo, env=args.env, method=args.method, sparsity=sparsity, dst=dict(args.dst),
         net_arch=tuple(args.net_arch) if args.net_arch else None, seed=args.seed, n_timesteps=args.timesteps,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, checkpoint_freq=args.checkpoint_freq,
-        hyperparams=dict(args.hyperparam), device=args.device,
+        hyperparams=dict(args.hyperparam), device=args.device, kernel=args.kernel,
     )
 
 
@@ -266,6 +267,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-freq", type=int,
                         help="steps between checkpoints a stopped run resumes from (default: --eval-freq)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--kernel", default=DEFAULT_KERNEL, choices=KERNELS,
+                        help="how the sparse layers train: auto (per layer, whichever was measured faster), dense "
+                             "(masked dense layers) or sparse (kept weights only, CPU)")
     parser.add_argument("--threads", type=positive_integer, default=1,
                         help="torch CPU threads (1 is fastest for small networks)")
     parser.add_argument("--config", help="a run configuration file (YAML/JSON, as in result.json's 'config'); "

@@ -48,7 +48,7 @@ def make_model(algo: type[BaseAlgorithm], policy: str = "TarMlpPolicy", *, seed:
 def with_kernel(policy: str, policy_kwargs: dict) -> dict:
     """``policy_kwargs`` with the test's kernel, for a sparse policy given a sparsity."""
     sparse = policy.startswith("Tar") and any(key.endswith("sparsity") for key in policy_kwargs)
-    return {"kernel": KERNEL, **policy_kwargs} if sparse and KERNEL != "dense" else dict(policy_kwargs)
+    return {"kernel": KERNEL, **policy_kwargs} if sparse else dict(policy_kwargs)
 
 
 def kept_count(agent: SparseAgent, network) -> tuple[int, int]:

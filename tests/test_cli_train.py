@@ -20,7 +20,8 @@ from sb3_support import assert_masks_hold, assert_sparsity
 import sb3_tar
 from run_support import CHILD_ENV, PROVENANCE_KEYS, RESULT_KEYS, TINY_FLAGS, read_json, train_command
 from sb3_tar.cli import main, parse_arguments, train_config
-from sb3_tar.experiments.config import OFF_POLICY_ALGORITHMS, RunConfig, run_hyperparams, tuned_entry
+from sb3_tar.experiments.config import (OFF_POLICY_ALGORITHMS, RunConfig, run_hyperparams, tuned_entry,
+                                        zoo_policy_kwargs)
 
 NETWORKS = {"sac": {"actor", "qf0", "qf1"}, "td3": {"actor", "qf0", "qf1"}, "ddpg": {"actor", "qf0"},
             "tqc": {"actor", "qf0", "qf1"}, "crossq": {"actor", "qf0", "qf1"}}
@@ -211,3 +212,34 @@ def test_the_help_names_every_method_and_algorithm(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert all(name in text for name in ("dense", "static", "tar", "uniform", "set", "rigl", "crossq", "--config"))
+
+
+def test_the_kernel_flag_reaches_the_policy_and_the_saved_model(tmp_path):
+    output = tmp_path / "run"
+    main(["train", "--algo", "sac", "--method", "tar", "--sparsity", "0.9", "--kernel", "sparse",
+          "--output", str(output), *TINY_FLAGS])
+    result = read_json(output / "result.json")
+    assert result["config"]["kernel"] == "sparse"
+    model = ALGOS["sac"].load(output / "model.zip", device="cpu")
+    assert model.policy.kernel == "sparse"
+    assert any(type(module).__name__ == "CompressedLinear" for module in model.policy.modules())
+    assert_masks_hold(sb3_tar.sparse_agent(model))
+
+
+def test_the_kernel_is_a_cost_setting_not_part_of_the_run():
+    default, sparse = config_of("--method", "tar"), config_of("--method", "tar", "--kernel", "sparse")
+    assert default.kernel == "auto" and sparse.run_id == default.run_id  # like --device: the same function
+    assert "kernel" not in zoo_policy_kwargs(run_hyperparams(default))  # auto: the policy's own default
+    assert zoo_policy_kwargs(run_hyperparams(sparse))["kernel"] == "sparse"
+    assert RunConfig.from_dict({**default.to_dict(), "kernel": "sparse"}) == sparse
+    assert RunConfig.from_dict({key: value for key, value in default.to_dict().items() if key != "kernel"}) == default
+
+
+@pytest.mark.parametrize("method", ["dense", "set", "rigl"])
+def test_a_sparse_kernel_for_a_method_without_a_frozen_mask_is_refused(method):
+    with pytest.raises(ValueError, match=rf"kernel='sparse' compresses frozen masks; method='{method}' trains .*: use "
+                                         r"kernel='auto' or 'dense'"):
+        RunConfig(method=method, kernel="sparse")
+    with pytest.raises(ValueError, match=r"run configuration: kernel='csr' is not a kernel; allowed: \['auto', "
+                                         r"'dense', 'sparse'\]"):
+        RunConfig(kernel="csr")

@@ -52,6 +52,13 @@ def test_grid_drops_what_a_method_ignores_and_trains_nothing_twice():
         assert config.resolved_net_arch() == [64, 64]
 
 
+def test_a_sweep_kernel_applies_to_the_frozen_masks_only():
+    configs = expand_grid(changed("settings", "kernel", "sparse"))
+    assert {config.kernel for config in configs if config.method in ("static", "tar")} == {"sparse"}
+    assert {config.kernel for config in configs if config.method in ("dense", "set")} == {"auto"}
+    assert {config.run_id for config in configs} == {config.run_id for config in expand_grid(GRID)}
+
+
 def test_overrides_change_settings_of_matching_runs_only():
     configs = expand_grid(GRID)
     assert {c.budget() for c in configs if c.env == "MountainCarContinuous-v0"} == {2000}

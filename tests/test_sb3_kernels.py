@@ -16,7 +16,7 @@ import sb3_tar
 from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.export import export_actor
 from sb3_tar.runtime import load_actor
-from sb3_tar.sb3.kernels import AUTO_MIN_WEIGHTS, choose_kernel, layer_kernels
+from sb3_tar.sb3.kernels import AUTO_RULE, choose_kernel, layer_kernels
 
 CONTINUOUS = [SAC, TD3, DDPG, TQC, CrossQ]
 
@@ -152,19 +152,41 @@ def test_set_and_rigl_refuse_compressed_layers_naming_the_dense_kernel(method):
         model.learn(60, callback=sb3_tar.DSTCallback(method=method))
 
 
+def test_auto_is_the_default_and_keeps_small_networks_dense():
+    small = SAC("TarMlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs={"sparsity": 0.9,
+                                                                                    "net_arch": [64, 64]})
+    assert small.policy.kernel == "auto" and compressed_layers(small) == 0
+    wide = SAC("TarMlpPolicy", "Pendulum-v1", seed=0, device="cpu", buffer_size=1000,
+               policy_kwargs={"sparsity": 0.95, "net_arch": [512, 512]})
+    assert wide.policy.kernel == "auto" and compressed_layers(wide) > 0
+
+
 def test_a_bad_kernel_is_refused_naming_the_setting_and_the_kernels():
-    with pytest.raises(ValueError, match=r"TarMlpPolicy: kernel='csr' is not a kernel; allowed: \['dense', "
-                                         r"'sparse', 'auto'\]"):
+    with pytest.raises(ValueError, match=r"TarMlpPolicy: kernel='csr' is not a kernel; allowed: \['auto', "
+                                         r"'dense', 'sparse'\]"):
         build(SAC, "csr")
 
 
+def kept(rows: int, columns: int, density: float) -> torch.Tensor:
+    """A mask keeping exactly ``int(density * rows * columns)`` weights."""
+    mask = torch.zeros(rows * columns, dtype=torch.bool)
+    mask[torch.randperm(rows * columns)[:int(density * rows * columns)]] = True
+    return mask.view(rows, columns)
+
+
 def test_auto_compresses_only_large_layers_of_low_density_on_the_cpu():
-    large = torch.rand(256, 256) < 0.1
-    assert large.numel() >= AUTO_MIN_WEIGHTS
-    assert choose_kernel("auto", large, torch.device("cpu")) == "sparse"
-    assert choose_kernel("auto", torch.rand(256, 256) < 0.3, torch.device("cpu")) == "dense"  # too dense
-    assert choose_kernel("auto", torch.rand(17, 256) < 0.05, torch.device("cpu")) == "dense"  # too small to gain
-    assert choose_kernel("auto", large, torch.device("cuda")) == "dense"  # torch's CSR reduce kernels are CPU-only
+    assert AUTO_RULE == ((1024 * 256, 0.15), (256 * 256, 0.10))  # benchmarks/results/train_kernel_layers.md
+    cpu = torch.device("cpu")
+    assert choose_kernel("auto", kept(256, 256, 0.1), cpu) == "sparse"
+    assert choose_kernel("auto", kept(256, 256, 0.12), cpu) == "dense"  # a small layer gains only below 0.1
+    assert choose_kernel("auto", kept(1024, 393, 0.15), cpu) == "sparse"  # a large one up to 0.15
+    assert choose_kernel("auto", kept(1024, 393, 0.2), cpu) == "dense"  # 0.2 was not always faster
+    assert choose_kernel("auto", kept(64, 1024, 0.05), cpu) == "dense"  # a narrow head: slower at every density
+    assert choose_kernel("auto", kept(1024, 17, 0.05), cpu) == "dense"
+    for kernel in ("dense", "sparse"):
+        assert choose_kernel(kernel, kept(17, 17, 0.5), cpu) == kernel
+    # torch's CSR reduce kernels are CPU-only
+    assert choose_kernel("auto", kept(256, 256, 0.1), torch.device("cuda")) == "dense"
     model = make_any_model(SAC, net_arch=[512, 512], sparsity=0.95, kernel="auto")
     chosen = layer_kernels(sb3_tar.sparse_agent(model).networks, sb3_tar.sparse_agent(model).masks, "auto",
                            torch.device("cpu"))

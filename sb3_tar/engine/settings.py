@@ -12,6 +12,23 @@ from sb3_tar.engine.revival import ALLOCATIONS
 BUDGETS = ("reserve", "extra")
 
 
+# How a sparse policy's masked layers train (sb3_tar.sb3.kernels): chosen per layer, masked dense
+# layers, or kept weights only.
+KERNELS = ("auto", "dense", "sparse")
+DEFAULT_KERNEL = "auto"
+
+
+def check_kernel(kernel: object, owner: str) -> str:
+    """``kernel`` if it is one of ``KERNELS``.
+
+    :raises ValueError: naming the setting and the allowed values.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"{owner}: kernel={kernel!r} is not a kernel; allowed: {list(KERNELS)} (dense: masked dense "
+                         "layers; sparse: kept weights only; auto: per layer, whichever was measured faster)")
+    return str(kernel)
+
+
 def plain_number(value: object) -> object:
     """``value`` as a Python number if it is a NumPy (or other) real scalar, else unchanged.
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.engine.settings import check_integer, is_finite_number, plain_number
+from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, plain_number
 from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
 
@@ -272,6 +272,9 @@ class RunConfig:
     :param checkpoint_freq: environment steps between checkpoints (``None``: ``eval_freq``).
     :param hyperparams: overrides of the tuned entry (``batch_size``, ``gamma``, ...).
     :param device: ``auto``, ``cpu``, ``cuda`` (or ``cuda:N``) or ``mps``.
+    :param kernel: how the sparse policy's masked layers train (``auto``, ``dense`` or ``sparse``, see
+        ``sb3_tar.sb3.kernels``). Like ``device`` it changes the cost, not the function (up to float
+        rounding), so it is not part of the run id. Dense and dynamic methods train dense layers.
     """
 
     algo: str = "sac"
@@ -287,6 +290,7 @@ class RunConfig:
     checkpoint_freq: int | None = None
     hyperparams: dict[str, Any] = field(default_factory=dict, hash=False)
     device: str = "auto"
+    kernel: str = DEFAULT_KERNEL
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
@@ -307,6 +311,11 @@ class RunConfig:
             object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
         if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"device={self.device!r} is not a torch device; allowed: {list(DEVICES)} (or 'cuda:N')")
+        check_kernel(self.kernel, "run configuration")
+        if self.kernel == "sparse" and self.method not in STATIC_METHODS:
+            raise ValueError(f"kernel='sparse' compresses frozen masks; method={self.method!r} trains "
+                             f"{'dense networks' if self.method == 'dense' else 'masks that change (dynamic sparse training)'}"
+                             f": use kernel='auto' or 'dense'")
         self._check_sparsity()
         self._check_dst()
         self._check_hyperparams()
@@ -589,7 +598,8 @@ def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
 
 def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings | None, *,
                  net_arch: list[int] | dict[str, list[int]] | None = None,
-                 dst: dict[str, Any] | None = None, policy: str = "MlpPolicy") -> dict[str, Any]:
+                 dst: dict[str, Any] | None = None, policy: str = "MlpPolicy",
+                 kernel: str = DEFAULT_KERNEL) -> dict[str, Any]:
     """A zoo entry that trains ``method``: ``entry`` with the method's policy, sparse settings and callback.
 
     The one translation from a method to hyperparameters: ``run_hyperparams`` (``sb3-tar train``
@@ -602,6 +612,7 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
         ``DEFAULT_NET_ARCH``).
     :param dst: ``DSTCallback`` options for ``set``/``rigl``.
     :param policy: the dense policy alias (``dense_policy(algo)``); static methods train its ``Tar`` twin.
+    :param kernel: the sparse policy's ``kernel`` (written only where it is not the default).
     """
     entry = copy.deepcopy(entry)
     policy_kwargs = {key: value for key, value in zoo_policy_kwargs(entry).items()
@@ -614,6 +625,8 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
     if method in STATIC_METHODS:
         entry["policy"] = f"Tar{policy}"
         policy_kwargs.update(sparse_policy_kwargs(settings))
+        if kernel != DEFAULT_KERNEL:
+            policy_kwargs["kernel"] = kernel
     else:
         entry["policy"] = policy
     entry["policy_kwargs"] = zoo_policy_kwargs_value(policy_kwargs)
@@ -629,4 +642,4 @@ def run_hyperparams(config: RunConfig) -> dict[str, Any]:
     """The zoo entry ``config`` trains with: the tuned entry, the overrides, then the method on top."""
     entry = {**config.tuned()[0], **copy.deepcopy(config.hyperparams), "n_timesteps": config.budget()}
     return method_entry(entry, config.method, config.sparsity_settings(), net_arch=config.policy_net_arch(),
-                        dst=config.dst, policy=dense_policy(config.algo))
+                        dst=config.dst, policy=dense_policy(config.algo), kernel=config.kernel)

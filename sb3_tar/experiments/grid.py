@@ -23,7 +23,7 @@ from sb3_tar.sb3.settings import SparsitySettings
 
 GRID_KEYS = ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "seed")
 TOP_LEVEL_KEYS = ("description", "grid", "settings", "overrides", "extra", "order")
-SETTING_KEYS = ("n_timesteps", "eval_freq", "eval_episodes", "checkpoint_freq", "depth", "hyperparams", "dst")
+SETTING_KEYS = ("n_timesteps", "eval_freq", "eval_episodes", "checkpoint_freq", "depth", "hyperparams", "dst", "kernel")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -43,6 +43,8 @@ def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | 
     width, depth = point["width"], settings.pop("depth", 2)
     if method not in DYNAMIC_METHODS:
         settings.pop("dst", None)  # the sweep's SET/RigL options
+    if method not in STATIC_METHODS:
+        settings.pop("kernel", None)  # dense and SET/RigL networks train dense layers
     check_integer("width", width)
     check_integer("depth", depth)
     # A sweep measures every method as it is: a static mask whose pruning empties a layer is the

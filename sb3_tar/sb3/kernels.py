@@ -12,11 +12,11 @@ the weights both ways, also when a saved optimizer state of the other layout is 
 
 The ``kernel`` setting:
 
-- ``"dense"`` (the default for now): masked dense layers, masks kept by the step hooks;
-- ``"sparse"``: every masked layer compressed (CPU only: torch's CSR kernels with ``reduce`` are);
-- ``"auto"``: per layer, compressed where ``benchmarks/results/train_steps.md`` measured it faster
-  than dense: on the CPU, density at most ``AUTO_MAX_DENSITY`` and at least ``AUTO_MIN_WEIGHTS``
-  weights; dense elsewhere, and always dense on a GPU.
+- ``"auto"`` (the default): per layer, compressed where ``benchmarks/results/train_kernel_layers.md``
+  measured it faster than dense with a margin (``AUTO_RULE``); dense elsewhere, and always dense on
+  a GPU;
+- ``"dense"``: masked dense layers, masks kept by the step hooks;
+- ``"sparse"``: every masked layer compressed (CPU only: torch's CSR kernels with ``reduce`` are).
 """
 
 from __future__ import annotations
@@ -29,33 +29,25 @@ from torch import nn
 
 from sb3_tar.engine.compressed import CompressedLinear, compress_linear_layers, dense_of, values_of
 from sb3_tar.engine.layers import prunable_layers
+from sb3_tar.engine.settings import DEFAULT_KERNEL, KERNELS, check_kernel  # noqa: F401  (the setting's home)
 from sb3_tar.sb3.networks import SparseNetwork
 
-KERNELS = ("dense", "sparse", "auto")
-# From benchmarks/results/train_steps.md (SAC/TD3 steps, one thread): at density 0.1 the compressed
-# layers took 0.33-0.76x the dense step at widths 256-2048; at 0.2, 0.68-1.07x (not always faster).
-AUTO_MAX_DENSITY = 0.1
-AUTO_MIN_WEIGHTS = 256 * 256
-
-
-def check_kernel(kernel: object, owner: str) -> str:
-    """``kernel`` if it is one of ``KERNELS``.
-
-    :raises ValueError: naming the setting and the allowed values.
-    """
-    if kernel not in KERNELS:
-        raise ValueError(f"{owner}: kernel={kernel!r} is not a kernel; allowed: {list(KERNELS)} (dense: masked dense "
-                         "layers; sparse: kept weights only; auto: per layer, whichever was measured faster)")
-    return str(kernel)
+# (at least this many weights, at most this density) -> compressed, from benchmarks/results/
+# train_kernel_layers.md (one layer's forward, backward and Adam step, batch 256, one thread): at
+# density 0.2 compressed layers took 0.82-1.06x the dense one, so no tier reaches it; below 256 rows
+# or columns (17- and 64-row heads) they were slower at every density.
+AUTO_RULE = ((1024 * 256, 0.15), (256 * 256, 0.10))
+AUTO_MIN_SIDE = 256
 
 
 def choose_kernel(kernel: str, mask: torch.Tensor, device: torch.device) -> str:
     """``"dense"`` or ``"sparse"`` for one masked layer under the ``kernel`` setting."""
     if kernel != "auto":
         return kernel
+    if torch.device(device).type != "cpu" or min(mask.shape) < AUTO_MIN_SIDE:
+        return "dense"
     density = int(mask.count_nonzero()) / mask.numel()
-    cpu = torch.device(device).type == "cpu"
-    return "sparse" if cpu and density <= AUTO_MAX_DENSITY and mask.numel() >= AUTO_MIN_WEIGHTS else "dense"
+    return "sparse" if any(mask.numel() >= weights and density <= most for weights, most in AUTO_RULE) else "dense"
 
 
 def layer_kernels(networks: list[SparseNetwork], masks: Mapping[str, torch.Tensor], kernel: str,

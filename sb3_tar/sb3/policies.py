@@ -64,7 +64,8 @@ from sb3_tar.sb3.agent import (
     placeholder_agent,
 )
 from sb3_tar.engine.compressed import dense_of
-from sb3_tar.sb3.kernels import apply_kernels, check_kernel, densify, is_compressed, layer_kernels, register_layouts
+from sb3_tar.sb3.kernels import (DEFAULT_KERNEL, apply_kernels, check_kernel, densify, is_compressed, layer_kernels,
+                                 register_layouts)
 from sb3_tar.sb3.load_guard import guard_sub_module_loads
 from sb3_tar.sb3.masking import WeightMasks
 from sb3_tar.sb3.settings import SparsitySettings
@@ -198,7 +199,7 @@ class TarPolicy:
                              f"observation space, not {self.alias}")
         dense_arguments = inspect.signature(dense_class.__init__).parameters
         sparsity = {name: kwargs.pop(name) for name in list(kwargs) if name not in dense_arguments}
-        self.kernel = check_kernel(sparsity.pop("kernel", "dense"), self.alias)
+        self.kernel = check_kernel(sparsity.pop("kernel", DEFAULT_KERNEL), self.alias)
         self.sparsity_settings = SparsitySettings.from_kwargs(
             sparsity, owner=self.alias, other_arguments=(dense_class.__name__, [n for n in dense_arguments if n != "self"]))
         action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
