@@ -152,6 +152,26 @@ def describe(config: RunConfig) -> str:
             + (f", with {sorted(config.hyperparams)} overridden" if config.hyperparams else "") + f": {shown}")
 
 
+def untrained_warning(config: RunConfig) -> str | None:
+    """A warning when an off-policy run's ``learning_starts`` leaves no gradient step in its budget, else ``None``.
+
+    Such a run still evaluates and reports a return, which is the untrained policy's.
+    """
+    from rl_zoo3.utils import ALGOS
+
+    defaults = inspect.signature(ALGOS[config.algo].__init__).parameters
+    if "learning_starts" not in defaults:
+        return None
+    hyperparams = run_hyperparams(config)
+    starts = hyperparams.get("learning_starts", defaults["learning_starts"].default)
+    if int(starts) < config.budget():
+        return None
+    source = "--hyperparam" if "learning_starts" in config.hyperparams else config.tuned()[1]
+    return (f"warning: learning_starts {starts} (from {source}) >= the budget of {config.budget()} steps: no gradient "
+            f"step will be taken, and the curve and final return are the untrained policy's; lower it with "
+            f"--hyperparam learning_starts=N (N < {config.budget()})")
+
+
 def _rollout_steps(algo: str, hyperparams: dict[str, object]) -> int | None:
     """Environment steps SB3 collects between two trainings (``None`` when counted in episodes)."""
     from rl_zoo3.utils import ALGOS
@@ -186,6 +206,18 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _what_it_holds(output: Path, config: RunConfig) -> str:
+    """How the run published in ``output`` differs from ``config`` (a shorter smoke run, say), for the refusal."""
+    from sb3_tar.experiments.backends import settings_changes
+    from sb3_tar.experiments.store import ResultError, read_result
+
+    try:
+        changes = settings_changes(read_result(output)["config"], config)
+    except ResultError:
+        return ""
+    return " and holds this very run" if changes is None else f" and holds another run ({changes})"
+
+
 def train_command(args: argparse.Namespace) -> None:
     """Train one agent, evaluate it, and save the model, its topology and its learning curve."""
     from sb3_tar.experiments.output_paths import check_output_folder, describe_os_error
@@ -196,9 +228,12 @@ def train_command(args: argparse.Namespace) -> None:
     output = Path(args.output or Path("runs") / config.run_id)
     check_output_folder(output)
     if output.exists() and not args.overwrite:
-        raise SystemExit(f"sb3-tar train: output folder {output} exists; choose another with --output, "
-                         "or replace it with --overwrite")
+        raise SystemExit(f"sb3-tar train: output folder {output} exists{_what_it_holds(output, config)}; choose "
+                         "another with --output, or replace it with --overwrite")
     print(describe(config), flush=True)
+    warning = untrained_warning(config)
+    if warning:
+        print(f"sb3-tar train: {warning}", file=sys.stderr, flush=True)
     _stop_on_sigterm()
     torch.set_num_threads(args.threads)
     try:
@@ -216,7 +251,7 @@ def train_command(args: argparse.Namespace) -> None:
     minutes, seconds = divmod(round(result["provenance"]["wall_time_s"]), 60)
     networks = ", ".join(path.name for path in sorted(folder.glob("topology-*.png")))
     print(f"done in {minutes}m {seconds:02d}s: final return {final['mean_return']:.1f} +- {final['std_return']:.1f} "
-          f"over {final['episodes']} episodes")
+          f"over {final['episodes']} episodes" + (" (untrained: no gradient step was taken)" if warning else ""))
     for error in result["report_errors"]:
         print(f"  (not written: {error})")
     print(f"results in {folder}/")

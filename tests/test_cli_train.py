@@ -158,6 +158,11 @@ def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
     main(["train", "--output", str(output), "--overwrite", *TINY_FLAGS])
     assert not (output / "notes.txt").exists() and (output / "model.zip").is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["run"]  # no partial or backup folders left
+    with pytest.raises(SystemExit, match=r"exists and holds this very run; choose another"):
+        main(["train", "--output", str(output), *TINY_FLAGS])
+    longer = [*TINY_FLAGS[2:], "--timesteps", "600"]  # a smoke run's folder, asked for the full run
+    with pytest.raises(SystemExit, match=r"exists and holds another run \(n_timesteps 300 -> 600\); choose another"):
+        main(["train", "--output", str(output), *longer])
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -243,3 +248,19 @@ def test_a_sparse_kernel_for_a_method_without_a_frozen_mask_is_refused(method):
     with pytest.raises(ValueError, match=r"run configuration: kernel='csr' is not a kernel; allowed: \['auto', "
                                          r"'dense', 'sparse'\]"):
         RunConfig(kernel="csr")
+
+
+def test_a_budget_that_ends_before_learning_starts_is_warned_about(tmp_path, capsys):
+    from sb3_tar.cli import untrained_warning
+
+    warning = untrained_warning(config_of("--env", "HalfCheetah-v4", "--method", "rigl", "--sparsity", "0.9",
+                                          "--timesteps", "2000"))
+    assert warning == ("warning: learning_starts 10000 (from sac.yml: HalfCheetah-v4) >= the budget of 2000 steps: no "
+                       "gradient step will be taken, and the curve and final return are the untrained policy's; lower "
+                       "it with --hyperparam learning_starts=N (N < 2000)")
+    assert untrained_warning(config_of("--env", "HalfCheetah-v4", "--timesteps", "20000")) is None
+    assert untrained_warning(config_of("--algo", "ppo")) is None  # on-policy: no learning_starts
+    main(["train", "--output", str(tmp_path / "run"), *TINY_FLAGS, "--hyperparam", "learning_starts=300"])
+    captured = capsys.readouterr()
+    assert "learning_starts 300 (from --hyperparam) >= the budget of 300 steps" in captured.err
+    assert "(untrained: no gradient step was taken)" in captured.out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -89,3 +91,15 @@ def test_compress_linear_layers_refuses_a_mask_that_names_no_linear_weight(name)
     network = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
     with pytest.raises(ValueError, match=f"mask '{name}' names no nn.Linear weight"):
         compress_linear_layers(network, {name: torch.ones(3, 3, dtype=torch.bool)})
+
+
+def test_a_compressed_layer_moved_off_the_cpu_says_how_to_get_there():
+    mask = torch.rand(8, 4) < 0.5
+    on_cpu = CompressedLinear(torch.randn(8, 4), mask, torch.zeros(8))
+    layer = copy.deepcopy(on_cpu).to("meta")  # any device but the CPU
+    assert layer.values.device.type == "meta" and layer.crow.device.type == "meta"  # the indices moved along
+    with pytest.raises(RuntimeError, match=r"runs on the CPU only .* moved to meta: load the model onto that device "
+                                           r"instead \(Algo.load\(path, device=...\)\); kernel='auto' then trains it "
+                                           r"dense"):
+        layer(torch.randn(2, 4, device="meta"))
+    assert on_cpu(torch.randn(2, 4)).shape == (2, 8)

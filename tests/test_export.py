@@ -406,6 +406,7 @@ def test_onnx_export_runs_in_onnxruntime_and_acts_as_predict(model_class, tmp_pa
     else:  # a discrete action (A2C's categorical probabilities): the ONNX output is the int64 index
         model = train_discrete(model_class)
     path = export_onnx(export_actor(model, tmp_path / "actor.sb3tar"), tmp_path / "actor.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["actor.onnx", "actor.sb3tar"]  # no dense side file
     session = ort.InferenceSession(str(path))
     obs = observations(model)
     expected, _ = model.predict(obs, deterministic=True)

@@ -127,6 +127,10 @@ class CompressedLinear(nn.Module):
         return _csr(self.crow, self.col, ones, self.shape).to_dense().to(torch.bool)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.values.device.type != "cpu":
+            raise RuntimeError(f"a compressed layer (kernel='sparse') runs on the CPU only (torch's CSR kernels with "
+                               f"reduce), but it was moved to {self.values.device}: load the model onto that device "
+                               "instead (Algo.load(path, device=...)); kernel='auto' then trains it dense")
         flat = inputs.reshape(-1, self.in_features)
         output = _CompressedMatmul.apply(flat, self.values, self)
         if self.bias is not None:

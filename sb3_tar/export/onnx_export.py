@@ -12,6 +12,7 @@ Needs the ``export`` extra (``pip install "sb3-tar[export]"``: onnx, onnxscript;
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -47,15 +48,19 @@ def export_onnx(actor: DeployedActor | str | Path, path: str | Path, *, sparse_i
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # the exporter's notes on its own internals (optional torchvision ops)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(path), dynamo=True, verbose=False, opset_version=opset_version,
-                              input_names=[OBSERVATION], output_names=[ACTION],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
-    finally:
-        exporter_log.setLevel(level)
-    model = onnx.load(str(path))
+    # torch writes the weights dense into a side file (<name>.data); the graph is exported in a
+    # temporary folder and saved once, self-contained, so no dense copy is left beside the file.
+    with tempfile.TemporaryDirectory() as folder:
+        exported = Path(folder) / "actor.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (example,), str(exported), dynamo=True, verbose=False,
+                                  opset_version=opset_version, input_names=[OBSERVATION], output_names=[ACTION],
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+        finally:
+            exporter_log.setLevel(level)
+        model = onnx.load(str(exported))  # the side file's weights are read into the model here
     if sparse_initializers:
         _sparsify_initializers(model)
     onnx.checker.check_model(model)
