@@ -152,26 +152,6 @@ def describe(config: RunConfig) -> str:
             + (f", with {sorted(config.hyperparams)} overridden" if config.hyperparams else "") + f": {shown}")
 
 
-def untrained_warning(config: RunConfig) -> str | None:
-    """A warning when an off-policy run's ``learning_starts`` leaves no gradient step in its budget, else ``None``.
-
-    Such a run still evaluates and reports a return, which is the untrained policy's.
-    """
-    from rl_zoo3.utils import ALGOS
-
-    defaults = inspect.signature(ALGOS[config.algo].__init__).parameters
-    if "learning_starts" not in defaults:
-        return None
-    hyperparams = run_hyperparams(config)
-    starts = hyperparams.get("learning_starts", defaults["learning_starts"].default)
-    if int(starts) < config.budget():
-        return None
-    source = "--hyperparam" if "learning_starts" in config.hyperparams else config.tuned()[1]
-    return (f"warning: learning_starts {starts} (from {source}) >= the budget of {config.budget()} steps: no gradient "
-            f"step will be taken, and the curve and final return are the untrained policy's; lower it with "
-            f"--hyperparam learning_starts=N (N < {config.budget()})")
-
-
 def _rollout_steps(algo: str, hyperparams: dict[str, object]) -> int | None:
     """Environment steps SB3 collects between two trainings (``None`` when counted in episodes)."""
     from rl_zoo3.utils import ALGOS
@@ -231,9 +211,6 @@ def train_command(args: argparse.Namespace) -> None:
         raise SystemExit(f"sb3-tar train: output folder {output} exists{_what_it_holds(output, config)}; choose "
                          "another with --output, or replace it with --overwrite")
     print(describe(config), flush=True)
-    warning = untrained_warning(config)
-    if warning:
-        print(f"sb3-tar train: {warning}", file=sys.stderr, flush=True)
     _stop_on_sigterm()
     torch.set_num_threads(args.threads)
     try:
@@ -251,7 +228,7 @@ def train_command(args: argparse.Namespace) -> None:
     minutes, seconds = divmod(round(result["provenance"]["wall_time_s"]), 60)
     networks = ", ".join(path.name for path in sorted(folder.glob("topology-*.png")))
     print(f"done in {minutes}m {seconds:02d}s: final return {final['mean_return']:.1f} +- {final['std_return']:.1f} "
-          f"over {final['episodes']} episodes" + (" (untrained: no gradient step was taken)" if warning else ""))
+          f"over {final['episodes']} episodes")
     for error in result["report_errors"]:
         print(f"  (not written: {error})")
     print(f"results in {folder}/")

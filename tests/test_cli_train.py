@@ -250,17 +250,14 @@ def test_a_sparse_kernel_for_a_method_without_a_frozen_mask_is_refused(method):
         RunConfig(kernel="csr")
 
 
-def test_a_budget_that_ends_before_learning_starts_is_warned_about(tmp_path, capsys):
-    from sb3_tar.cli import untrained_warning
-
-    warning = untrained_warning(config_of("--env", "HalfCheetah-v4", "--method", "rigl", "--sparsity", "0.9",
-                                          "--timesteps", "2000"))
-    assert warning == ("warning: learning_starts 10000 (from sac.yml: HalfCheetah-v4) >= the budget of 2000 steps: no "
-                       "gradient step will be taken, and the curve and final return are the untrained policy's; lower "
-                       "it with --hyperparam learning_starts=N (N < 2000)")
-    assert untrained_warning(config_of("--env", "HalfCheetah-v4", "--timesteps", "20000")) is None
-    assert untrained_warning(config_of("--algo", "ppo")) is None  # on-policy: no learning_starts
-    main(["train", "--output", str(tmp_path / "run"), *TINY_FLAGS, "--hyperparam", "learning_starts=300"])
-    captured = capsys.readouterr()
-    assert "learning_starts 300 (from --hyperparam) >= the budget of 300 steps" in captured.err
-    assert "(untrained: no gradient step was taken)" in captured.out
+def test_a_budget_that_ends_before_learning_starts_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"learning_starts=10000 \(from sac.yml: HalfCheetah-v4\) >= n_timesteps=2000: "
+                                         r"the run would take no gradient step and report the untrained policy's "
+                                         r"return; lower it \(sb3-tar train --hyperparam learning_starts=N, N < 2000\) "
+                                         r"or raise the budget \(--timesteps\)"):
+        config_of("--env", "HalfCheetah-v4", "--method", "rigl", "--sparsity", "0.9", "--timesteps", "2000")
+    assert config_of("--env", "HalfCheetah-v4", "--timesteps", "20000").budget() == 20000
+    assert config_of("--algo", "ppo", "--timesteps", "10").budget() == 10  # on-policy: no learning_starts
+    with pytest.raises(SystemExit, match=r"learning_starts=300 \(from hyperparams\) >= n_timesteps=300"):
+        main(["train", "--output", str(tmp_path / "run"), *TINY_FLAGS, "--hyperparam", "learning_starts=300"])
+    assert not (tmp_path / "run").exists()

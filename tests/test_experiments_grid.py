@@ -192,7 +192,7 @@ def test_a_json_file_is_read_as_json_and_numpy_integers_become_python_ints(tmp_p
     path.write_text(json.dumps({"hyperparams": {"learning_rate": 1e-05}}))
     assert read_mapping(path, "--config") == {"hyperparams": {"learning_rate": 1e-05}}
     config = RunConfig(method="rigl", sparsity=SparsitySettings(0.9, criterion="erk"), seed=np.int64(3),
-                       n_timesteps=np.int64(100), dst={"update_interval": np.int64(5)},
+                       n_timesteps=np.int64(200), dst={"update_interval": np.int64(5)},
                        hyperparams={"batch_size": np.int64(16)})
     data = config.to_dict()
     assert type(data["seed"]) is int and type(data["dst"]["update_interval"]) is int

@@ -160,6 +160,15 @@ def _algorithm_arguments(algo: str) -> frozenset[str]:
 
 
 @cache
+def _algorithm_defaults(algo: str) -> dict[str, Any]:
+    """The algorithm's keyword defaults (``learning_starts``, ...)."""
+    from rl_zoo3.utils import ALGOS
+
+    return {name: parameter.default for name, parameter in inspect.signature(ALGOS[algo].__init__).parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
+
+
+@cache
 def _tuned_file(path: Path) -> dict[str, Any] | None:
     """A tuned file's entries, parsed once per process (a sweep resolves thousands of runs against it)."""
     return yaml.safe_load(path.read_text()) if path.exists() else None
@@ -319,6 +328,7 @@ class RunConfig:
         self._check_sparsity()
         self._check_dst()
         self._check_hyperparams()
+        self._check_learning_starts()
 
     def _check_sparsity(self) -> None:
         settings = self.sparsity
@@ -367,6 +377,21 @@ class RunConfig:
                 DSTCallback(self.method, sparsity=0.5, **self.dst)
             except ValueError as error:
                 raise ValueError(f"dst option {error}") from None
+
+    def _check_learning_starts(self) -> None:
+        """An off-policy run whose budget ends before ``learning_starts`` would report the untrained policy's return."""
+        default = _algorithm_defaults(self.algo).get("learning_starts")
+        if default is None:
+            return
+        entry = {**self.tuned()[0], **self.hyperparams}
+        starts = entry.get("learning_starts", default)
+        if int(starts) >= self.budget():
+            source = "hyperparams" if "learning_starts" in self.hyperparams else (
+                self.tuned()[1] if "learning_starts" in entry else f"{algorithm_name(self.algo)}'s default")
+            raise ValueError(f"learning_starts={starts} (from {source}) >= n_timesteps={self.budget()}: the run would "
+                             f"take no gradient step and report the untrained policy's return; lower it "
+                             f"(sb3-tar train --hyperparam learning_starts=N, N < {self.budget()}) or raise the budget "
+                             f"(--timesteps)")
 
     def _check_hyperparams(self) -> None:
         if not isinstance(self.hyperparams, Mapping):
