@@ -163,3 +163,13 @@ class StepCounter(gym.Wrapper):
     def step(self, action):
         self.steps += 1
         return super().step(action)
+
+
+def dense_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``policy.state_dict()`` with each compressed layer's ``values`` as its dense ``weight``, whichever the kernel."""
+    state = dict(policy.state_dict())
+    for name, module in policy.named_modules():
+        if isinstance(module, CompressedLinear):
+            state.pop(f"{name}.values")
+            state[f"{name}.weight"] = module.dense_weight()
+    return state

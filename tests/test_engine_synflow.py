@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from sb3_contrib import TQC
+from sb3_support import dense_state
 from stable_baselines3 import DDPG, SAC, TD3
 from torch import nn
 
@@ -116,7 +117,7 @@ def test_synflow_keeps_every_layer_of_every_network_and_the_real_weights_of_an_s
     # zeros, and keeps its squash modules (in the actor and in TD3's actor target).
     dense = synflow_model(algo, "MlpPolicy", width, **algo_kwargs)
     masks = sb3_tar.sparse_agent(sparse).masks
-    sparse_state = sparse.policy.state_dict()
+    sparse_state = dense_state(sparse.policy)
     for name, dense_value in dense.policy.state_dict().items():
         online = name.replace("actor_target.", "actor.").replace("critic_target.", "critic.")  # targets share
         expected = dense_value * masks[online] if online in masks else dense_value
