@@ -139,7 +139,8 @@ def describe(config: RunConfig) -> str:
     settings = config.sparsity_settings()
     sparse = "" if settings is None else (
         f", sparsity {settings.sparsity if settings.sparsity is not None else f'{settings.actor_sparsity} (actor) / {settings.critic_sparsity} (critic)'}"
-        + (f", recovery ratio {settings.recovery_ratio:g}" if config.method in ("tar", "uniform") else ""))
+        + (f", recovery ratio {settings.recovery_ratio:g}" if config.method in ("tar", "uniform") else "")
+        + (f", kernel {config.kernel}" if config.kernel != DEFAULT_KERNEL else ""))
     hyperparams = run_hyperparams(config)
     shown = {key: value for key, value in hyperparams.items() if key not in ("policy", "policy_kwargs", "callback")}
     steps = f"{config.budget()} steps"
