@@ -98,7 +98,7 @@ SPARSE_FLAGS = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "r
 
 
 # Flags that say how and where to run, not which run: the only ones a --config file leaves open.
-CONFIG_COMPANIONS = ("command", "run", "config", "output", "overwrite", "no_progress_bar", "threads")
+CONFIG_COMPANIONS = ("command", "run", "config", "output", "overwrite", "no_progress_bar", "threads", "tensorboard")
 
 
 def train_config(args: argparse.Namespace) -> RunConfig:
@@ -215,7 +215,8 @@ def train_command(args: argparse.Namespace) -> None:
     _stop_on_sigterm()
     torch.set_num_threads(args.threads)
     try:
-        run = run_training(config, output, overwrite=args.overwrite, progress_bar=not args.no_progress_bar)
+        run = run_training(config, output, overwrite=args.overwrite, progress_bar=not args.no_progress_bar,
+                           tensorboard=args.tensorboard)
     except KeyboardInterrupt as interrupted:  # RunInterrupted says what was kept; a bare one came before training
         print(f"sb3-tar train: {interrupted if isinstance(interrupted, RunInterrupted) else 'interrupted'}",
               file=sys.stderr)
@@ -292,6 +293,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace the output folder, once the new run is complete (and discard an interrupted "
                              "run of other settings left there)")
     parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the training log (sparsity/... keys included) as TensorBoard events into the "
+                             "output folder: tensorboard --logdir runs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -261,3 +261,16 @@ def test_a_budget_that_ends_before_learning_starts_is_refused_before_training(tm
     with pytest.raises(SystemExit, match=r"learning_starts=300 \(from hyperparams\) >= n_timesteps=300"):
         main(["train", "--output", str(tmp_path / "run"), *TINY_FLAGS, "--hyperparam", "learning_starts=300"])
     assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_events_hold_the_training_log_and_the_sparsity_keys(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output = tmp_path / "run"
+    main(["train", "--method", "tar", "--sparsity", "0.8", "--tensorboard", "--output", str(output), *TINY_FLAGS])
+    events = list(output.glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    tags = set(EventAccumulator(str(events[0])).Reload().Tags()["scalars"])
+    assert {"sparsity/actor/sparsity", "sparsity/qf0/sparsity", "train/actor_loss"} <= tags
+    with pytest.raises(ValueError, match=r"hyperparam tensorboard_log is set by the run's own setting '--tensorboard'"):
+        config_of("--hyperparam", "tensorboard_log=tb")

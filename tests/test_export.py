@@ -698,3 +698,70 @@ def test_sb3_tar_export_finds_a_saved_models_algorithm_and_writes_its_actor(case
 def test_sb3_tar_export_names_a_missing_model(tmp_path):
     with pytest.raises(SystemExit, match="sb3-tar export: model .*missing.zip'?: no such file"):
         main(["export", str(tmp_path / "missing.zip"), str(tmp_path / "actor.sb3tar")])
+
+
+def normalized_model(algo):
+    """A model trained behind VecNormalize, whose statistics moved away from 0 and 1."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(rescaled_pendulum, n_envs=1, seed=0), clip_obs=1.5)
+    if algo is A2C:
+        return train_on_policy(A2C, env=env)
+    return train(algo, env=env)
+
+
+@pytest.mark.parametrize("algo", [A2C, SAC])
+def test_a_normalizing_models_actor_acts_on_raw_observations(algo, tmp_path):
+    model = normalized_model(algo)
+    normalizer = model.get_vec_normalize_env()
+    normalizer.training = False
+    raw = observations(model) * 3.0  # beyond the clip: the actor clips as VecNormalize does
+    expected, _ = model.predict(normalizer.normalize_obs(raw), deterministic=True)
+    path = export_actor(model, tmp_path / "actor.sb3tar")  # the model's own VecNormalize, found by itself
+    actor = load_actor(path)
+    with torch.no_grad():
+        np.testing.assert_allclose(actor(torch.as_tensor(raw)).numpy(), expected, rtol=0, atol=TOLERANCE)
+    names = [getattr(layer, "name", "") for layer in actor.layers]
+    assert names[0] == "observation normalization (VecNormalize)"
+    # saved and exported from the command line: vecnormalize.pkl beside the model is applied, 'none' leaves it out
+    model.save(tmp_path / "run" / "model.zip")
+    normalizer.save(str(tmp_path / "run" / "vecnormalize.pkl"))
+    main(["export", str(tmp_path / "run" / "model.zip"), str(tmp_path / "cli.sb3tar")])
+    with torch.no_grad():
+        np.testing.assert_allclose(load_actor(tmp_path / "cli.sb3tar")(torch.as_tensor(raw)).numpy(), expected,
+                                   rtol=0, atol=TOLERANCE)
+    main(["export", str(tmp_path / "run" / "model.zip"), str(tmp_path / "plain.sb3tar"), "--normalization", "none"])
+    plain = load_actor(tmp_path / "plain.sb3tar")
+    normalized = normalizer.normalize_obs(raw)
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(torch.as_tensor(normalized)).numpy(), expected, rtol=0, atol=TOLERANCE)
+
+
+def test_the_onnx_actor_of_a_normalizing_model_acts_on_raw_observations(tmp_path):
+    pytest.importorskip("onnxscript", reason="ONNX export needs the export extra: pip install 'sb3-tar[export]'")
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime (export extra)")
+    from sb3_tar.export.onnx_export import export_onnx
+
+    model = normalized_model(A2C)
+    normalizer = model.get_vec_normalize_env()
+    normalizer.training = False
+    raw = observations(model) * 3.0
+    expected, _ = model.predict(normalizer.normalize_obs(raw), deterministic=True)
+    path = export_onnx(export_actor(model, tmp_path / "actor.sb3tar"), tmp_path / "actor.onnx")
+    actions = ort.InferenceSession(str(path)).run(None, {"observation": raw.astype(np.float32)})[0]
+    np.testing.assert_allclose(actions, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_normalization_statistics_of_another_environment_are_refused(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    other = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=0))  # 4 features; the model's observations: 3
+    with pytest.raises(ValueError, match=r"the VecNormalize statistics hold 4 features, but the model's observations "
+                                         r"have shape \(3,\): they belong to another environment"):
+        export_actor(train(SAC), tmp_path / "actor.sb3tar", other)
+    with pytest.raises(SystemExit, match=r"--normalization 'missing.pkl': no such file"):
+        model = train(SAC)
+        model.save(tmp_path / "model.zip")
+        main(["export", str(tmp_path / "model.zip"), str(tmp_path / "a.sb3tar"), "--normalization", "missing.pkl"])

@@ -1,4 +1,4 @@
-"""``sb3-tar sweep`` and ``sb3-tar report``: the command-line side of the experiments package."""
+"""``sb3-tar sweep``, ``report`` and ``evaluate``: the command-line side of the experiments package."""
 
 from __future__ import annotations
 
@@ -51,6 +51,25 @@ def report_command(args: argparse.Namespace) -> None:
     print(f"report written to {report.resolve()} (figures beside it)")
 
 
+def evaluate_command(args: argparse.Namespace) -> None:
+    """Replay a run's saved model in the environment it trained in, and print the returns."""
+    import torch
+
+    from sb3_tar.experiments.evaluation import evaluate_run
+
+    torch.set_num_threads(1)
+    evaluation = evaluate_run(args.run_folder, episodes=args.episodes, deterministic=not args.stochastic,
+                              seed=args.seed, video=args.video)
+    policy = "deterministic" if evaluation.deterministic else "stochastic"
+    print(f"{evaluation.run_id}: mean return {evaluation.mean:.1f} +- {evaluation.std:.1f} over "
+          f"{len(evaluation.returns)} episodes ({policy} actions, seed {args.seed}; mean length "
+          f"{sum(evaluation.lengths) / len(evaluation.lengths):.0f} steps"
+          + ("; observations normalised with the run's vecnormalize.pkl" if evaluation.normalized else "") + ")")
+    print("returns: " + ", ".join(f"{value:.1f}" for value in evaluation.returns))
+    if args.video:
+        print(f"video: {evaluation.video}" if evaluation.video else f"video: none written in {args.video}")
+
+
 def add_experiment_commands(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="train every run of a sweep grid (resumable; local pool or Ray)")
     sweep.add_argument("sweep", help="sweep YAML, e.g. benchmarks/sweeps/cpu.yml")
@@ -71,3 +90,12 @@ def add_experiment_commands(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--random-returns", help="random-policy returns per task (benchmarks/results/random_policy.json): "
                                                  "normalise rliable scores between random (0) and dense (1)")
     report.set_defaults(run=report_command)
+
+    evaluate = commands.add_parser("evaluate", help="replay a run's saved model with its own wrappers and "
+                                                    "normalisation, and print the returns")
+    evaluate.add_argument("run_folder", help="a sb3-tar train output folder, e.g. runs/<run id>")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes to replay (default: 10)")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic ones")
+    evaluate.add_argument("--seed", type=int, default=0, help="the environment's seed (default: 0)")
+    evaluate.add_argument("--video", help="folder for an mp4 of the episodes (MuJoCo renders off-screen)")
+    evaluate.set_defaults(run=evaluate_command)

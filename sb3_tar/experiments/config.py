@@ -78,7 +78,7 @@ ZOO_KEYS = ("n_timesteps", "noise_type", "noise_std", "normalize", "n_envs", "en
             "frame_stack", "monitor_kwargs", "env_kwargs", "callback")
 # Set by the run configuration itself: a hyperparameter override may not set them.
 RESERVED = {"policy": "method", "env": "env", "seed": "seed", "device": "device", "n_timesteps": "n_timesteps",
-            "tensorboard_log": "the run's folder", "verbose": "the run's log",
+            "tensorboard_log": "--tensorboard", "verbose": "the run's log",
             "callback": "method"}  # set and rigl train with sb3-tar's DST callback, the others with none
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DST_OPTIONS = ("update_interval", "drop_fraction", "end_fraction", "total_gradient_steps")

@@ -108,7 +108,7 @@ def _set_aside_progress_log(run_dir: Path, step: int) -> None:
 
 
 def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress_bar: bool = False,
-                 echo: Callable[[str], None] = print) -> RunResult:
+                 echo: Callable[[str], None] = print, tensorboard: bool = False) -> RunResult:
     """Train ``config`` and publish its result at ``output``, resuming from a checkpoint if there is one.
 
     :param config: the run.
@@ -116,6 +116,7 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
     :param overwrite: replace an existing result at ``output``, once the new one is complete.
     :param progress_bar: show SB3's progress bar.
     :param echo: where progress messages go.
+    :param tensorboard: also write SB3's log as TensorBoard events into the result folder.
     :raises ValueError: for a bad setting, before anything is written.
     :raises FileExistsError: if ``output`` exists, or holds an interrupted run of other settings,
         and ``overwrite`` is false.
@@ -145,7 +146,7 @@ def run_training(config: RunConfig, output: str | Path, *, overwrite: bool = Fal
             if finished is not None:
                 result = finished
             else:
-                result = _train_in(work, config, hyperparams, progress_bar, echo, overwrite)
+                result = _train_in(work, config, hyperparams, progress_bar, echo, overwrite, tensorboard)
                 publishing = True
                 publish(work / "run", output, overwrite=overwrite)
     except LockedError:
@@ -179,7 +180,7 @@ def _already_published(work: Path, output: Path, config: RunConfig) -> bool:
 
 
 def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progress_bar: bool,
-              echo: Callable[[str], None], overwrite: bool) -> dict[str, Any]:
+              echo: Callable[[str], None], overwrite: bool, tensorboard: bool) -> dict[str, Any]:
     """Train in ``work/run``, from ``work``'s checkpoint if it is one of this run; returns ``result.json``'s data.
 
     A checkpoint of another configuration is discarded only with ``overwrite``; one of this
@@ -205,7 +206,7 @@ def _train_in(work: Path, config: RunConfig, hyperparams: dict[str, Any], progre
     else:
         echo(f"sb3-tar: resuming from the checkpoint at step {checkpoint.num_timesteps} of {config.budget()}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    return _train(config, hyperparams, work, run_dir, checkpoint, progress_bar)
+    return _train(config, hyperparams, work, run_dir, checkpoint, progress_bar, tensorboard)
 
 
 def _interrupted(work: Path, output: Path, config: RunConfig, published: bool) -> RunInterrupted:
@@ -285,7 +286,7 @@ def _experiment_manager(config: RunConfig, hyperparams_file: Path, run_dir: Path
 
 
 def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: Path, checkpoint: Any,
-           progress_bar: bool) -> dict[str, Any]:
+           progress_bar: bool, tensorboard: bool) -> dict[str, Any]:
     from rl_zoo3.utils import ALGOS
     from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.logger import configure
@@ -311,7 +312,7 @@ def _train(config: RunConfig, hyperparams: dict[str, Any], work: Path, run_dir: 
             model = ALGOS[config.algo].load(checkpoint.path / "model.zip", env=model.env, device=config.device)
             checkpoint.restore(model, eval_callback, timer)
             _set_aside_progress_log(run_dir, checkpoint.num_timesteps)
-        model.set_logger(configure(str(run_dir), ["csv"]))
+        model.set_logger(configure(str(run_dir), ["csv", "tensorboard"] if tensorboard else ["csv"]))
         callbacks = [*manager.callbacks]
         if config.method in STATIC_METHODS:
             callbacks.append(SparsityLogCallback())

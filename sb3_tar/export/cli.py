@@ -67,6 +67,16 @@ def load_model(path: str | Path, algo: str | None = None) -> Any:
     return algorithm_class(algo or saved_algorithm(path)).load(path, device="cpu")
 
 
+def _normalization_file(model: Path, given: str | None) -> Path | None:
+    """The ``vecnormalize.pkl`` whose statistics the actor applies: ``given``, else the one beside the model."""
+    if given == "none":
+        return None
+    path = Path(given) if given else model.parent / "vecnormalize.pkl"
+    if given and not path.is_file():
+        raise ValueError(f"--normalization {given!r}: no such file (a VecNormalize.save file, or 'none')")
+    return path if path.is_file() else None
+
+
 def export_command(args: argparse.Namespace) -> None:
     from sb3_tar.export.extract import export_actor
     from sb3_tar.runtime.actor import load_actor
@@ -79,8 +89,15 @@ def export_command(args: argparse.Namespace) -> None:
     if args.onnx:
         check_output_file(Path(args.onnx), "--onnx")
     model = load_model(args.model, args.algo)
+    statistics = _normalization_file(Path(args.model), args.normalization)
+    normalizer = None
+    if statistics is not None:
+        import pickle
+
+        with statistics.open("rb") as file:
+            normalizer = pickle.load(file)  # SB3's own VecNormalize.save file, read as VecNormalize.load reads it
     try:
-        path = export_actor(model, args.output)
+        path = export_actor(model, args.output, normalizer)
     except OSError as error:
         raise ValueError(f"{describe_os_error(error)}; nothing was exported") from None
     actor = load_actor(path)
@@ -94,6 +111,8 @@ def export_command(args: argparse.Namespace) -> None:
             actor.action_bounds]
     print(f"exported the deterministic actor of {args.model} ({type(model).__name__}, {type(model.policy).__name__}: "
           f"{actor.metadata['deterministic_action']}{bounds}) to {path}")
+    if statistics is not None:
+        print(f"the actor normalizes raw observations itself, with {statistics} (the run's VecNormalize statistics)")
     print(f"{actor.kept:,} of {actor.total:,} weights kept; {size:,} bytes "
           f"({size / dense_bytes:.3f}x its layers' dense float32 weights and biases, {dense_bytes:,} bytes)")
     print(actor.describe())
@@ -118,4 +137,8 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
                         help="the model's algorithm (default: from the saved model; DDPG models load as TD3: the "
                              "same actor)")
     export.add_argument("--onnx", help="also write the actor as ONNX to this file (needs the export extra)")
+    export.add_argument("--normalization", metavar="PATH",
+                        help="a VecNormalize.save file whose observation statistics the actor applies, so it acts on "
+                             "raw observations (default: vecnormalize.pkl beside the model, as sb3-tar train writes "
+                             "it; 'none': the actor takes normalized observations)")
     export.set_defaults(run=export_command)

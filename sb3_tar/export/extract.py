@@ -158,12 +158,35 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
     return actor.features_extractor, [actor.mu], False, "mu", 1  # TD3, DDPG: mu ends with its own tanh
 
 
-def actor_spec(model: Any) -> ActorSpec:
+def observation_normalization(normalizer: Any, observation_space: spaces.Box) -> list[Layer]:
+    """A ``VecNormalize``'s observation statistics as layers: ``clip((x - mean) / sqrt(var + eps), -c, c)``.
+
+    A model trained behind ``VecNormalize`` acts on normalized observations; these layers put the
+    same statistics (frozen, as at evaluation) in front of the exported actor, so it acts on raw ones.
+    """
+    if not getattr(normalizer, "norm_obs", False):
+        return []
+    statistics = normalizer.obs_rms
+    if not hasattr(statistics, "mean"):
+        raise ValueError("the VecNormalize normalizes dict observations; the exported actor takes Box observations")
+    mean = torch.as_tensor(statistics.mean, dtype=torch.float64).reshape(-1)
+    if mean.numel() != int(torch.tensor(observation_space.shape).prod()):
+        raise ValueError(f"the VecNormalize statistics hold {mean.numel()} features, but the model's observations "
+                         f"have shape {observation_space.shape}: they belong to another environment")
+    std = torch.sqrt(torch.as_tensor(statistics.var, dtype=torch.float64).reshape(-1) + normalizer.epsilon)
+    clip = float(normalizer.clip_obs)
+    return [Normalization(mean.float(), std.float(), None, None, "observation normalization (VecNormalize)"),
+            Activation("hardtanh", {"min_val": -clip, "max_val": clip})]
+
+
+def actor_spec(model: Any, normalizer: Any = None) -> ActorSpec:
     """The deterministic actor of an SB3 model (SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN, QR-DQN), kept
     weights only.
 
     :param model: an SB3 algorithm (or its policy) with an ``MlpPolicy`` or ``TarMlpPolicy``, sparse
         (``TarMlpPolicy``, ``TARCallback``, ``DSTCallback``) or dense.
+    :param normalizer: a ``VecNormalize`` (or its saved ``vecnormalize.pkl`` loaded) whose observation
+        statistics the actor applies first (default: the model's own environment's, if it has one).
     :raises ValueError: naming what cannot be exported (observation or action space, features
         extractor, a layer type, a recurrent actor), or a weight that is non-zero where its mask prunes it.
     """
@@ -181,6 +204,13 @@ def actor_spec(model: Any) -> ActorSpec:
                          "supports MlpPolicy's FlattenExtractor only")
 
     collector = _Collector(policy, _kept_masks(model))
+    if normalizer is None and hasattr(model, "get_vec_normalize_env"):
+        normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        if policy.normalize_images and is_image_space(observation_space):
+            raise ValueError("model: a VecNormalize in front of image observations is not supported by the exported "
+                             "actor")
+        collector.layers.extend(observation_normalization(normalizer, observation_space))
     for module in modules:
         collector.add(module)
     if squashed:
@@ -222,15 +252,17 @@ def actor_spec(model: Any) -> ActorSpec:
     )
 
 
-def export_actor(model: Any, path: str | Path) -> Path:
+def export_actor(model: Any, path: str | Path, normalizer: Any = None) -> Path:
     """Write the model's deterministic actor to ``path``: kept weights only, in a compact encoding.
 
     Load it with ``sb3_tar.runtime.load_actor(path)`` (torch only). Its actions equal
-    ``model.predict(obs, deterministic=True)``.
+    ``model.predict(obs, deterministic=True)``; for a model trained behind ``VecNormalize``, those
+    of ``predict`` on the normalized observations, from raw ones (``normalizer``: see ``actor_spec``).
 
     :param model: an SB3 algorithm (or its policy): SAC, TD3, DDPG, TQC, CrossQ, PPO, A2C, TRPO, DQN or
         QR-DQN; sparse or dense.
     :param path: the file to write (parent folders are created).
+    :param normalizer: a ``VecNormalize`` whose observation statistics the actor applies first.
     :return: the path written.
     """
-    return write_actor(actor_spec(model), path)
+    return write_actor(actor_spec(model, normalizer), path)
