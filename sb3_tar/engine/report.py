@@ -62,6 +62,17 @@ def format_topology_table(plan: RevivalPlan, title: str | None = None) -> str:
     return "\n".join([*([title] if title else []), summary, rule, lines[0], rule, *lines[1:], rule])
 
 
+def _tick_label(name: str, width: int = 14) -> str:
+    """A layer name that fits under its bars: ``.weight`` dropped, broken into lines at its dots."""
+    lines: list[str] = []
+    for part in name.removesuffix(".weight").split("."):
+        if lines and len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += "." + part
+        else:
+            lines.append(part if not lines else "." + part)
+    return "\n".join(lines)
+
+
 def plot_topology(plan: RevivalPlan | dict[str, object], path: str | Path | None = None,
                   title: str | None = None) -> Figure:
     """Per-layer density before and after revival against the connectivity floor's density.
@@ -85,7 +96,7 @@ def plot_topology(plan: RevivalPlan | dict[str, object], path: str | Path | None
         if layer["kept_before"] == 0:  # invisible on a log scale: say it
             axes.annotate("0 kept", (position - 0.2, 0.0), xycoords=("data", "axes fraction"),
                           xytext=(0, 4), textcoords="offset points", ha="center", fontsize="small", color="#616161")
-    axes.set_xticks(list(positions), [f"{layer['name']}\n{layer['in_features']}x{layer['out_features']}"
+    axes.set_xticks(list(positions), [f"{_tick_label(layer['name'])}\n{layer['in_features']}x{layer['out_features']}"
                                       for layer in layers])
     axes.set_yscale("log")
     axes.set_ylabel("density (kept / all)")

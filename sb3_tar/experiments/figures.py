@@ -100,7 +100,9 @@ def _final_by(runs: Sequence[Run], key) -> dict[object, tuple[float, float, floa
 
 def _final_return_title(figure: Figure, runs: Sequence[Run]) -> None:
     algo, env = runs[0].task
-    figure.suptitle(f"{algorithm_name(algo)} on {env}: final return, mean over seeds with 95% bootstrap CI")
+    # Two short lines: one panel is narrow, and a one-line title would be cut on both sides.
+    figure.suptitle(f"{algorithm_name(algo)} on {env}\nfinal return: mean over seeds, 95% bootstrap CI",
+                    fontsize="medium")
 
 
 def return_vs_width(runs: Sequence[Run], path: Path) -> bool:
@@ -131,13 +133,22 @@ def return_vs_width(runs: Sequence[Run], path: Path) -> bool:
 
 
 def return_vs_recovery_ratio(runs: Sequence[Run], path: Path) -> bool:
-    """Final return against rr (0 = Original) per criterion, one panel per sparsity; ``False`` if no TAR runs."""
+    """Write ``recovery_ratio_figure``'s figure to ``path``; ``False`` (nothing written) if there is none."""
+    figure = recovery_ratio_figure(runs)
+    if figure is None:
+        return False
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def recovery_ratio_figure(runs: Sequence[Run]) -> Figure | None:
+    """Final return against rr (0 = Original) per criterion, one panel per sparsity; ``None`` if no TAR runs."""
     static = [r for r in runs if r.spec["method"] in ("static", "tar")]
     ratios = sorted({r.spec["recovery_ratio"] for r in static})
     if len(ratios) < 2:
-        return False
+        return None
     sparsities = sorted({r.spec["sparsity"] for r in static})
-    figure = Figure(figsize=(4.6 * len(sparsities), 3.8), layout="constrained")
+    figure = Figure(figsize=(max(5.0, 4.6 * len(sparsities)), 4.0), layout="constrained")
     axes_row = np.atleast_1d(figure.subplots(1, len(sparsities), sharey=True))
     criteria = sorted({r.spec["criterion"] for r in static})
     for axes, sparsity in zip(axes_row, sparsities):
@@ -158,5 +169,4 @@ def return_vs_recovery_ratio(runs: Sequence[Run], path: Path) -> bool:
     _final_return_title(figure, runs)
     axes_row[0].set_ylabel("final return")
     axes_row[-1].legend(fontsize="x-small")
-    figure.savefig(path, dpi=110)
-    return True
+    return figure

@@ -50,7 +50,15 @@ def training_episodes(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_learning_curve(folder: Path, evaluations: dict[str, Any], final: dict[str, Any], title: str) -> Path:
-    """``learning_curve.png``: training episodes, each evaluation's mean and its min-max range, the final evaluation.
+    """Write ``learning_curve_figure``'s figure to ``folder/learning_curve.png``."""
+    path = folder / "learning_curve.png"
+    learning_curve_figure(folder, evaluations, final, title).savefig(path, dpi=120)
+    return path
+
+
+def learning_curve_figure(folder: Path, evaluations: dict[str, Any], final: dict[str, Any], title: str) -> Any:
+    """Training episodes (from ``folder``'s monitor files), each evaluation's mean and its min-max range, the final
+    evaluation.
 
     The shaded band is the range of the evaluation episodes' returns, so it never leaves the
     returns that were actually observed (a +- std band can rise above a task's maximum return).
@@ -74,7 +82,6 @@ def plot_learning_curve(folder: Path, evaluations: dict[str, Any], final: dict[s
     axes.set_xlabel("environment steps")
     axes.set_ylabel("episode return")
     axes.set_title(title, fontsize="medium")
-    axes.legend(fontsize="small", loc="lower right")
-    path = folder / "learning_curve.png"
-    figure.savefig(path, dpi=120)
-    return path
+    # Below the axes: inside, it can hide the last evaluation and the final marker at the right end.
+    figure.legend(fontsize="small", loc="outside lower center", ncols=2, frameon=False)
+    return figure
