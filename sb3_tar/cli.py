@@ -33,7 +33,7 @@ from sb3_tar.experiments.config import (
 )
 from sb3_tar.export.cli import ALGORITHMS as EXPORTED_ALGORITHMS
 from sb3_tar.export.cli import add_export_command
-from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
+from sb3_tar.settings import SETTING_NAMES, SparsitySettings
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -13,7 +13,7 @@ import yaml
 from sb3_tar.experiments.config import RunConfig, run_hyperparams
 from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.grid import expand_grid, load_sweep
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 
 GRID = {
     "grid": {

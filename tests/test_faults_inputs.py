@@ -15,7 +15,7 @@ from sb3_tar.cli import main
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.export import export_actor
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 
 GRID = {
     "grid": {"algo": ["sac"], "env": ["Pendulum-v1"], "method": ["static", "tar"], "criterion": ["magnitude"],

@@ -28,7 +28,7 @@ from sb3_tar.experiments.config import (
 )
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.experiments.store import partial_dir, read_result
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 
 SMALL = ["--net-arch", "16", "16", "--eval-episodes", "1", "--device", "cpu", "--no-progress-bar"]
 # Per run: the flags that keep it to a few seconds, and the steps it trains (PPO/A2C: whole rollouts).

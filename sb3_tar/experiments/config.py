@@ -40,7 +40,7 @@ import yaml
 
 from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, plain_number
 from sb3_tar.experiments.simulators import mujoco_warnings_to
-from sb3_tar.sb3.settings import SETTING_NAMES, SparsitySettings
+from sb3_tar.settings import SETTING_NAMES, SparsitySettings
 
 METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
 STATIC_METHODS = ("static", "tar", "uniform")

@@ -19,7 +19,7 @@ from typing import Any
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.config import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig, trains_on
 from sb3_tar.experiments.files import read_mapping
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 
 GRID_KEYS = ("algo", "env", "method", "criterion", "sparsity", "recovery_ratio", "width", "seed")
 TOP_LEVEL_KEYS = ("description", "grid", "settings", "overrides", "extra", "order")

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from sb3_tar.experiments.config import file_sparsity, method_entry
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 
 HYPERPARAMS = Path(__file__).resolve().parent
 ALGOS = ("sac", "td3")

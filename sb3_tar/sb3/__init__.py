@@ -40,7 +40,7 @@ from sb3_tar.sb3.policies import (
     TarTQCPolicy,
     register_policies,
 )
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 from sb3_tar.sb3.stored_masks import install as install_stored_mask_attachment
 
 register_policies()

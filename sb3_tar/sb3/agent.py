@@ -37,9 +37,9 @@ from sb3_tar.engine.plan import isolated_units, layer_budgets, layer_producers, 
 from sb3_tar.engine.revival import repair_bounds
 from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks, release_masks
-from sb3_tar.sb3.networks import ACTOR, SparseNetwork, find_networks
+from sb3_tar.sb3.networks import SparseNetwork, find_networks
 from sb3_tar.sb3.normalisation import guard_constant_units
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import ACTOR, SparsitySettings
 
 STATE_ATTRIBUTE = "sb3_tar_state"
 

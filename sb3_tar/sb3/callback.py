@@ -21,7 +21,7 @@ from sb3_tar.sb3.agent import (
 )
 from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
 from sb3_tar.sb3.policies import TarPolicy
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 from sb3_tar.sb3.stored_masks import DST_STATE_ATTRIBUTE, StoredMasks, attach_stored_masks
 
 

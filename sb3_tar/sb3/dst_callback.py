@@ -35,7 +35,8 @@ from sb3_tar.engine.seeding import check_seed
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
 from sb3_tar.sb3.callback import DST_STATE_ATTRIBUTE, SparsityLogCallback, TARCallback
-from sb3_tar.sb3.networks import CRITIC, SparseNetwork
+from sb3_tar.sb3.networks import SparseNetwork
+from sb3_tar.settings import CRITIC
 from sb3_tar.sb3.kernels import is_compressed
 from sb3_tar.sb3.networks import find_networks
 from sb3_tar.sb3.policies import TarPolicy

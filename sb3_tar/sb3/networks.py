@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.layers import LINEAR_LAYERS
+from sb3_tar.settings import ACTOR, CRITIC
 
-ACTOR = "actor"
-CRITIC = "critic"
 
 
 @dataclass(frozen=True)

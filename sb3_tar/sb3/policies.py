@@ -68,7 +68,7 @@ from sb3_tar.sb3.kernels import (DEFAULT_KERNEL, apply_kernels, check_kernel, de
                                  register_layouts)
 from sb3_tar.sb3.load_guard import guard_sub_module_loads
 from sb3_tar.sb3.masking import WeightMasks
-from sb3_tar.sb3.settings import SparsitySettings
+from sb3_tar.settings import SparsitySettings
 
 ALIAS = "TarMlpPolicy"
 MULTI_INPUT_ALIAS = "TarMultiInputPolicy"

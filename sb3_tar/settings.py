@@ -15,7 +15,10 @@ from typing import Any
 
 from sb3_tar.engine import PruningSettings, available_criteria, criterion_options, get_criterion
 from sb3_tar.engine.settings import plain_number
-from sb3_tar.sb3.networks import ACTOR, CRITIC
+
+# The two roles a network plays, each with its own sparsity (SB3's actor; every critic or Q-network).
+ACTOR = "actor"
+CRITIC = "critic"
 
 SETTING_NAMES = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "recovery_ratio", "allocation", "budget",
                  "allow_empty_layers")
