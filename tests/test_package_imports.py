@@ -52,3 +52,11 @@ print(type(model.policy).__name__, sb3_tar.sparse_agent(model).settings.sparsity
 def test_sb3_names_load_on_first_use():
     assert run_python("import sb3_tar; print(sb3_tar.TARCallback.__name__, sb3_tar.DSTCallback.__name__)") == (
         "TARCallback DSTCallback")
+
+
+def test_the_registration_hook_is_checked_against_these_versions():
+    """``sb3_tar.registration`` reads importlib's ``__spec__._initializing``: re-check it on a new Python or SB3."""
+    import stable_baselines3
+
+    assert sys.version_info[:2] == (3, 11), "re-run this file's import-order tests on the new Python, then update"
+    assert stable_baselines3.__version__ == "2.9.2", "re-run this file's import-order tests on the new SB3, then update"

@@ -28,7 +28,7 @@ from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_f
 
 import sb3_tar
 from sb3_tar import DSTCallback, TARCallback
-from sb3_tar.sb3 import policies as policies_module
+from sb3_tar.sb3 import tar_policy as tar_policy_module
 from sb3_tar.sb3.masking import enforcement_of
 
 
@@ -195,7 +195,7 @@ def test_a_models_own_parameters_set_back_keep_its_masks_and_one_hook_per_optimi
 def test_loading_takes_the_saved_masks_without_pruning_again(algo, tmp_path, monkeypatch):
     model = saved_model(algo, tmp_path, criterion="synflow", iterations=5)
     model.policy.save(tmp_path / "policy.pt")
-    monkeypatch.setattr(policies_module, "draw_masks", lambda *args: pytest.fail("the load pruned again"))
+    monkeypatch.setattr(tar_policy_module, "draw_masks", lambda *args: pytest.fail("the load pruned again"))
     for loaded in (algo.load(tmp_path / "model.zip", device="cpu").policy,
                    type(model.policy).load(tmp_path / "policy.pt", device="cpu")):
         expected = model.policy.state_dict()
