@@ -28,9 +28,8 @@ from sb3_tar import __version__
 from sb3_tar.engine.settings import DEFAULT_KERNEL, KERNELS
 from sb3_tar.experiments.commands import add_experiment_commands
 from sb3_tar.experiments.files import read_mapping
-from sb3_tar.experiments.config import (
-    ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, RunConfig, algorithm_name, run_hyperparams,
-)
+from sb3_tar.experiments.algorithms import ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, algorithm_name
+from sb3_tar.experiments.config import RunConfig, run_hyperparams
 from sb3_tar.export.cli import ALGORITHMS as EXPORTED_ALGORITHMS
 from sb3_tar.export.cli import add_export_command
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings

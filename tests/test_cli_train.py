@@ -20,8 +20,9 @@ from sb3_support import assert_masks_hold, assert_sparsity
 import sb3_tar
 from run_support import CHILD_ENV, PROVENANCE_KEYS, RESULT_KEYS, TINY_FLAGS, read_json, train_command
 from sb3_tar.cli import main, parse_arguments, train_config
-from sb3_tar.experiments.config import (OFF_POLICY_ALGORITHMS, RunConfig, run_hyperparams, tuned_entry,
-                                        zoo_policy_kwargs)
+from sb3_tar.experiments.algorithms import OFF_POLICY_ALGORITHMS
+from sb3_tar.experiments.config import RunConfig, run_hyperparams
+from sb3_tar.experiments.zoo_entries import tuned_entry, zoo_policy_kwargs
 
 NETWORKS = {"sac": {"actor", "qf0", "qf1"}, "td3": {"actor", "qf0", "qf1"}, "ddpg": {"actor", "qf0"},
             "tqc": {"actor", "qf0", "qf1"}, "crossq": {"actor", "qf0", "qf1"}}

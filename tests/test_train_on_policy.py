@@ -23,9 +23,9 @@ from run_support import CHILD_ENV, RESULT_KEYS, masks_of, same_masks
 from sb3_tar.cli import main
 from sb3_tar.experiments import timing
 from sb3_tar.experiments.checkpoint import find_checkpoint
-from sb3_tar.experiments.config import (
-    ACTION_SPACES, ALGORITHMS, BUILT_IN_DEFAULTS, HYPERPARAMS_DIR, RunConfig, file_sparsity, run_hyperparams,
-)
+from sb3_tar.experiments.algorithms import ACTION_SPACES, ALGORITHMS
+from sb3_tar.experiments.config import RunConfig, run_hyperparams
+from sb3_tar.experiments.zoo_entries import BUILT_IN_DEFAULTS, HYPERPARAMS_DIR, file_sparsity
 from sb3_tar.experiments.grid import expand_grid
 from sb3_tar.experiments.store import partial_dir, read_result
 from sb3_tar.settings import SparsitySettings
@@ -287,7 +287,7 @@ def test_a_sweep_grid_of_every_kind_of_algorithm_keeps_the_pairs_that_train():
     sweep = {"grid": {"algo": ["sac", "ppo", "dqn"], "env": ["Pendulum-v1", "CartPole-v1"], "method": ["dense", "tar"],
                       "criterion": ["magnitude"], "sparsity": [0.9], "recovery_ratio": [0.01], "width": [16],
                       "seed": [0]},
-             "settings": {"n_timesteps": 300}}
+             "settings": {"n_timesteps": 2000}}  # past DQN CartPole's learning_starts (1000)
     pairs = {(config.algo, config.env) for config in expand_grid(sweep)}
     assert pairs == {("sac", "Pendulum-v1"), ("ppo", "Pendulum-v1"), ("ppo", "CartPole-v1"), ("dqn", "CartPole-v1")}
     sweep["grid"]["algo"] = ["dqn"]
@@ -299,7 +299,7 @@ def test_a_sweep_grid_of_every_kind_of_algorithm_keeps_the_pairs_that_train():
 
 def test_the_zoos_own_tasks_are_known_to_a_fresh_process_before_anything_imports_the_zoo():
     # rl-zoo3 registers CartPoleNoVel-v1 and the like when it is imported; the action-space check may come first
-    check = ("from sb3_tar.experiments.config import trains_on\n"
+    check = ("from sb3_tar.experiments.algorithms import trains_on\n"
              "assert trains_on('ppo_lstm', 'PendulumNoVel-v1') and not trains_on('dqn', 'PendulumNoVel-v1')")
     subprocess.run([sys.executable, "-c", check], check=True, env=CHILD_ENV)
 

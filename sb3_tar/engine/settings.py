@@ -43,6 +43,11 @@ def plain_number(value: object) -> object:
     return float(value)
 
 
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (NumPy's included), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def is_finite_number(value: object) -> bool:
     """Whether ``value`` is a finite real number (Python or NumPy), not a bool."""
     value = plain_number(value)

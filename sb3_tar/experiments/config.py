@@ -1,105 +1,36 @@
-"""One run configuration, and the one function from a method to the hyperparameters it trains with.
+"""One run configuration: everything that determines a training run, checked before any work.
 
 Every result of the project travels from a ``RunConfig`` to a result folder through
 ``sb3_tar.experiments.pipeline.run_training``: ``sb3-tar train``, every sweep run and the variant
-files for rl-zoo3 all build their hyperparameters with ``run_hyperparams``. The defaults for a task
-are the project's tuned rl-zoo3 files (``sb3_tar/hyperparams/<algo>.yml``: the task's entry, else
-the file's ``default`` entry), and ``BUILT_IN_DEFAULTS`` only for an algorithm without a file.
-
-Methods (one vocabulary for train, sweeps and the variant files):
-
-- ``dense``: SB3's ``MlpPolicy``, no pruning;
-- ``static``: ``TarMlpPolicy`` with ``recovery_ratio=0`` (the paper's "Original");
-- ``tar``: ``TarMlpPolicy`` with Topology-Aware Revival (``recovery_ratio > 0``, topology allocation);
-- ``uniform``: the Uniform Revival ablation (``allocation="uniform"``);
-- ``set``, ``rigl``: ``MlpPolicy`` with ``sb3_tar.DSTCallback`` (the criterion is the initial mask's).
-
-Algorithms: the off-policy actor-critics (SAC, TD3, DDPG, TQC, CrossQ: continuous actions), the
-on-policy actor-critics (PPO, A2C and RecurrentPPO, ``ppo_lstm``: continuous or discrete actions) and
-the value-based ones (DQN, QR-DQN: discrete actions), by rl-zoo3's names. RecurrentPPO trains
-``MlpLstmPolicy`` (dense) or ``TarMlpLstmPolicy``: the MLPs after its LSTMs are pruned.
+files for rl-zoo3 all build their hyperparameters with ``run_hyperparams`` (the tuned entry, the
+overrides, then ``zoo_entries.method_entry``). Algorithms and methods: ``algorithms``.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import difflib
-import inspect
 import math
-import numbers
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, plain_number
-from sb3_tar.experiments.simulators import mujoco_warnings_to
+from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, is_int, plain_number
+from sb3_tar.experiments.algorithms import (ALGORITHMS, DYNAMIC_METHODS, METHODS, ON_POLICY_ALGORITHMS, STATIC_METHODS,
+                                            VALUE_BASED_ALGORITHMS,
+                                            algorithm_arguments, algorithm_defaults, algorithm_name, check_env,
+                                            default_net_arch, dense_policy)
+from sb3_tar.experiments.zoo_entries import (ZOO_KEYS, ZooExpression, file_sparsity, hidden_widths, method_entry,
+                                             tuned_entry, zoo_policy_kwargs)
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings
 
-METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
-STATIC_METHODS = ("static", "tar", "uniform")
-DYNAMIC_METHODS = ("set", "rigl")
-OFF_POLICY_ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq")
-ON_POLICY_ALGORITHMS = ("ppo", "a2c", "ppo_lstm")
-VALUE_BASED_ALGORITHMS = ("dqn", "qrdqn")
-ALGORITHMS = (*OFF_POLICY_ALGORITHMS, *ON_POLICY_ALGORITHMS, *VALUE_BASED_ALGORITHMS)
-# The action spaces each algorithm trains on (SB3's own requirement, checked when a run is configured).
-ACTION_SPACES: dict[str, tuple[str, ...]] = {
-    **{algo: ("Box",) for algo in OFF_POLICY_ALGORITHMS},
-    **{algo: ("Box", "Discrete", "MultiDiscrete", "MultiBinary") for algo in ON_POLICY_ALGORITHMS},
-    **{algo: ("Discrete",) for algo in VALUE_BASED_ALGORITHMS},
-}
-HYPERPARAMS_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
-# The paper's default sparse training, as the tuned files' ``default`` entries set it.
-PAPER_SPARSITY = {"sparsity": 0.8, "criterion": "magnitude", "recovery_ratio": 0.01}
-# For an algorithm without a tuned file: SB3's (sb3-contrib's) defaults, the paper's sparse training,
-# and the exploration noise a deterministic actor needs (SB3's default is none). Without the sparse
-# settings, `sb3-tar train --algo tqc` would have no sparsity to start from.
-# Every algorithm has a tuned file or an entry here, never both (a test checks).
-BUILT_IN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tqc": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
-    "crossq": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
-    "ddpg": {"n_timesteps": 1_000_000, "noise_type": "normal", "noise_std": 0.1, "policy_kwargs": PAPER_SPARSITY},
-    "qrdqn": {"n_timesteps": 1_000_000, "policy_kwargs": PAPER_SPARSITY},
-}
-# Hidden widths when neither the run nor its tuned entry sets them: the paper's for the off-policy
-# actor-critics, SB3's own defaults (two layers of 64) for PPO, A2C, RecurrentPPO, DQN and QR-DQN. A list
-# for the on-policy ones builds separate actor and critic trunks of those widths (``MlpExtractor`` shares none).
-DEFAULT_NET_ARCH = [256, 256]
-SB3_NET_ARCH = [64, 64]
-# Keys of a zoo entry that are not arguments of the algorithm's constructor.
-ZOO_KEYS = ("n_timesteps", "noise_type", "noise_std", "normalize", "n_envs", "env_wrapper", "vec_env_wrapper",
-            "frame_stack", "monitor_kwargs", "env_kwargs", "callback")
 # Set by the run configuration itself: a hyperparameter override may not set them.
 RESERVED = {"policy": "method", "env": "env", "seed": "seed", "device": "device", "n_timesteps": "n_timesteps",
             "tensorboard_log": "--tensorboard", "verbose": "the run's log",
             "callback": "method"}  # set and rigl train with sb3-tar's DST callback, the others with none
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DST_OPTIONS = ("update_interval", "drop_fraction", "end_fraction", "total_gradient_steps")
-# The dense policy each algorithm trains (``dense``, ``set``, ``rigl``); the sparse one is its ``Tar`` twin.
-DENSE_POLICIES = {"ppo_lstm": "MlpLstmPolicy"}
-# Each algorithm's class name where it is not its rl-zoo3 name in capitals.
-ALGORITHM_NAMES = {"crossq": "CrossQ", "ppo_lstm": "RecurrentPPO"}
-
-
-def algorithm_name(algo: str) -> str:
-    """The algorithm's SB3 class name, for people: ``SAC``, ``CrossQ``, ``RecurrentPPO`` (for ``ppo_lstm``)."""
-    return ALGORITHM_NAMES.get(algo, algo.upper())
-
-
-def dense_policy(algo: str) -> str:
-    """The SB3 policy alias a dense run of ``algo`` trains: ``MlpPolicy``, RecurrentPPO's ``MlpLstmPolicy``."""
-    return DENSE_POLICIES.get(algo, "MlpPolicy")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 # Value checks of the hyperparameters a tuned entry commonly sets (everything else goes to the
@@ -136,8 +67,8 @@ def _check_hyperparam(algo: str, key: str, value: Any) -> None:
         if not ok:
             raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
     elif key == "train_freq":
-        ok = _is_int(value) and value >= 1
-        ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and _is_int(value[0]) and value[0] >= 1
+        ok = is_int(value) and value >= 1
+        ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and is_int(value[0]) and value[0] >= 1
                     and value[1] in ("step", "episode"))
         if not ok:
             raise ValueError(f"{setting}={value!r} must be an integer >= 1 or [n, 'step' | 'episode']")
@@ -150,114 +81,6 @@ def _float_or_none(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
-
-
-@cache
-def _algorithm_arguments(algo: str) -> frozenset[str]:
-    from rl_zoo3.utils import ALGOS
-
-    return frozenset(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "env", "_init_setup_model"}
-
-
-@cache
-def _algorithm_defaults(algo: str) -> dict[str, Any]:
-    """The algorithm's keyword defaults (``learning_starts``, ...)."""
-    from rl_zoo3.utils import ALGOS
-
-    return {name: parameter.default for name, parameter in inspect.signature(ALGOS[algo].__init__).parameters.items()
-            if parameter.default is not inspect.Parameter.empty}
-
-
-@cache
-def _tuned_file(path: Path) -> dict[str, Any] | None:
-    """A tuned file's entries, parsed once per process (a sweep resolves thousands of runs against it)."""
-    return yaml.safe_load(path.read_text()) if path.exists() else None
-
-
-def tuned_entry(algo: str, env: str, hyperparams_dir: Path = HYPERPARAMS_DIR) -> tuple[dict[str, Any], str]:
-    """The project's zoo entry for ``(algo, env)`` and where it came from, e.g. ``"sac.yml: HalfCheetah-v4"``."""
-    path = hyperparams_dir / f"{algo}.yml"
-    entries = _tuned_file(path)
-    if entries is None:
-        return copy.deepcopy(BUILT_IN_DEFAULTS[algo]), f"built-in defaults for {algo} (no {path.name})"
-    name = env if env in entries else "default"
-    return copy.deepcopy(entries[name]), f"{path.name}: {name}"
-
-
-class ZooExpression(str):
-    """A ``policy_kwargs`` value that is Python code for rl-zoo3 to evaluate (``nn.ReLU``), kept as its source."""
-
-
-def zoo_policy_kwargs(entry: dict[str, Any]) -> dict[str, Any]:
-    """A zoo entry's ``policy_kwargs`` as a dict, also where the entry writes them as a string.
-
-    rl-zoo3 evaluates a string ``policy_kwargs`` (``"dict(log_std_init=-2, activation_fn=nn.ReLU,
-    net_arch=dict(pi=[256, 256], vf=[256, 256]))"``) as Python. Here literal values (and ``dict(...)``
-    of literals) become values, so their sparse settings and widths can be read and replaced, and
-    the rest (``nn.ReLU``) stays as its source, a ``ZooExpression``; ``zoo_policy_kwargs_value``
-    writes the dict back in the form the zoo reads.
-
-    :raises ValueError: if the string is not ``dict(key=value, ...)`` (or a ``{...}`` literal).
-    """
-    kwargs = entry.get("policy_kwargs") or {}
-    if isinstance(kwargs, dict):
-        return dict(kwargs)
-    source = str(kwargs).strip()
-    try:
-        tree = ast.parse(source, mode="eval").body
-    except SyntaxError:
-        tree = None
-    if isinstance(tree, ast.Dict) and all(isinstance(key, ast.Constant) for key in tree.keys):
-        return {key.value: _zoo_value(value, source) for key, value in zip(tree.keys, tree.values)}
-    if not _is_dict_call(tree):
-        raise ValueError(f"policy_kwargs={kwargs!r} must be a mapping or a 'dict(key=value, ...)' string")
-    return {keyword.arg: _zoo_value(keyword.value, source) for keyword in tree.keywords}
-
-
-def _is_dict_call(node: ast.AST | None) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"
-            and not node.args and all(keyword.arg for keyword in node.keywords))
-
-
-def _zoo_value(node: ast.AST, source: str) -> Any:
-    if _is_dict_call(node):
-        values = {keyword.arg: _zoo_value(keyword.value, source) for keyword in node.keywords}
-        if not any(isinstance(value, ZooExpression) for value in values.values()):
-            return values
-    else:
-        try:
-            return ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError):
-            pass
-    return ZooExpression(ast.get_source_segment(source, node))
-
-
-def zoo_policy_kwargs_value(kwargs: dict[str, Any]) -> dict[str, Any] | str:
-    """``kwargs`` as a zoo entry holds them: the dict itself, or a ``dict(...)`` string if a value is code."""
-    if not any(isinstance(value, ZooExpression) for value in kwargs.values()):
-        return kwargs
-    return "dict(" + ", ".join(f"{key}={value if isinstance(value, ZooExpression) else repr(value)}"
-                               for key, value in kwargs.items()) + ")"
-
-
-def file_sparsity(entry: dict[str, Any]) -> dict[str, Any]:
-    """The sparse-training keys of a tuned entry's ``policy_kwargs`` (sparsity, criterion, ...)."""
-    return {key: value for key, value in zoo_policy_kwargs(entry).items()
-            if key in SETTING_NAMES or key in ("scope", "iterations")}
-
-
-def default_net_arch(algo: str) -> list[int]:
-    """The hidden widths a run of ``algo`` gets when neither it nor its tuned entry sets them."""
-    return list(DEFAULT_NET_ARCH if algo in OFF_POLICY_ALGORITHMS else SB3_NET_ARCH)
-
-
-def hidden_widths(net_arch: Any, source: str) -> list[int]:
-    """The hidden widths of a ``net_arch``: a list, or of a ``dict(pi=..., vf=...)`` (or ``qf``) the actor's ``pi``."""
-    widths = net_arch.get("pi", next(iter(net_arch.values()), None)) if isinstance(net_arch, dict) else net_arch
-    if not isinstance(widths, (list, tuple)) or not widths or not all(_is_int(width) for width in widths):
-        raise ValueError(f"net_arch={net_arch!r} in {source} is not a list of layer widths nor "
-                         "dict(pi=[...], vf=[...]); give the widths (--net-arch)")
-    return list(widths)
 
 
 @dataclass(frozen=True)
@@ -306,7 +129,7 @@ class RunConfig:
             raise ValueError(f"algo={self.algo!r} is not supported; allowed: {list(ALGORITHMS)}")
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
-        _check_env(self.env, self.algo)
+        check_env(self.env, self.algo)
         # NumPy integers are kept as the Python ints they hold, so the config writes as JSON.
         for setting, minimum, optional in (("seed", 0, False), ("n_timesteps", 1, True), ("eval_freq", 1, True),
                                            ("checkpoint_freq", 1, True), ("eval_episodes", 1, False)):
@@ -315,7 +138,7 @@ class RunConfig:
                 object.__setattr__(self, setting, check_integer(setting, value, minimum))
         if self.net_arch is not None:
             if not isinstance(self.net_arch, (list, tuple)) or not self.net_arch or not all(
-                    _is_int(width) and width >= 1 for width in self.net_arch):
+                    is_int(width) and width >= 1 for width in self.net_arch):
                 raise ValueError(f"net_arch={self.net_arch!r} must be one or more layer widths >= 1")
             object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
         if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
@@ -380,7 +203,7 @@ class RunConfig:
 
     def _check_learning_starts(self) -> None:
         """An off-policy run whose budget ends before ``learning_starts`` would report the untrained policy's return."""
-        default = _algorithm_defaults(self.algo).get("learning_starts")
+        default = algorithm_defaults(self.algo).get("learning_starts")
         if default is None:
             return
         entry = {**self.tuned()[0], **self.hyperparams}
@@ -398,7 +221,7 @@ class RunConfig:
             raise ValueError(f"hyperparams={self.hyperparams!r} must be a mapping of hyperparameter overrides "
                              "(e.g. {batch_size: 64})")
         object.__setattr__(self, "hyperparams", {key: plain_number(value) for key, value in self.hyperparams.items()})
-        allowed = _algorithm_arguments(self.algo) | set(ZOO_KEYS)
+        allowed = algorithm_arguments(self.algo) | set(ZOO_KEYS)
         for key, value in self.hyperparams.items():
             if key in RESERVED:
                 raise ValueError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")
@@ -549,118 +372,6 @@ class RunConfig:
                                  f"{list(SETTING_NAMES)} and the criterion's options")
             data["sparsity"] = SparsitySettings.from_kwargs(dict(data["sparsity"]), owner="run configuration")
         return cls(**data)
-
-
-def _check_env(env: object, algo: str) -> None:
-    import gymnasium as gym
-
-    if not isinstance(env, str):
-        raise ValueError(f"env={env!r} must be a Gymnasium environment id (a string)")
-    try:
-        _spec(env)
-    except gym.error.Error as error:
-        raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
-    if not trains_on(algo, env):
-        raise ValueError(f"algo={algo!r} trains on {' or '.join(ACTION_SPACES[algo])} actions, but env={env!r} has "
-                         f"action space {_action_space(env)}; algorithms for it: "
-                         f"{[name for name in ALGORITHMS if trains_on(name, env)]}")
-
-
-def _spec(env: str) -> Any:
-    """``env``'s Gymnasium spec, registering rl-zoo3's own tasks (``CartPoleNoVel-v1``, ...) if it is one, as
-    the zoo does when it trains.
-
-    :raises gymnasium.error.Error: if ``env`` is registered by neither.
-    """
-    import gymnasium as gym
-
-    try:
-        return gym.spec(env)
-    except gym.error.Error:
-        import rl_zoo3.import_envs  # noqa: F401
-
-        return gym.spec(env)
-
-
-def trains_on(algo: str, env: str) -> bool:
-    """Whether ``algo`` trains on ``env``'s actions (``True`` where the environment cannot be built here)."""
-    import gymnasium as gym
-
-    space = _action_space(env)
-    return space is None or isinstance(space, tuple(getattr(gym.spaces, kind) for kind in ACTION_SPACES[algo]))
-
-
-@cache
-def _action_space(env: str) -> Any:
-    """``env``'s action space, or ``None`` where it cannot be built here (a simulator not installed: the run
-    itself then stops with the simulator's own error, and configs of such runs can still be read)."""
-    import gymnasium as gym
-
-    try:
-        # The run's log records the model's warnings; this check drops them.
-        with mujoco_warnings_to(lambda message: None), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            instance = gym.make(_spec(env), disable_env_checker=True)
-    except Exception:  # noqa: BLE001 - any failure to build it leaves the check to the run
-        return None
-    try:
-        return instance.action_space
-    finally:
-        instance.close()
-
-
-def sparse_policy_kwargs(settings: SparsitySettings) -> dict[str, Any]:
-    """``TarMlpPolicy``'s keyword arguments for ``settings``, leaving out those at their defaults."""
-    defaults = SparsitySettings(sparsity=0.5)
-    kwargs = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
-              if getattr(settings, key) is not None}
-    kwargs.update(criterion=settings.criterion, recovery_ratio=settings.recovery_ratio)
-    for key in ("allocation", "budget", "allow_empty_layers"):
-        if getattr(settings, key) != getattr(defaults, key):
-            kwargs[key] = getattr(settings, key)
-    return {**kwargs, **settings.criterion_options}
-
-
-def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings | None, *,
-                 net_arch: list[int] | dict[str, list[int]] | None = None,
-                 dst: dict[str, Any] | None = None, policy: str = "MlpPolicy",
-                 kernel: str = DEFAULT_KERNEL) -> dict[str, Any]:
-    """A zoo entry that trains ``method``: ``entry`` with the method's policy, sparse settings and callback.
-
-    The one translation from a method to hyperparameters: ``run_hyperparams`` (``sb3-tar train``
-    and sweeps) and the rl-zoo3 variant files (``hyperparams/generate_variants.py``) both use it.
-
-    :param entry: a tuned zoo entry (its sparse ``policy_kwargs`` keys are replaced).
-    :param method: one of ``METHODS``.
-    :param settings: the sparse settings (``None`` for ``dense``).
-    :param net_arch: hidden widths, or PPO/A2C's ``dict(pi=..., vf=...)`` (default: the entry's, else
-        ``DEFAULT_NET_ARCH``).
-    :param dst: ``DSTCallback`` options for ``set``/``rigl``.
-    :param policy: the dense policy alias (``dense_policy(algo)``); static methods train its ``Tar`` twin.
-    :param kernel: the sparse policy's ``kernel`` (written only where it is not the default).
-    """
-    entry = copy.deepcopy(entry)
-    policy_kwargs = {key: value for key, value in zoo_policy_kwargs(entry).items()
-                     if key not in SETTING_NAMES and key not in ("scope", "iterations")}
-    if net_arch:
-        policy_kwargs["net_arch"] = copy.deepcopy(net_arch) if isinstance(net_arch, dict) else list(net_arch)
-    else:
-        policy_kwargs["net_arch"] = policy_kwargs.get("net_arch", DEFAULT_NET_ARCH)
-    entry.pop("callback", None)
-    if method in STATIC_METHODS:
-        entry["policy"] = f"Tar{policy}"
-        policy_kwargs.update(sparse_policy_kwargs(settings))
-        if kernel != DEFAULT_KERNEL:
-            policy_kwargs["kernel"] = kernel
-    else:
-        entry["policy"] = policy
-    entry["policy_kwargs"] = zoo_policy_kwargs_value(policy_kwargs)
-    if method in DYNAMIC_METHODS:
-        sparsities = {key: getattr(settings, key) for key in ("sparsity", "actor_sparsity", "critic_sparsity")
-                      if getattr(settings, key) is not None}
-        entry["callback"] = [{"sb3_tar.DSTCallback": {"method": method, **sparsities, "initial": settings.criterion,
-                                                      **(dst or {})}}]
-    return entry
 
 
 def run_hyperparams(config: RunConfig) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sb3_tar.experiments.aggregate import Run
-from sb3_tar.experiments.config import algorithm_name
+from sb3_tar.experiments.algorithms import algorithm_name
 
 CRITERION_COLOURS = {"magnitude": "#1f77b4", "erk": "#ff7f0e", "synflow": "#2ca02c", "random": "#8c564b"}
 BASELINE_STYLES = {"dense": ("#000000", "--"), "set": ("#7f7f7f", ":"), "rigl": ("#9467bd", ":")}

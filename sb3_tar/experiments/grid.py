@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sb3_tar.engine.settings import check_integer
-from sb3_tar.experiments.config import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, RunConfig, trains_on
+from sb3_tar.experiments.algorithms import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, trains_on
+from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.files import read_mapping
 from sb3_tar.settings import SparsitySettings
 

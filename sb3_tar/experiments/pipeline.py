@@ -38,7 +38,8 @@ import numpy as np
 import yaml
 
 from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint, set_aside_damaged
-from sb3_tar.experiments.config import STATIC_METHODS, RunConfig, algorithm_name, run_hyperparams
+from sb3_tar.experiments.algorithms import STATIC_METHODS, algorithm_name
+from sb3_tar.experiments.config import RunConfig, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.simulators import mujoco_warnings_to
 from sb3_tar.experiments.store import (

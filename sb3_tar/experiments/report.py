@@ -22,7 +22,7 @@ from sb3_tar.experiments.aggregate import (
     headline,
     rliable_aggregates,
 )
-from sb3_tar.experiments.config import algorithm_name
+from sb3_tar.experiments.algorithms import algorithm_name
 from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
 from sb3_tar.experiments.store import load_results

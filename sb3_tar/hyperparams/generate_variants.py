@@ -4,7 +4,7 @@
 
 Writes ``hyperparams/variants/{algo}/w{width}/{method}.yml`` for SAC and TD3, widths 256 and 1024,
 and every method of the paper's comparison. Each entry is made by the one function that turns a
-method into hyperparameters for every run of the project (``sb3_tar.experiments.config.method_entry``),
+method into hyperparameters for every run of the project (``sb3_tar.experiments.zoo_entries.method_entry``),
 so a variant file trains exactly what ``sb3-tar train --method ...`` and a sweep train:
 
 - ``dense``: SB3's ``MlpPolicy``, no pruning (the dense reference).
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.experiments.config import file_sparsity, method_entry
+from sb3_tar.experiments.zoo_entries import file_sparsity, method_entry
 from sb3_tar.settings import SparsitySettings
 
 HYPERPARAMS = Path(__file__).resolve().parent

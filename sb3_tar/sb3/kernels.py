@@ -29,7 +29,6 @@ from torch import nn
 
 from sb3_tar.engine.compressed import CompressedLinear, compress_linear_layers, dense_of, values_of
 from sb3_tar.engine.layers import prunable_layers
-from sb3_tar.engine.settings import DEFAULT_KERNEL, KERNELS, check_kernel  # noqa: F401  (the setting's home)
 from sb3_tar.sb3.networks import SparseNetwork
 
 # (at least this many weights, at most this density) -> compressed, from benchmarks/results/

@@ -31,6 +31,7 @@ from stable_baselines3.common.type_aliases import Schedule
 
 from sb3_tar.engine import prunable_layers
 from sb3_tar.engine.compressed import dense_of
+from sb3_tar.engine.settings import DEFAULT_KERNEL, check_kernel
 from sb3_tar.sb3.agent import (
     MaskMismatchError,
     SparseAgent,
@@ -41,8 +42,7 @@ from sb3_tar.sb3.agent import (
     placeholder_agent,
 )
 from sb3_tar.sb3.call_stack import who_builds
-from sb3_tar.sb3.kernels import (DEFAULT_KERNEL, apply_kernels, check_kernel, densify, is_compressed, layer_kernels,
-                                 register_layouts)
+from sb3_tar.sb3.kernels import apply_kernels, densify, is_compressed, layer_kernels, register_layouts
 from sb3_tar.sb3.load_guard import guard_sub_module_loads
 from sb3_tar.sb3.masking import WeightMasks
 from sb3_tar.settings import SparsitySettings
