@@ -192,10 +192,14 @@ def _what_it_holds(output: Path, config: RunConfig) -> str:
     from sb3_tar.experiments.store import ResultError, read_result
 
     try:
-        changes = settings_changes(read_result(output)["config"], config)
+        result = read_result(output)
     except ResultError:
         return ""
-    return " and holds this very run" if changes is None else f" and holds another run ({changes})"
+    changes = settings_changes(result["config"], config)
+    finished = str(result["provenance"].get("date") or "")[:16].replace("T", " ")
+    when = f", finished {finished}" if finished else ""
+    return (f" and holds this very run ({result['num_timesteps']} steps{when})" if changes is None
+            else f" and holds another run ({changes}{when})")
 
 
 def train_command(args: argparse.Namespace) -> None:

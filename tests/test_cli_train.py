@@ -159,10 +159,12 @@ def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
     main(["train", "--output", str(output), "--overwrite", *TINY_FLAGS])
     assert not (output / "notes.txt").exists() and (output / "model.zip").is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["run"]  # no partial or backup folders left
-    with pytest.raises(SystemExit, match=r"exists and holds this very run; choose another"):
+    with pytest.raises(SystemExit, match=r"exists and holds this very run \(300 steps, finished 20\d\d-\d\d-\d\d "
+                                         r"\d\d:\d\d\); choose another"):
         main(["train", "--output", str(output), *TINY_FLAGS])
     longer = [*TINY_FLAGS[2:], "--timesteps", "600"]  # a smoke run's folder, asked for the full run
-    with pytest.raises(SystemExit, match=r"exists and holds another run \(n_timesteps 300 -> 600\); choose another"):
+    with pytest.raises(SystemExit, match=r"exists and holds another run \(n_timesteps 300 -> 600, finished "
+                                         r"20\d\d-\d\d-\d\d \d\d:\d\d\); choose another"):
         main(["train", "--output", str(output), *longer])
 
 
