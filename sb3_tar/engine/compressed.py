@@ -83,26 +83,32 @@ class CompressedLinear(nn.Module):
         if mask.shape != weight.shape or weight.dim() != 2:
             raise ValueError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
         self.out_features, self.in_features = weight.shape
-        self.values = nn.Parameter(values_of(weight.detach(), mask).clone())
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias.detach().clone())
         if indices_of is not None:  # a target network's copy: the same mask, so the same index tensors
-            if indices_of.shape != self.shape or indices_of.kept != self.kept:
+            kept = int(mask.count_nonzero())
+            if indices_of.shape != self.shape or indices_of.kept != kept:
                 raise ValueError(f"indices_of: a layer of shape {indices_of.shape} keeping {indices_of.kept} weights "
-                                 f"cannot lend its indices to one of shape {self.shape} keeping {self.kept}")
+                                 f"cannot lend its indices to one of shape {self.shape} keeping {kept}")
             for name in ("crow", "col", "perm", "crow_t", "col_t"):
                 self.register_buffer(name, getattr(indices_of, name), persistent=False)
-            return
-        rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order, which values_of keeps too
-        counts = torch.bincount(rows, minlength=self.out_features)
-        self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32), persistent=False)
-        self.register_buffer("col", cols.to(torch.int32), persistent=False)
-        # W^T's CSR: entries sorted by column, then row; perm takes values into that order.
-        perm = torch.argsort(cols * self.out_features + rows)
-        counts_t = torch.bincount(cols, minlength=self.in_features)
-        self.register_buffer("perm", perm.to(torch.int32), persistent=False)
-        self.register_buffer("crow_t", torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32),
-                             persistent=False)
-        self.register_buffer("col_t", rows[perm].to(torch.int32), persistent=False)
+            rows = torch.repeat_interleave(torch.arange(self.out_features, device=mask.device), self.crow.diff())
+            cols = self.col.long()
+        else:
+            rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order
+            counts = torch.bincount(rows, minlength=self.out_features)
+            self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32),
+                                 persistent=False)
+            self.register_buffer("col", cols.to(torch.int32), persistent=False)
+            # W^T's CSR: entries sorted by column, then row (a stable sort of the row-major columns); perm takes
+            # values into that order.
+            perm = torch.sort(self.col, stable=True).indices
+            counts_t = torch.bincount(cols, minlength=self.in_features)
+            self.register_buffer("perm", perm.to(torch.int32), persistent=False)
+            self.register_buffer("crow_t", torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32),
+                                 persistent=False)
+            self.register_buffer("col_t", rows[perm].to(torch.int32), persistent=False)
+        # The kept weights in CSR order, gathered by flat index (faster than boolean-mask indexing).
+        self.values = nn.Parameter(weight.detach().reshape(-1).index_select(0, rows * self.in_features + cols))
 
     @property
     def shape(self) -> tuple[int, int]:
