@@ -25,7 +25,8 @@ COMMANDS = {
     "import torch": [sys.executable, "-c", "import torch"],
     "import stable_baselines3": [sys.executable, "-c", "import stable_baselines3"],
 }
-PROBE = ("import sys; from sb3_tar.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass\n"
+PROBE = ("import contextlib, io, sys; from sb3_tar.cli import main\n"
+         "with contextlib.redirect_stdout(io.StringIO()):\n    try: main(['train', '--help'])\n    except SystemExit: pass\n"
          "print(sorted(n for n in ('torch', 'stable_baselines3', 'sb3_contrib', 'rl_zoo3', 'gymnasium') "
          "if n in sys.modules))")
 
