@@ -23,7 +23,7 @@ import torch
 from stable_baselines3 import TD3
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 
 SPARSITY = 0.9
 
@@ -65,19 +65,15 @@ def main() -> None:
     medians = {policy: {key: statistics.median(r[key] for r in rounds) for key in ("build_s", "load_s")}
                for policy, rounds in times.items()}
     ratios = {key: medians["TarMlpPolicy"][key] / medians["MlpPolicy"][key] for key in ("build_s", "load_s")}
-    environment = describe_environment()
-    record = {"width": args.width, "sparsity": SPARSITY, "threads": args.threads, "rounds": times,
-              "medians": medians, "ratios": ratios, "environment": environment}
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     rows = [f"| {policy} | {m['build_s']:.1f} | {m['load_s']:.1f} |" for policy, m in medians.items()]
-    (args.output / "build.md").write_text("\n".join([
+    record = {"width": args.width, "sparsity": SPARSITY, "threads": args.threads, "rounds": times, "medians": medians,
+              "ratios": ratios}
+    write_record(args.output, "build", record, [
         f"# Building and loading TD3 with net_arch [{args.width}] * 3, dense and sparse ({SPARSITY})", "",
         f"`python -m benchmarks.bench_build --width {args.width} --rounds {args.rounds} --threads {args.threads}`: "
         f"medians over {args.rounds} alternated rounds, {args.threads} torch threads.", "",
         "| policy | build (s) | load (s) |", "|---|---:|---:|", *rows, "",
-        f"Sparse / dense: build {ratios['build_s']:.2f}x, load {ratios['load_s']:.2f}x (target: at most 1.5x).", "",
-        "## Where it ran", "", environment_markdown(environment), ""]))
+        f"Sparse / dense: build {ratios['build_s']:.2f}x, load {ratios['load_s']:.2f}x (target: at most 1.5x).", ""])
     print(json.dumps({"medians": medians, "ratios": ratios}))
 
 

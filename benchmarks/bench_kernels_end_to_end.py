@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 
 KERNELS = ("sparse", "dense")
 
@@ -65,11 +65,7 @@ def main() -> None:
     steps = sorted(cells["sparse"]["curve"])
     curve = [f"| {step} | {cells['sparse']['curve'][step]:.1f} | {cells['dense']['curve'].get(step, float('nan')):.1f} |"
              for step in steps]
-    environment = describe_environment()
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "train_kernels_end_to_end.json").write_text(
-        json.dumps({"cells": cells, "ratios": ratios, "environment": environment}, indent=2) + "\n")
-    (args.output / "train_kernels_end_to_end.md").write_text("\n".join([
+    write_record(args.output, "train_kernels_end_to_end", {"cells": cells, "ratios": ratios}, [
         "# End to end: SAC on Humanoid-v4, width 1024, sparsity 0.95, sparse against dense kernel", "",
         f"`python -m benchmarks.bench_kernels_end_to_end --timesteps {args.timesteps} --seed {args.seed}`: two "
         f"`sb3-tar train` runs started together (`{' '.join(train_command('sparse', Path('<run>'), args.timesteps, args.seed)[1:])}`"
@@ -85,8 +81,7 @@ def main() -> None:
         "| step | sparse | dense |", "|---:|---:|---:|", *curve, "",
         "One seed: the two kernels compute the same function up to float rounding, and that rounding grows over "
         "training into different trajectories, as two seeds would. This run shows the costs side by side and that "
-        "the sparse kernel learns; a difference in learning would need many seeds.", "",
-        "## Where it ran", "", environment_markdown(environment), ""]))
+        "the sparse kernel learns; a difference in learning would need many seeds.", ""])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 
 COMMANDS = {
     "sb3-tar --help": [sys.executable, "-m", "sb3_tar", "--help"],
@@ -44,19 +44,14 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     imported = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True).stdout.strip()
     medians = {name: statistics.median(values) for name, values in times.items()}
-    environment = describe_environment()
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "startup.json").write_text(json.dumps({"seconds": times, "medians": medians, "imported": imported,
-                                                          "environment": environment}, indent=2) + "\n")
     rows = [f"| `{name}` | {median:.2f} |" for name, median in medians.items()]
-    (args.output / "startup.md").write_text("\n".join([
+    write_record(args.output, "startup", {"seconds": times, "medians": medians, "imported": imported}, [
         "# Start-up time of the command line", "",
         f"`python -m benchmarks.bench_startup --rounds {args.rounds}`: each a fresh process, alternated, wall-time "
         f"medians of {args.rounds} rounds.", "",
         "| process | seconds |", "|---|---:|", *rows, "",
         f"Heavy packages `sb3-tar train --help` imports: `{imported}` (torch, for the engine's criteria; no SB3, "
-        "sb3-contrib, rl-zoo3 or gymnasium).", "",
-        "## Where it ran", "", environment_markdown(environment), ""]))
+        "sb3-contrib, rl-zoo3 or gymnasium).", ""])
     print(json.dumps({"medians": medians, "imported": imported}))
 
 

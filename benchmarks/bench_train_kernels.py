@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.sb3.kernels import AUTO_MIN_SIDE, AUTO_RULE, choose_kernel
 
@@ -149,14 +149,10 @@ def layers_main(args: argparse.Namespace) -> None:
         for density in LAYER_DENSITIES:
             cells.append(measure_layer(rows, columns, density, args.rounds))
             print(json.dumps(cells[-1]), flush=True)
-    environment = describe_environment()
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "train_kernel_layers.json").write_text(json.dumps({"cells": cells, "environment": environment},
-                                                                     indent=2) + "\n")
     rows = [f"| {c['rows']} x {c['columns']} | {c['density']:g} | {c['dense_ms']:.2f} | {c['compressed_ms']:.2f} | "
             f"{c['ratio']:.2f} | {c['auto']} |" for c in cells]
     tiers = "; ".join(f"at least {weights:,} weights and density <= {most:g}" for weights, most in AUTO_RULE)
-    (args.output / "train_kernel_layers.md").write_text("\n".join([
+    write_record(args.output, "train_kernel_layers", {"cells": cells}, [
         "# One layer, masked dense against compressed: the grid `kernel=\"auto\"` is chosen from", "",
         f"`python -m benchmarks.bench_train_kernels --layers --rounds {args.rounds}`: a rows x columns `nn.Linear` "
         f"keeping a random fraction (density) of its weights, batch {BATCH}, one thread; forward, backward "
@@ -166,8 +162,7 @@ def layers_main(args: argparse.Namespace) -> None:
         "|---|---:|---:|---:|---:|---:|", *rows, "",
         f"The rule (`sb3_tar/sb3/kernels.py`): compressed on the CPU where both sides have at least {AUTO_MIN_SIDE} "
         f"and {tiers}; dense elsewhere. Worst measured ratio where auto picks compressed: "
-        f"{max([c['ratio'] for c in cells if c['auto'] == 'sparse'], default=float('nan')):.2f}.", "",
-        "## Where it ran", "", environment_markdown(environment), ""]))
+        f"{max([c['ratio'] for c in cells if c['auto'] == 'sparse'], default=float('nan')):.2f}.", ""])
 
 
 def main() -> None:
@@ -187,13 +182,9 @@ def main() -> None:
         for sparsity in args.sparsities:
             cells.append(measure(width, sparsity, args.rounds))
             print(json.dumps(cells[-1]), flush=True)
-    environment = describe_environment()
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "train_kernels.json").write_text(json.dumps({"cells": cells, "environment": environment},
-                                                               indent=2) + "\n")
     rows = [f"| {c['width']} | {c['sparsity']:g} | {c['dense_ms']:.2f} | {c['compressed_ms']:.2f} | "
             f"{c['ratio']:.2f} | {c['compressed_bytes'] / c['dense_bytes']:.2f} |" for c in cells]
-    (args.output / "train_kernels.md").write_text("\n".join([
+    write_record(args.output, "train_kernels", {"cells": cells}, [
         "# Training kernels for frozen masks (part 1: one critic-sized MLP)", "",
         f"`python -m benchmarks.bench_train_kernels --widths {' '.join(map(str, args.widths))} --sparsities "
         f"{' '.join(f'{s:g}' for s in args.sparsities)} --rounds {args.rounds}`: {INPUT_WIDTH}-W-W-1 ReLU MLP, "
@@ -206,8 +197,7 @@ def main() -> None:
         "float copy of the mask, as sb3-tar holds them today; compressed: values, bias, int32 CSR indices of W "
         "and W^T and the int64 permutation between them).", "",
         "Part 2, whole SAC and TD3 gradient steps with compressed layers: `train_steps.md` "
-        "(`python -m benchmarks.bench_train_steps`).", "",
-        "## Where it ran", "", environment_markdown(environment), ""]))
+        "(`python -m benchmarks.bench_train_steps`).", ""])
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.logger import configure
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.sb3.masking import enforcement_of
 
@@ -123,16 +123,12 @@ def main() -> None:
             for sparsity in args.sparsities:
                 cells.append(measure(algo, width, sparsity, args.rounds))
                 print(json.dumps(cells[-1]), flush=True)
-    environment = describe_environment()
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "train_steps.json").write_text(json.dumps({"cells": cells, "environment": environment},
-                                                             indent=2) + "\n")
     rows = [f"| {c['algo']} | {c['width']} | {c['sparsity']:g} | {c['step_ms']['dense']:.1f} | "
             + " | ".join(f"{c['ratio'][name]:.2f}" for name in ("masked", "sparse", "auto"))
             + f" | {c['auto_over_masked']:.2f}{' (same model)' if c['auto_is_masked'] else ''} | "
             + " | ".join(f"{c['memory_ratio'][name]:.2f}" for name in ("masked", "sparse", "auto")) + " |"
             for c in cells]
-    (args.output / "train_steps.md").write_text("\n".join([
+    write_record(args.output, "train_steps", {"cells": cells}, [
         "# SAC and TD3 gradient steps: dense, masked dense and compressed layers", "",
         f"`python -m benchmarks.bench_train_steps --algos {' '.join(args.algos)} --widths "
         f"{' '.join(map(str, args.widths))} --sparsities {' '.join(f'{s:g}' for s in args.sparsities)} --rounds "
@@ -147,8 +143,7 @@ def main() -> None:
         "`auto` = `kernel='auto'`; every ratio is against dense `MlpPolicy` in the same run, except `auto / masked`, "
         "which is the goal's (auto never slower than the dense kernel). Memory columns are ratios to dense "
         "`MlpPolicy` too. *Same model*: auto compressed no layer, so it built the masked model itself; it is not "
-        "timed twice, and its figures are the masked one's.", "",
-        "## Where it ran", "", environment_markdown(environment), ""]))
+        "timed twice, and its figures are the masked one's.", ""])
 
 
 if __name__ == "__main__":

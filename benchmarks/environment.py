@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sb3_tar.experiments.provenance import provenance
@@ -23,3 +25,13 @@ def describe_environment() -> dict[str, Any]:
 def environment_markdown(environment: dict[str, Any]) -> str:
     """The provenance record as a Markdown list: the same record the benchmark's JSON holds."""
     return "\n".join(f"- {key}: `{value}`" for key, value in environment.items())
+
+
+def write_record(output: Path, stem: str, data: dict[str, Any], lines: list[str]) -> dict[str, Any]:
+    """Write ``output/<stem>.json`` (``data`` plus the provenance record) and ``output/<stem>.md`` (``lines``, then
+    the same record under "Where it ran"); returns the record. One schema for every benchmark's result."""
+    environment = describe_environment()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{stem}.json").write_text(json.dumps({**data, "environment": environment}, indent=2) + "\n")
+    (output / f"{stem}.md").write_text("\n".join([*lines, "## Where it ran", "", environment_markdown(environment), ""]))
+    return environment
