@@ -60,7 +60,7 @@ def evaluate_run(folder: str | Path, *, episodes: int = 10, deterministic: bool 
     """
     from rl_zoo3.utils import ALGOS
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
     from sb3_tar.engine.settings import check_integer
     from sb3_tar.experiments.store import ResultError
@@ -80,7 +80,7 @@ def evaluate_run(folder: str | Path, *, episodes: int = 10, deterministic: bool 
         os.environ.setdefault("MUJOCO_GL", "egl")  # before MuJoCo is first imported by the environment
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic control draws with pygame
     env = _test_env(folder, config, seed, "rgb_array" if video is not None else None)
-    normalized = isinstance(env, VecNormalize)
+    normalized = unwrap_vec_normalize(env) is not None  # under a frame stack too
     if target is not None:
         from stable_baselines3.common.vec_env import VecVideoRecorder
 
