@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from run_support import PROVENANCE_KEYS
 
 from sb3_tar.cli import main, mlp
 from sb3_tar.engine import prune_and_revive, topology_report
@@ -113,6 +114,7 @@ def test_report_writes_markdown_summary_and_every_figure(results):
     assert "IQM" in text and "P(TAR (magnitude) > Original (magnitude))" in text
     summary = json.loads((report.parent / "summary.json").read_text())
     assert summary["runs"] == 2 * 5 * 3
+    assert PROVENANCE_KEYS <= set(summary["provenance"])  # the record every run's result.json carries
     for figure in ("curves-sac-Pendulum-v1.png", "curves-sac-MountainCarContinuous-v0.png",
                    "rr-sac-Pendulum-v1.png", "topology-actor.png"):
         assert (report.parent / figure).stat().st_size > 5_000

@@ -25,6 +25,7 @@ from sb3_tar.experiments.aggregate import (
 from sb3_tar.experiments.algorithms import algorithm_name
 from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
+from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.store import load_results
 
 
@@ -290,6 +291,8 @@ def write_report(results: str | Path, output: str | Path | None = None, random_r
          "original": row.original, "tar": row.tar, "best_dst": row.best_dst, "dense": row.dense,
          "gain_over_original": row.gain_over_original, "gain_over_best_dst": row.gain_over_dst, "seeds": row.seeds,
          "seed_counts": dict(row.seed_counts)}
-        for row in gain_rows(runs)], "rliable": rliable_rows}
+        for row in gain_rows(runs)], "rliable": rliable_rows,
+        # the same record every run and benchmark carries: which code and machine wrote this summary
+        "provenance": provenance()}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return output / "report.md"
