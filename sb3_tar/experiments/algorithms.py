@@ -64,20 +64,13 @@ def default_net_arch(algo: str) -> list[int]:
 
 
 @cache
-def algorithm_arguments(algo: str) -> frozenset[str]:
-    """The names the algorithm's constructor takes (what a hyperparameter override may set)."""
-    from rl_zoo3.utils import ALGOS
-
-    return frozenset(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "env", "_init_setup_model"}
-
-
-@cache
-def algorithm_defaults(algo: str) -> dict[str, Any]:
-    """The algorithm's keyword defaults (``learning_starts``, ...)."""
+def algorithm_parameters(algo: str) -> dict[str, Any]:
+    """The algorithm's constructor arguments (what a hyperparameter override may set) and their defaults
+    (``inspect.Parameter.empty`` where there is none)."""
     from rl_zoo3.utils import ALGOS
 
     return {name: parameter.default for name, parameter in inspect.signature(ALGOS[algo].__init__).parameters.items()
-            if parameter.default is not inspect.Parameter.empty}
+            if name not in ("self", "env", "_init_setup_model")}
 
 
 def check_env(env: object, algo: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, is_int, plain_number
 from sb3_tar.experiments.algorithms import (ALGORITHMS, DYNAMIC_METHODS, METHODS, ON_POLICY_ALGORITHMS, STATIC_METHODS,
                                             VALUE_BASED_ALGORITHMS,
-                                            algorithm_arguments, algorithm_defaults, algorithm_name, check_env,
+                                            algorithm_name, algorithm_parameters, check_env,
                                             default_net_arch, dense_policy)
 from sb3_tar.experiments.zoo_entries import (ZOO_KEYS, ZooExpression, file_sparsity, hidden_widths, method_entry,
                                              tuned_entry, zoo_policy_kwargs)
@@ -203,7 +203,7 @@ class RunConfig:
 
     def _check_learning_starts(self) -> None:
         """An off-policy run whose budget ends before ``learning_starts`` would report the untrained policy's return."""
-        default = algorithm_defaults(self.algo).get("learning_starts")
+        default = algorithm_parameters(self.algo).get("learning_starts")
         if default is None:
             return
         entry = {**self.tuned()[0], **self.hyperparams}
@@ -221,7 +221,7 @@ class RunConfig:
             raise ValueError(f"hyperparams={self.hyperparams!r} must be a mapping of hyperparameter overrides "
                              "(e.g. {batch_size: 64})")
         object.__setattr__(self, "hyperparams", {key: plain_number(value) for key, value in self.hyperparams.items()})
-        allowed = algorithm_arguments(self.algo) | set(ZOO_KEYS)
+        allowed = set(algorithm_parameters(self.algo)) | set(ZOO_KEYS)
         for key, value in self.hyperparams.items():
             if key in RESERVED:
                 raise ValueError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")

@@ -26,6 +26,7 @@ its statistics to the observations first.
 
 from __future__ import annotations
 
+import math
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def observation_normalization(normalizer: Any, observation_space: spaces.Box) ->
     if not hasattr(statistics, "mean"):
         raise ValueError("the VecNormalize normalizes dict observations; the exported actor takes Box observations")
     mean = torch.as_tensor(statistics.mean, dtype=torch.float64).reshape(-1)
-    if mean.numel() != int(torch.tensor(observation_space.shape).prod()):
+    if mean.numel() != math.prod(observation_space.shape):
         raise ValueError(f"the VecNormalize statistics hold {mean.numel()} features, but the model's observations "
                          f"have shape {observation_space.shape}: they belong to another environment")
     std = torch.sqrt(torch.as_tensor(statistics.var, dtype=torch.float64).reshape(-1) + normalizer.epsilon)

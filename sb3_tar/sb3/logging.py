@@ -14,7 +14,6 @@ Keys, one set per network (``actor``, ``qf0``, ``qf1``, ...):
 from __future__ import annotations
 
 from stable_baselines3.common.logger import Logger
-from torch import nn
 
 from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.sb3.agent import SparseAgent
@@ -39,11 +38,6 @@ def record_topology(logger: Logger, agent: SparseAgent) -> None:
             logger.record(f"{key}/density/{layer.name.removesuffix('.weight')}", layer.density_after, exclude="stdout")
 
 
-def compressed_layers(network: nn.Module) -> list[CompressedLinear]:
-    """The compressed layers of a network (``kernel="sparse"``)."""
-    return [module for module in network.modules() if isinstance(module, CompressedLinear)]
-
-
 def check_masks(agent: SparseAgent) -> dict[str, float]:
     """Each network's measured sparsity; raises if a masked weight of it or its target is not 0.0.
 
@@ -63,9 +57,10 @@ def check_masks(agent: SparseAgent) -> dict[str, float]:
                 if not where:
                     nonzero += int(weight.detach().count_nonzero())
                     total += weight.numel()
-        for layer in compressed_layers(network.module):  # no masked position to drift: count its values
-            nonzero += int(layer.values.detach().count_nonzero())
-            total += layer.out_features * layer.in_features
+        for layer in network.module.modules():  # a compressed layer has no masked position to drift: count values
+            if isinstance(layer, CompressedLinear):
+                nonzero += int(layer.values.detach().count_nonzero())
+                total += layer.out_features * layer.in_features
         sparsity[network.name] = 1.0 - nonzero / total  # as RevivalPlan.sparsity: 1 - kept / total
     return sparsity
 
