@@ -136,6 +136,27 @@ def test_the_global_top_k_of_pieces_equals_the_top_k_of_their_concatenation(ties
 
 
 @pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("chunk", [1 << 18, 4096])
+def test_ranking_magnitudes_chunk_by_chunk_equals_ranking_a_copy_of_them(ties, chunk, monkeypatch):
+    """absolute=True scores |w| a chunk at a time (pieces spanning several chunks) and selects exactly what |w| does."""
+    import sb3_tar.engine.topk as topk
+
+    monkeypatch.setattr(topk, "SCORE_CHUNK", chunk)
+    generator = torch.Generator().manual_seed(1)
+    pieces = [torch.randn(300, 400, generator=generator), torch.randn(500, 301, generator=generator),
+              torch.randn(7, 300, generator=generator)]
+    if ties:  # equal magnitudes of both signs tie at the threshold: the earliest still win
+        pieces = [(piece * 4).round() for piece in pieces]
+    n = sum(piece.numel() for piece in pieces)
+    for k in (1, 1000, n // 10, n // 2 + 3, n - 1):
+        expected = top_k_masks([piece.abs() for piece in pieces], k)
+        masks = top_k_masks(pieces, k, absolute=True)
+        assert all(torch.equal(mask, want) for mask, want in zip(masks, expected)), k
+        assert sum(int(mask.count_nonzero()) for mask in masks) == k
+        assert all(torch.equal(piece, original) for piece, original in zip(pieces, pieces))
+
+
+@pytest.mark.parametrize("ties", [False, True])
 def test_the_sampled_selection_equals_kthvalue_on_either_side_of_the_median(ties):
     """kth_largest brackets the answer by a sample and selects among the values on the answer's side."""
     from sb3_tar.engine.topk import kth_largest

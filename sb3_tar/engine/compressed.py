@@ -7,7 +7,7 @@ products run on kept weights only, each with torch's native CPU kernels (measure
 
 - forward ``y^T = W x^T``: ``torch.sparse.mm(W_csr, x^T, reduce="sum")``, vectorised over the batch;
 - input gradient ``dx^T = W^T dy^T``: the same kernel on a CSR of ``W^T`` whose indices and the
-  permutation from ``values`` are built once (``values[perm]`` each step);
+  permutation from ``values`` are built once, on the first backward (``values[perm]`` each step);
 - weight gradient ``dvalues = (dy^T x)`` at the kept positions only: ``torch.sparse.sampled_addmm``.
 
 Indices are int32 (what the kernels prefer). The output is returned as the transpose of a
@@ -52,8 +52,8 @@ class _CompressedMatmul(torch.autograd.Function):
         grad_t = grad_output.T.contiguous()
         grad_inputs = grad_values = None
         if ctx.needs_input_grad[0]:
-            transposed = _csr(layer.crow_t, layer.col_t, torch.index_select(values, 0, layer.perm),
-                              (layer.in_features, layer.out_features))
+            crow_t, col_t, perm = layer.transposed_index()
+            transposed = _csr(crow_t, col_t, torch.index_select(values, 0, perm), (layer.in_features, layer.out_features))
             grad_inputs = torch.sparse.mm(transposed, grad_t, reduce="sum").T
         if ctx.needs_input_grad[1]:
             # Zeros, not empty: with beta=0 sampled_addmm still adds 0 * the old values (nan stays nan).
@@ -89,26 +89,36 @@ class CompressedLinear(nn.Module):
             if indices_of.shape != self.shape or indices_of.kept != kept:
                 raise ValueError(f"indices_of: a layer of shape {indices_of.shape} keeping {indices_of.kept} weights "
                                  f"cannot lend its indices to one of shape {self.shape} keeping {kept}")
-            for name in ("crow", "col", "perm", "crow_t", "col_t"):
-                self.register_buffer(name, getattr(indices_of, name), persistent=False)
-            rows = torch.repeat_interleave(torch.arange(self.out_features, device=mask.device), self.crow.diff())
-            cols = self.col.long()
+            self.register_buffer("crow", indices_of.crow, persistent=False)
+            self.register_buffer("col", indices_of.col, persistent=False)
+            row_starts = torch.arange(0, self.out_features * self.in_features, self.in_features, device=mask.device)
+            positions = torch.repeat_interleave(row_starts, self.crow.diff()).add_(self.col)
         else:
-            rows, cols = mask.nonzero(as_tuple=True)  # row-major: the CSR order
-            counts = torch.bincount(rows, minlength=self.out_features)
-            self.register_buffer("crow", torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32),
-                                 persistent=False)
-            self.register_buffer("col", cols.to(torch.int32), persistent=False)
-            # W^T's CSR: entries sorted by column, then row (a stable sort of the row-major columns); perm takes
-            # values into that order.
-            perm = torch.sort(self.col, stable=True).indices
-            counts_t = torch.bincount(cols, minlength=self.in_features)
-            self.register_buffer("perm", perm.to(torch.int32), persistent=False)
-            self.register_buffer("crow_t", torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32),
-                                 persistent=False)
-            self.register_buffer("col_t", rows[perm].to(torch.int32), persistent=False)
+            positions = mask.reshape(-1).nonzero().squeeze(1)  # flat, ascending: the CSR (row-major) order
+            row_starts = torch.arange(0, (self.out_features + 1) * self.in_features, self.in_features,
+                                      device=mask.device)
+            self.register_buffer("crow", torch.searchsorted(positions, row_starts, out_int32=True), persistent=False)
+            self.register_buffer("col", positions.remainder(self.in_features).to(torch.int32), persistent=False)
+        # W^T's index (built by transposed_index on the first backward that needs it: a target network's copy
+        # and a model loaded only to act never do).
+        for name in ("perm", "crow_t", "col_t"):
+            self.register_buffer(name, None, persistent=False)
         # The kept weights in CSR order, gathered by flat index (faster than boolean-mask indexing).
-        self.values = nn.Parameter(weight.detach().reshape(-1).index_select(0, rows * self.in_features + cols))
+        self.values = nn.Parameter(weight.detach().reshape(-1).index_select(0, positions))
+
+    def transposed_index(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """W^T's CSR ``(crow_t, col_t, perm)``: entries sorted by column, then row, and ``values[perm]`` in that order.
+
+        Built once, from the row-major index by a stable sort of the columns.
+        """
+        if self.perm is None:
+            rows = torch.repeat_interleave(torch.arange(self.out_features, device=self.col.device), self.crow.diff())
+            perm = torch.sort(self.col, stable=True).indices
+            counts_t = torch.bincount(self.col, minlength=self.in_features)
+            self.perm = perm.to(torch.int32)
+            self.crow_t = torch.cat([counts_t.new_zeros(1), counts_t.cumsum(0)]).to(torch.int32)
+            self.col_t = rows.index_select(0, perm).to(torch.int32)
+        return self.crow_t, self.col_t, self.perm
 
     @property
     def shape(self) -> tuple[int, int]:

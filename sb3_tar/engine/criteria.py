@@ -127,10 +127,10 @@ def check_magnitude_options(*, scope: str = "global") -> None:
 def magnitude(target: PruningTarget, *, scope: str = "global") -> list[torch.Tensor]:
     """Keep the largest ``|w|``: over the whole network (``scope="global"``) or per layer."""
     check_magnitude_options(scope=scope)
-    scores = [weight.abs() for weight in target.cpu_weights()]
+    weights = target.cpu_weights()
     if scope == "global":
-        return global_top_k(scores, target.kept)
-    return layer_top_k(scores, uniform_counts(target))
+        return top_k_masks(weights, target.kept, absolute=True)
+    return [top_k_masks([weight], count, absolute=True)[0] for weight, count in zip(weights, uniform_counts(target))]
 
 
 @register_criterion("random")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -15,7 +15,7 @@ def kth_largest(scores: torch.Tensor, k: int) -> torch.Tensor:
     n = scores.numel()
     if n < SAMPLED_SELECTION_MIN:
         return torch.kthvalue(scores, n - k + 1).values
-    return _kth_largest_of_pieces([scores], k, n)
+    return _kth_largest_of_pieces(_ChunkedScores([scores], absolute=False), k, n)
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -36,60 +36,101 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask
 
 
-def top_k_masks(pieces: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
+def top_k_masks(pieces: Sequence[torch.Tensor], k: int, *, absolute: bool = False) -> list[torch.Tensor]:
     """``top_k_mask`` of the pieces' concatenation, piece by piece, without building the concatenation.
 
-    For a network of large layers the copy into one tensor costs as much as the selection. The
-    threshold is found as ``kth_largest`` finds it (a strided sample brackets it, the exact
-    selection runs inside the bracket), then each piece keeps what exceeds it and the earliest ties
-    in concatenation order. Equal to ``top_k_mask(torch.cat(pieces), k)`` split back into pieces.
+    For a network of large layers, copies cost as much as the selection: the threshold is found as
+    ``kth_largest`` finds it (a strided sample brackets it, the exact selection runs inside the
+    bracket), then each piece keeps what exceeds it and the earliest ties in concatenation order.
+    Every pass scores a chunk at a time into one small buffer, so no layer-sized temporary is made.
+    Equal to ``top_k_mask(torch.cat(pieces), k)`` split back into pieces.
+
+    :param absolute: rank ``|piece|`` (magnitude pruning) without making a copy of it.
     """
-    flats = [piece.flatten() for piece in pieces]
+    flats = [piece.detach().flatten() for piece in pieces]
     n = sum(flat.numel() for flat in flats)
     if n < SAMPLED_SELECTION_MIN or k <= 0 or k >= n:
-        flat = top_k_mask(torch.cat(flats), k)
-        return split_flat(flat, [piece.shape for piece in pieces])
-    threshold = _kth_largest_of_pieces(flats, k, n)
+        flat = torch.cat(flats)
+        return split_flat(top_k_mask(flat.abs() if absolute else flat, k), [piece.shape for piece in pieces])
+    scores = _ChunkedScores(flats, absolute)
+    threshold = _kth_largest_of_pieces(scores, k, n)
     # At or above the threshold: exactly k in the usual case (one value at the threshold), so no pass for ties.
-    at_least = [flat >= threshold for flat in flats]
+    at_least = [torch.empty(flat.numel(), dtype=torch.bool, device=flat.device) for flat in flats]
+    for index, start, chunk in scores:
+        torch.ge(chunk, threshold, out=at_least[index][start:start + chunk.numel()])
     extra = sum(int(mask.count_nonzero()) for mask in at_least) - k
-    for flat, mask in zip(reversed(flats), reversed(at_least)):  # too many ties: the latest ones go
+    for index in reversed(range(len(flats))):  # too many ties: the latest ones go
         if extra <= 0:
             break
-        ties = torch.nonzero(flat == threshold).squeeze(1)[-extra:]
-        mask[ties] = False
+        ties = torch.cat([torch.nonzero(chunk == threshold).squeeze(1) + start
+                          for _, start, chunk in scores.of_piece(index)])[-extra:]
+        at_least[index][ties] = False
         extra -= len(ties)
     return [mask.reshape(piece.shape) for mask, piece in zip(at_least, pieces)]
 
 
-def _kth_largest_of_pieces(flats: list[torch.Tensor], k: int, n: int) -> torch.Tensor:
-    """The ``k``-th largest value of the pieces' concatenation (``n`` values), exactly.
+SCORE_CHUNK = 1 << 18  # values scored at a time: a buffer that stays in cache
 
-    A strided sample brackets the answer (Floyd-Rivest selection) and the exact selection runs only
-    on the side of the data the answer lies in: one pass over the data instead of a full
-    ``kthvalue``, whose copy and select dominate SynFlow's rounds. A bracket that misses falls back
+
+class _ChunkedScores:
+    """The scores of flat pieces (the values, or their magnitudes), read a chunk at a time.
+
+    Iterating yields ``(piece index, start, scores of flat[start:start + len])``; a magnitude is
+    written into one reused buffer, valid until the next chunk is read.
+    """
+
+    def __init__(self, flats: list[torch.Tensor], absolute: bool) -> None:
+        self.flats = flats
+        self.absolute = absolute
+        size = min(SCORE_CHUNK, max(flat.numel() for flat in flats))
+        self.buffer = torch.empty(size, dtype=flats[0].dtype, device=flats[0].device) if absolute else None
+
+    def of_piece(self, index: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+        flat = self.flats[index]
+        for start in range(0, flat.numel(), SCORE_CHUNK):
+            chunk = flat[start:start + SCORE_CHUNK]
+            if self.buffer is not None:
+                chunk = torch.abs(chunk, out=self.buffer[:chunk.numel()])
+            yield index, start, chunk
+
+    def __iter__(self) -> Iterator[tuple[int, int, torch.Tensor]]:
+        for index in range(len(self.flats)):
+            yield from self.of_piece(index)
+
+    def sample(self, stride: int) -> torch.Tensor:
+        sample = torch.cat([flat[::stride] for flat in self.flats])
+        return sample.abs() if self.absolute else sample
+
+    def concatenated(self) -> torch.Tensor:
+        flat = torch.cat(self.flats)
+        return flat.abs() if self.absolute else flat
+
+
+def _kth_largest_of_pieces(scores: _ChunkedScores, k: int, n: int) -> torch.Tensor:
+    """The ``k``-th largest of the scores (``n`` values in all), exactly.
+
+    A strided sample brackets the answer (Floyd-Rivest selection), one pass over the data counts
+    the values above the bracket and keeps those inside it, and the exact selection runs on those
+    few: instead of a full ``kthvalue``, whose copy and select dominate SynFlow's rounds. A bracket that misses falls back
     to ``kthvalue``, so the result never depends on the sample.
     """
     stride = max(1, n // 20_000)
-    sample = torch.cat([flat[::stride] for flat in flats])
+    sample = scores.sample(stride)
     m = sample.numel()
     position = k * m / n  # rank of the answer inside the sample, counted from the top
-    margin = 4.0 * (position * max(0.0, 1.0 - position / m)) ** 0.5 + 8.0 + len(flats)
+    margin = 4.0 * (position * max(0.0, 1.0 - position / m)) ** 0.5 + 8.0 + len(scores.flats)
     ordered = torch.sort(sample, descending=True).values
     upper = ordered[max(0, int(position - margin))]
     lower = ordered[min(m - 1, int(position + margin))]
-    if 2 * k <= n:  # the answer is among the few largest: keep the values at or above the bracket
-        side = torch.cat([flat[flat >= lower] for flat in flats])
-        inside = side[side <= upper]
-        above_upper = side.numel() - inside.numel()
-    else:  # among the many largest: keep the values at or below it, count the rest
-        side = torch.cat([flat[flat <= upper] for flat in flats])
-        inside = side[side >= lower]
-        above_upper = n - side.numel()
+    inside_parts, above_upper = [], 0
+    for _, _, chunk in scores:  # keep the values inside the bracket, count those above it
+        above = chunk > upper
+        above_upper += int(above.count_nonzero())
+        inside_parts.append(chunk[(chunk >= lower).logical_and_(above.logical_not_())])
+    inside = torch.cat(inside_parts)
     if above_upper < k <= above_upper + inside.numel():
         return torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
-    everything = torch.cat(flats) if len(flats) > 1 else flats[0]
-    return torch.kthvalue(everything, n - k + 1).values
+    return torch.kthvalue(scores.concatenated(), n - k + 1).values
 
 
 def split_flat(flat: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
