@@ -44,6 +44,26 @@ def test_forward_and_gradients_equal_the_masked_dense_layer(in_features, out_fea
     assert torch.equal(compressed.dense_weight(), dense.weight.detach())
 
 
+@settings(max_examples=20, deadline=None)
+@given(in_features=st.integers(1, 30), out_features=st.integers(1, 30), density=st.floats(0.0, 1.0),
+       block=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_gathering_by_blocks_of_rows_builds_the_same_layer_and_target_copy(in_features, out_features, density, block,
+                                                                           seed):
+    """A layer compressed a few rows at a time (blocks smaller than a row included) holds the masked weight exactly."""
+    import sb3_tar.engine.compressed as compressed_module
+
+    original = compressed_module.GATHER_BLOCK
+    compressed_module.GATHER_BLOCK = block
+    try:
+        dense, mask, compressed = masked_pair(in_features, out_features, density, seed)
+        other = torch.randn(out_features, in_features, generator=torch.Generator().manual_seed(seed + 2))
+        copy_of = CompressedLinear(other, mask, None, indices_of=compressed)
+    finally:
+        compressed_module.GATHER_BLOCK = original
+    assert torch.equal(compressed.dense_weight(), dense.weight.detach()) and torch.equal(compressed.mask(), mask)
+    assert torch.equal(copy_of.dense_weight(), other * mask) and copy_of.col is compressed.col
+
+
 def test_a_chain_of_layers_trains_like_the_masked_dense_chain():
     first, first_mask, first_compressed = masked_pair(12, 32, 0.2, 0)
     second, second_mask, second_compressed = masked_pair(32, 3, 0.3, 1)

@@ -63,6 +63,9 @@ class _CompressedMatmul(torch.autograd.Function):
         return grad_inputs, grad_values, None
 
 
+GATHER_BLOCK = 1 << 20  # weights gathered at a time when a layer is compressed
+
+
 class CompressedLinear(nn.Module):
     """``nn.Linear`` whose weight is ``values`` at the kept positions of a fixed mask and 0 elsewhere.
 
@@ -84,27 +87,44 @@ class CompressedLinear(nn.Module):
             raise ValueError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
         self.out_features, self.in_features = weight.shape
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias.detach().clone())
+        weight = weight.detach()
+        kept = int(mask.count_nonzero())
         if indices_of is not None:  # a target network's copy: the same mask, so the same index tensors
-            kept = int(mask.count_nonzero())
             if indices_of.shape != self.shape or indices_of.kept != kept:
                 raise ValueError(f"indices_of: a layer of shape {indices_of.shape} keeping {indices_of.kept} weights "
                                  f"cannot lend its indices to one of shape {self.shape} keeping {kept}")
-            self.register_buffer("crow", indices_of.crow, persistent=False)
-            self.register_buffer("col", indices_of.col, persistent=False)
-            row_starts = torch.arange(0, self.out_features * self.in_features, self.in_features, device=mask.device)
-            positions = torch.repeat_interleave(row_starts, self.crow.diff()).add_(self.col)
+            crow, col = indices_of.crow, indices_of.col
         else:
-            positions = mask.reshape(-1).nonzero().squeeze(1)  # flat, ascending: the CSR (row-major) order
-            row_starts = torch.arange(0, (self.out_features + 1) * self.in_features, self.in_features,
-                                      device=mask.device)
-            self.register_buffer("crow", torch.searchsorted(positions, row_starts, out_int32=True), persistent=False)
-            self.register_buffer("col", positions.remainder(self.in_features).to(torch.int32), persistent=False)
+            crow = torch.zeros(self.out_features + 1, dtype=torch.int32, device=mask.device)
+            col = torch.empty(kept, dtype=torch.int32, device=mask.device)
+        self.register_buffer("crow", crow, persistent=False)
+        self.register_buffer("col", col, persistent=False)
         # W^T's index (built by transposed_index on the first backward that needs it: a target network's copy
         # and a model loaded only to act never do).
         for name in ("perm", "crow_t", "col_t"):
             self.register_buffer(name, None, persistent=False)
-        # The kept weights in CSR order, gathered by flat index (faster than boolean-mask indexing).
-        self.values = nn.Parameter(weight.detach().reshape(-1).index_select(0, positions))
+        # The index and the kept weights in CSR order, a block of rows at a time: the temporaries stay small,
+        # where one flat index over the whole layer would be a fresh allocation twice the size of the values.
+        values = weight.new_empty(kept)
+        rows_per_block = max(1, GATHER_BLOCK // max(1, self.in_features))
+        begin = 0
+        for first in range(0, self.out_features, rows_per_block):
+            last = min(self.out_features, first + rows_per_block)
+            if indices_of is None:
+                positions = mask[first:last].reshape(-1).nonzero().squeeze(1)  # ascending: row-major, the CSR order
+                end = begin + positions.numel()
+                col[begin:end] = positions.remainder(self.in_features)
+                row_counts = torch.bincount(positions.div(self.in_features, rounding_mode="floor"),
+                                            minlength=last - first)
+                crow[first + 1:last + 1] = row_counts.cumsum(0).add_(begin)
+            else:
+                row_counts = crow[first + 1:last + 1] - crow[first:last]
+                end = begin + int(row_counts.sum())
+                row_starts = torch.arange(0, (last - first) * self.in_features, self.in_features, device=col.device)
+                positions = torch.repeat_interleave(row_starts, row_counts).add_(col[begin:end])
+            torch.index_select(weight[first:last].reshape(-1), 0, positions, out=values[begin:end])
+            begin = end
+        self.values = nn.Parameter(values)
 
     def transposed_index(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """W^T's CSR ``(crow_t, col_t, perm)``: entries sorted by column, then row, and ``values[perm]`` in that order.
