@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sb3_tar.engine import PruningSettings, available_criteria, criterion_options, get_criterion
+from sb3_tar.engine.criteria import all_criterion_options
 from sb3_tar.engine.settings import plain_number
 
 # The two roles a network plays, each with its own sparsity (SB3's actor; every critic or Q-network).
@@ -85,7 +86,7 @@ class SparsitySettings:
         known_criterion = isinstance(self.criterion, str) and self.criterion in available_criteria()
         # A misspelt criterion has no options to check against: names no criterion takes are still unknown.
         allowed = (criterion_options(self.criterion) if known_criterion
-                   else {option for name in available_criteria() for option in criterion_options(name)})
+                   else all_criterion_options())
         options = sorted(set(allowed) - set(PER_NETWORK_OPTIONS))
         unknown = sorted(set(self.criterion_options) - set(allowed), key=str)
         if unknown:

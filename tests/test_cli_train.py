@@ -138,7 +138,7 @@ def test_the_default_output_folder_names_the_run_and_a_config_file_trains_the_sa
     ("hyperparams: 5\n", r"hyperparams=5 must be a mapping of hyperparameter overrides"),
     ("method: rigl\nsparsity: {sparsity: 0.9}\ndst: [1]\n", r"dst=\[1\] must be a mapping of DST options"),
     ("hyperparams: {callback: [x]}\n", "hyperparam callback is set by the run's own setting 'method'"),
-    ("method: tar\nsparsity: {sparsity: 0.8, recovery_ratio: 0.01, scope: bogus}\n", "scope='bogus' is not a magnitude"),
+    ("method: tar\nsparsity: {sparsity: 0.8, recovery_ratio: 0.01, scope: bogus}\n", "scope='bogus' is not a distribution"),
 ])
 def test_a_missing_or_malformed_config_file_stops_with_a_message_naming_it(text, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -171,7 +171,7 @@ def test_an_existing_output_folder_is_refused_unless_overwrite(tmp_path):
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--sparsity", "1.2"], "sparsity=1.2 must be in [0, 1)"),
     (["--option", "scpoe=global"], "unknown setting(s) ['scpoe']"),
-    (["--option", "scope=bogus"], "scope='bogus' is not a magnitude scope"),
+    (["--option", "scope=bogus"], "scope='bogus' is not a distribution of kept weights"),
     (["--env", "NoSuchEnv-v0"], "env='NoSuchEnv-v0' is not a registered Gymnasium environment"),
     (["--timesteps", "0"], "n_timesteps=0 must be an integer >= 1"),
     (["--hyperparam", "seed=1"], "hyperparam seed is set by the run's own setting 'seed'"),

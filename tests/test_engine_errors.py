@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sb3_tar import PruningSettings, prune_and_revive, register_criterion
-from sb3_tar.engine.criteria import global_top_k
+from sb3_tar.engine.criteria import select
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from sb3_tar.engine.criteria import global_top_k
         ({"sparsity": 0.5, "criterion": "snip"}, r"criterion='snip' is not a registered criterion; allowed: \["),
         ({"sparsity": 0.5, "allocation": "greedy"}, r"allocation='greedy' .* allowed: \['topology', 'uniform'\]"),
         ({"sparsity": 0.5, "budget": "borrow"}, r"budget='borrow' .* allowed: \['reserve', 'extra'\]"),
-        ({"sparsity": 0.5, "scope": "local"}, r"scope='local' .* allowed: \['global', 'layerwise'\]"),
+        ({"sparsity": 0.5, "scope": "local"}, r"scope='local' .* allowed: \['global', 'layerwise', 'erk'\]"),
         ({"sparsity": 0.5, "criterion": "erk", "scope": "global"}, r"criterion='erk' got unknown option\(s\) \['scope'\]"),
         ({"sparsity": 0.5, "criterion": "synflow", "iterations": 0}, "iterations=0 must be an integer >= 1"),
         ({"sparsity": 0.5, "seed": -1}, "seed=-1 must be a non-negative integer"),
@@ -49,7 +49,7 @@ def test_non_finite_weights_are_rejected_before_pruning(small_net):
 def test_a_user_criterion_registered_by_name_is_used_with_its_options(small_net):
     @register_criterion("test_reverse_magnitude")
     def reverse_magnitude(target, *, flip: bool = True):
-        return global_top_k([-w.abs() if flip else w.abs() for w in target.cpu_weights()], target.kept)
+        return select(target, [-w.abs() if flip else w.abs() for w in target.cpu_weights()], "global")
 
     plan = prune_and_revive(small_net, sparsity=0.5, criterion="test_reverse_magnitude", flip=True, seed=0)
     weight = small_net[0].weight.abs()
@@ -70,7 +70,7 @@ def test_a_user_criterions_option_check_refuses_a_bad_value_before_any_pruning(s
     @register_criterion("test_checked_noise", check_options=check_noise)
     def noisy(target, *, noise: float = 0.01):
         calls.append(noise)
-        return global_top_k([w.abs() for w in target.cpu_weights()], target.kept)
+        return select(target, target.cpu_weights(), "global", absolute=True)
 
     with pytest.raises(ValueError, match="noise=-1 must be >= 0"):
         PruningSettings(0.5, criterion="test_checked_noise", criterion_options={"noise": -1})

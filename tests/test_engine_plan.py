@@ -151,6 +151,36 @@ def test_random_keeps_each_layer_within_one_weight_of_its_target(actor):
     assert all(abs(layer.kept_before - 0.2 * layer.size) <= 1 for layer in plan.layers)
 
 
+def test_erk_is_random_selection_cut_by_erk_densities(actor):
+    """criterion='erk' keeps its meaning: the random scorer with scope='erk' draws the very same masks."""
+    erk = prune_and_revive(actor, sparsity=0.9, criterion="erk", recovery_ratio=0.02, seed=3)
+    composed = prune_and_revive(actor, sparsity=0.9, criterion="random", scope="erk", recovery_ratio=0.02, seed=3)
+    assert all(torch.equal(erk.masks[name], composed.masks[name]) for name in erk.masks)
+
+
+def test_magnitude_with_erk_densities_keeps_each_layers_largest_weights_at_its_erk_count(actor):
+    """A scorer and a distribution compose: ERK's per-layer counts, magnitude's choice within each layer."""
+    plan = prune_and_revive(actor, sparsity=0.9, criterion="magnitude", scope="erk", seed=0)
+    erk = prune_and_revive(actor, sparsity=0.9, criterion="erk", seed=0)
+    assert [layer.kept_before for layer in plan.layers] == [layer.kept_before for layer in erk.layers]
+    for layer in plan.layers:
+        weight = actor.get_parameter(layer.name).abs()
+        mask = plan.masks_before_revival[layer.name]
+        assert weight[mask].min() >= weight[~mask].max()
+
+
+@pytest.mark.parametrize("scope", ["global", "layerwise", "erk"])
+def test_every_scope_of_the_random_scorer_keeps_exactly_the_networks_count(scope, actor):
+    plan = prune_and_revive(actor, sparsity=0.85, criterion="random", scope=scope, seed=1)
+    assert sum(layer.kept_before for layer in plan.layers) == round(0.15 * sum(layer.size for layer in plan.layers))
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "random"])
+def test_an_unknown_scope_is_refused_naming_the_distributions(criterion, small_net):
+    with pytest.raises(ValueError, match=r"scope='uniform' is not a distribution .*allowed: \['global', 'layerwise', 'erk'\]"):
+        prune_and_revive(small_net, sparsity=0.5, criterion=criterion, scope="uniform")
+
+
 def test_layerwise_magnitude_prunes_every_layer_at_the_sparsity(actor):
     plan = prune_and_revive(actor, sparsity=0.8, criterion="magnitude", scope="layerwise", seed=0)
     for layer in plan.layers:

@@ -63,7 +63,7 @@ def test_a_misspelt_callback_setting_is_named_when_the_callback_is_created(algo,
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"sparsity": 0.8, "scope": "bogus"}, r"scope='bogus' is not a magnitude scope; allowed: \['global', 'layerwise'\]"),
+        ({"sparsity": 0.8, "scope": "bogus"}, r"scope='bogus' is not a distribution of kept weights over layers; allowed: \['global', 'layerwise', 'erk'\]"),
         ({"sparsity": 0.8, "criterion": "synflow", "iterations": 0}, "synflow option iterations=0 must be an integer >= 1"),
         ({"sparsity": 0.8, "criterion": "synflow", "iterations": True}, "iterations=True must be an integer >= 1"),
         ({"sparsity": 0.8, "criterion": ["magnitude"]}, r"criterion=\['magnitude'\] is not a registered criterion"),

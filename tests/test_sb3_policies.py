@@ -244,7 +244,7 @@ BAD_SETTINGS = {
                               "an actor, DQN and QR-DQN): set sparsity or actor_sparsity too"),
     "unknown-criterion": ({"sparsity": 0.5, "criterion": "magnitud"}, "criterion='magnitud' is not a registered"),
     "misspelt-option": ({"sparsity": 0.5, "scpoe": "global"}, "unknown setting(s) ['scpoe']"),
-    "bad-option-value": ({"sparsity": 0.5, "scope": "local"}, "scope='local' is not a magnitude scope"),
+    "bad-option-value": ({"sparsity": 0.5, "scope": "local"}, "scope='local' is not a distribution of kept weights"),
     "per-network-option": ({"sparsity": 0.5, "criterion": "synflow", "input_width": 4}, "['input_width'] itself"),
     "allocation": ({"sparsity": 0.5, "allocation": "even"}, "allocation='even' is not a revival allocation"),
     "budget": ({"sparsity": 0.5, "budget": "spare"}, "budget='spare' is not a revival budget mode"),

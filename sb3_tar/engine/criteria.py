@@ -17,7 +17,7 @@ from torch import nn
 
 from sb3_tar.engine.allocation import erk_densities, split_largest_remainder
 from sb3_tar.engine.layers import PrunableLayer
-from sb3_tar.engine.topk import top_k_mask, top_k_masks
+from sb3_tar.engine.topk import top_k_masks
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,11 @@ def criterion_options(name: str) -> dict[str, object]:
     return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def all_criterion_options() -> set[str]:
+    """The option names of every registered criterion (``scope``, ``iterations``, a user criterion's own)."""
+    return {option for name in _CRITERIA for option in criterion_options(name)}
+
+
 def check_criterion_options(name: str, options: dict[str, object]) -> None:
     allowed = criterion_options(name)
     unknown = sorted(set(options) - set(allowed))
@@ -93,19 +98,40 @@ def check_criterion_options(name: str, options: dict[str, object]) -> None:
         _OPTION_CHECKS[name](**options)
 
 
-def layer_top_k(scores: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
-    """Per-layer exact top-k: layer ``l`` keeps its ``counts[l]`` highest scores."""
-    return [top_k_mask(score.flatten(), count).reshape(score.shape) for score, count in zip(scores, counts)]
+# A criterion is a scorer (which weights rank highest) cut by a distribution (how many each layer keeps),
+# as in JaxPruner. The built-in scorers take the distribution as their option ``scope``.
+SCOPES = ("global", "layerwise", "erk")
 
 
-def global_top_k(scores: list[torch.Tensor], kept: int) -> list[torch.Tensor]:
-    """One threshold over all layers: the ``kept`` highest scores of the network survive."""
-    return top_k_masks(scores, kept)
+def check_scope(scope: object) -> None:
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} is not a distribution of kept weights over layers; allowed: {list(SCOPES)}")
 
 
-def uniform_counts(target: PruningTarget) -> list[int]:
-    """Every layer at the network's sparsity, rounded so the network total is exact."""
-    return split_largest_remainder(target.kept, target.sizes, target.sizes)
+def layer_counts(target: PruningTarget, scope: str) -> list[int] | None:
+    """How many weights each layer keeps under ``scope``; ``None`` for ``global``, where the scores decide.
+
+    ``layerwise``: every layer at the network's sparsity. ``erk``: each layer at its Erdős–Rényi-Kernel
+    density. Both rounded so the network keeps exactly ``target.kept``.
+    """
+    check_scope(scope)
+    if scope == "global":
+        return None
+    if scope == "layerwise":
+        shares = [float(size) for size in target.sizes]
+    else:
+        shapes = [(layer.in_features, layer.out_features) for layer in target.layers]
+        densities = erk_densities(shapes, target.kept / target.total)
+        shares = [density * size for density, size in zip(densities, target.sizes)]
+    return split_largest_remainder(target.kept, shares, target.sizes)
+
+
+def select(target: PruningTarget, scores: list[torch.Tensor], scope: str, *, absolute: bool = False) -> list[torch.Tensor]:
+    """The masks that keep the highest scores (``|scores|`` when ``absolute``), cut by ``scope``."""
+    counts = layer_counts(target, scope)
+    if counts is None:
+        return top_k_masks(scores, target.kept, absolute=absolute)
+    return [top_k_masks([score], count, absolute=absolute)[0] for score, count in zip(scores, counts)]
 
 
 def random_scores(target: PruningTarget) -> list[torch.Tensor]:
@@ -115,36 +141,25 @@ def random_scores(target: PruningTarget) -> list[torch.Tensor]:
     ]
 
 
-MAGNITUDE_SCOPES = ("global", "layerwise")
+def check_scope_option(*, scope: str = "global") -> None:
+    check_scope(scope)
 
 
-def check_magnitude_options(*, scope: str = "global") -> None:
-    if not isinstance(scope, str) or scope not in MAGNITUDE_SCOPES:
-        raise ValueError(f"scope={scope!r} is not a magnitude scope; allowed: {list(MAGNITUDE_SCOPES)}")
-
-
-@register_criterion("magnitude", check_magnitude_options)
+@register_criterion("magnitude", check_scope_option)
 def magnitude(target: PruningTarget, *, scope: str = "global") -> list[torch.Tensor]:
-    """Keep the largest ``|w|``: over the whole network (``scope="global"``) or per layer."""
-    check_magnitude_options(scope=scope)
-    weights = target.cpu_weights()
-    if scope == "global":
-        return top_k_masks(weights, target.kept, absolute=True)
-    return [top_k_masks([weight], count, absolute=True)[0] for weight, count in zip(weights, uniform_counts(target))]
+    """Keep the largest ``|w|``: over the whole network (``scope="global"``), per layer at the network's
+    sparsity (``"layerwise"``), or per layer at its ERK density (``"erk"``)."""
+    return select(target, target.cpu_weights(), scope, absolute=True)
 
 
-@register_criterion("random")
-def random(target: PruningTarget) -> list[torch.Tensor]:
-    """Uniform random mask, every layer at the network's sparsity."""
-    return layer_top_k(random_scores(target), uniform_counts(target))
+@register_criterion("random", check_scope_option)
+def random(target: PruningTarget, *, scope: str = "layerwise") -> list[torch.Tensor]:
+    """Uniform random mask: every layer at the network's sparsity (``scope="layerwise"``), at its ERK density
+    (``"erk"``), or one draw over the whole network (``"global"``)."""
+    return select(target, random_scores(target), scope)
 
 
 @register_criterion("erk")
 def erk(target: PruningTarget) -> list[torch.Tensor]:
-    """Random mask within each layer at its Erdős–Rényi-Kernel density."""
-    shapes = [(layer.in_features, layer.out_features) for layer in target.layers]
-    densities = erk_densities(shapes, target.kept / target.total)
-    counts = split_largest_remainder(
-        target.kept, [density * size for density, size in zip(densities, target.sizes)], target.sizes
-    )
-    return layer_top_k(random_scores(target), counts)
+    """Random mask within each layer at its Erdős–Rényi-Kernel density: ``random`` with ``scope="erk"``."""
+    return random(target, scope="erk")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sb3_tar.engine.criteria import all_criterion_options
 from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, is_int, plain_number
 from sb3_tar.experiments.algorithms import (ALGORITHMS, DYNAMIC_METHODS, METHODS, ON_POLICY_ALGORITHMS, STATIC_METHODS,
                                             VALUE_BASED_ALGORITHMS,
@@ -233,7 +234,7 @@ class RunConfig:
             _check_hyperparam(self.algo, key, value)
         if "policy_kwargs" in self.hyperparams:
             given = zoo_policy_kwargs({"policy_kwargs": self.hyperparams["policy_kwargs"]})
-            owned = sorted(set(given) & {*SETTING_NAMES, "scope", "iterations", "net_arch"}, key=str)
+            owned = sorted(set(given) & {*SETTING_NAMES, *all_criterion_options(), "net_arch"}, key=str)
             if owned:
                 raise ValueError(f"hyperparam policy_kwargs sets {owned}, which the run sets itself: use the run's own "
                                  "settings (sb3-tar train --sparsity, --criterion, --recovery-ratio, ..., --net-arch; "
@@ -265,7 +266,7 @@ class RunConfig:
             from_file["recovery_ratio"] = 0.0
         if self.method in DYNAMIC_METHODS:
             from_file["criterion"] = "erk"
-            from_file = {k: v for k, v in from_file.items() if k not in ("scope", "iterations")}
+            from_file = {k: v for k, v in from_file.items() if k not in all_criterion_options()}
         if self.method == "uniform":
             from_file["allocation"] = "uniform"
         return SparsitySettings.from_kwargs(from_file, owner=f"{self.tuned()[1]} (method={self.method!r})")

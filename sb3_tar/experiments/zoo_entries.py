@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sb3_tar.engine.criteria import all_criterion_options
 from sb3_tar.engine.settings import DEFAULT_KERNEL, is_int
 from sb3_tar.experiments.algorithms import DEFAULT_NET_ARCH, DYNAMIC_METHODS, STATIC_METHODS
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings
@@ -113,7 +114,7 @@ def zoo_policy_kwargs_value(kwargs: dict[str, Any]) -> dict[str, Any] | str:
 def file_sparsity(entry: dict[str, Any]) -> dict[str, Any]:
     """The sparse-training keys of a tuned entry's ``policy_kwargs`` (sparsity, criterion, ...)."""
     return {key: value for key, value in zoo_policy_kwargs(entry).items()
-            if key in SETTING_NAMES or key in ("scope", "iterations")}
+            if key in SETTING_NAMES or key in all_criterion_options()}
 
 
 def hidden_widths(net_arch: Any, source: str) -> list[int]:
@@ -157,7 +158,7 @@ def method_entry(entry: dict[str, Any], method: str, settings: SparsitySettings 
     """
     entry = copy.deepcopy(entry)
     policy_kwargs = {key: value for key, value in zoo_policy_kwargs(entry).items()
-                     if key not in SETTING_NAMES and key not in ("scope", "iterations")}
+                     if key not in SETTING_NAMES and key not in all_criterion_options()}
     if net_arch:
         policy_kwargs["net_arch"] = copy.deepcopy(net_arch) if isinstance(net_arch, dict) else list(net_arch)
     else:

@@ -209,7 +209,7 @@ def _refuse_empty_layers(network: SparseNetwork, plan: RevivalPlan, settings: Sp
     scope = ""
     if settings.criterion == "magnitude" and settings.criterion_options.get("scope", "global") == "global":
         # PPO/A2C's orthogonal init gives action_net gain 0.01: global magnitude keeps none of it.
-        scope = (", use scope='layerwise' (global magnitude pruning empties a layer initialised with small "
+        scope = (", use scope='layerwise' or 'erk' (global magnitude pruning empties a layer initialised with small "
                  "weights)")
     raise ValueError(
         f"{settings.owner}: {setting}={value!r} (criterion={settings.criterion!r}) leaves the {network.name} network "
