@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sb3_tar import __version__
 from sb3_tar.engine import (
     ALLOCATIONS,
     BUDGETS,
@@ -24,12 +25,12 @@ from sb3_tar.engine import (
     prune_and_revive,
     topology_report,
 )
-from sb3_tar import __version__
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import DEFAULT_KERNEL, KERNELS
-from sb3_tar.experiments.commands import add_experiment_commands
-from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.algorithms import ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, algorithm_name
+from sb3_tar.experiments.commands import add_experiment_commands
 from sb3_tar.experiments.config import RunConfig, run_hyperparams
+from sb3_tar.experiments.files import read_mapping
 from sb3_tar.export.cli import ALGORITHMS as EXPORTED_ALGORITHMS
 from sb3_tar.export.cli import add_export_command
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings
@@ -106,14 +107,14 @@ def train_config(args: argparse.Namespace) -> RunConfig:
         clashing = [f"--{name.replace('_', '-')}" for name in vars(args)
                     if name in args.given and name not in CONFIG_COMPANIONS]
         if clashing:
-            raise ValueError(f"--config {args.config} gives the whole run, so {clashing} would be ignored: leave "
-                             "them out, or set them in the file")
+            raise UserError(f"--config {args.config} gives the whole run, so {clashing} would be ignored: leave "
+                            "them out, or set them in the file")
         return RunConfig.from_dict(read_mapping(args.config, "--config"))
     given = {flag: getattr(args, flag) for flag in SPARSE_FLAGS if getattr(args, flag) is not None}
     options = dict(args.option)
     if args.method == "dense" and (given or options):
         names = [f"--{name.replace('_', '-')}" for name in given] + ["--option"] * bool(options)
-        raise ValueError(f"method='dense' prunes nothing: leave out {names}")
+        raise UserError(f"method='dense' prunes nothing: leave out {names}")
     base = RunConfig(algo=args.algo, env=args.env, method=args.method)
     sparsity = None
     if given or options:
@@ -368,5 +369,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_arguments(argv)
     try:
         args.run(args)
-    except ValueError as error:
+    except UserError as error:  # bad input: one line; anything else is a bug and keeps its traceback
         raise SystemExit(f"sb3-tar {args.command}: {error}") from None

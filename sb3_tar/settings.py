@@ -15,6 +15,7 @@ from typing import Any
 
 from sb3_tar.engine import PruningSettings, available_criteria, criterion_options, get_criterion
 from sb3_tar.engine.criteria import all_criterion_options
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import plain_number
 
 # The two roles a network plays, each with its own sparsity (SB3's actor; every critic or Q-network).
@@ -92,7 +93,7 @@ class SparsitySettings:
         if unknown:
             owner_class, owner_arguments = self.other_arguments or ("", ())
             whose = f"criterion={self.criterion!r}" if known_criterion else "any criterion"
-            raise ValueError(
+            raise UserError(
                 f"{self.owner} got unknown setting(s) {unknown}"
                 f"{_did_you_mean(unknown, [*SETTING_NAMES, *options, *owner_arguments])}: not one of "
                 f"{list(SETTING_NAMES)}, nor an option of {whose} ({options or 'none'})"
@@ -101,19 +102,19 @@ class SparsitySettings:
         get_criterion(self.criterion)
         derived = sorted(set(self.criterion_options) & set(PER_NETWORK_OPTIONS))
         if derived:
-            raise ValueError(
+            raise UserError(
                 f"{self.owner} sets criterion option(s) {derived} itself, for each network it prunes; remove them"
             )
         if self.sparsity is None and self.actor_sparsity is None and self.critic_sparsity is None:
-            raise ValueError(
+            raise UserError(
                 f"{self.owner} needs a sparsity: set sparsity=<fraction of zero weights in [0, 1)>, "
                 "or both actor_sparsity and critic_sparsity (DQN, QR-DQN: critic_sparsity alone)"
             )
         if self.sparsity is None and self.critic_sparsity is None:
-            raise ValueError(f"{self.owner}: actor_sparsity={self.actor_sparsity!r} alone leaves the critic without a "
-                             "sparsity: set sparsity or critic_sparsity too")
+            raise UserError(f"{self.owner}: actor_sparsity={self.actor_sparsity!r} alone leaves the critic without a "
+                            "sparsity: set sparsity or critic_sparsity too")
         if not isinstance(self.allow_empty_layers, bool):
-            raise ValueError(f"allow_empty_layers={self.allow_empty_layers!r} must be True or False")
+            raise UserError(f"allow_empty_layers={self.allow_empty_layers!r} must be True or False")
         # Built once, here: every network of every build then takes its role's settings as they are. A role
         # without a sparsity (the actor, given critic_sparsity alone) is refused when a network asks for it.
         object.__setattr__(self, "_by_role", {role: self._pruning_settings(role) for role in (ACTOR, CRITIC)
@@ -137,8 +138,8 @@ class SparsitySettings:
         :raises ValueError: if no setting gives the role a sparsity (an actor, with critic_sparsity alone).
         """
         if role not in self._by_role:
-            raise ValueError(f"{self.owner} gives the {role} no sparsity (critic_sparsity alone is for models "
-                             "without an actor, DQN and QR-DQN): set sparsity or actor_sparsity too")
+            raise UserError(f"{self.owner} gives the {role} no sparsity (critic_sparsity alone is for models "
+                            "without an actor, DQN and QR-DQN): set sparsity or actor_sparsity too")
         return self._by_role[role]
 
     def _pruning_settings(self, role: str) -> PruningSettings:
@@ -152,7 +153,7 @@ class SparsitySettings:
             if not self._recovery_ratio_given and "recovery_ratio=" in message:
                 message += (f" (recovery_ratio={DEFAULT_RECOVERY_RATIO} is the default, TAR: set recovery_ratio=0 for "
                             "static pruning, a smaller ratio, or budget='extra')")
-            raise ValueError(message) from None
+            raise UserError(message) from None
 
     def as_kwargs(self) -> dict[str, Any]:
         """The settings as keyword arguments (what a user writes in ``policy_kwargs``)."""

@@ -23,6 +23,7 @@ from sb3_tar.engine.dst import (
     dst_update,
     is_dst_update_step,
 )
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.layers import PrunableLayer, prunable_layers
 from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.plan import LayerTopology, RevivalPlan, apply_masks, prune_and_revive
@@ -34,6 +35,7 @@ from sb3_tar.engine.topk import top_k_mask
 
 __all__ = [
     "ALLOCATIONS",
+    "UserError",
     "BUDGETS",
     "DSTLayerUpdate",
     "DSTUpdate",

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
+from sb3_tar.engine.errors import UserError
+
 
 def split_largest_remainder(total: int, weights: Sequence[float], capacities: Sequence[int]) -> list[int]:
     """Split ``total`` units in proportion to ``weights`` so the parts sum to ``total`` exactly.
@@ -19,7 +21,7 @@ def split_largest_remainder(total: int, weights: Sequence[float], capacities: Se
     :param capacities: most units each part can take.
     """
     if total < 0 or total > sum(capacities):
-        raise ValueError(f"total={total} must lie in [0, sum(capacities)={sum(capacities)}]")
+        raise UserError(f"total={total} must lie in [0, sum(capacities)={sum(capacities)}]")
     parts = [0] * len(capacities)
     remaining = total
     open_parts = [i for i, capacity in enumerate(capacities) if capacity > 0]
@@ -58,7 +60,7 @@ def erk_densities(shapes: Sequence[tuple[int, int]], density: float) -> list[flo
     :param density: fraction of all weights kept, in [0, 1].
     """
     if not 0.0 <= density <= 1.0:
-        raise ValueError(f"density must be in [0, 1], got {density}")
+        raise UserError(f"density must be in [0, 1], got {density}")
     sizes = [fan_in * fan_out for fan_in, fan_out in shapes]
     raw = [(fan_in + fan_out) / (fan_in * fan_out) for fan_in, fan_out in shapes]
     dense: set[int] = set()

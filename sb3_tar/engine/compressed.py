@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sb3_tar.engine.errors import UserError
 
 # torch announces once that CSR support is beta; sb3-tar's use of it is tested (tests/test_engine_compressed.py).
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
@@ -84,15 +85,15 @@ class CompressedLinear(nn.Module):
                  indices_of: CompressedLinear | None = None) -> None:
         super().__init__()
         if mask.shape != weight.shape or weight.dim() != 2:
-            raise ValueError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
+            raise UserError(f"mask {tuple(mask.shape)} and weight {tuple(weight.shape)} must be matrices of one shape")
         self.out_features, self.in_features = weight.shape
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias.detach().clone())
         weight = weight.detach()
         kept = int(mask.count_nonzero())
         if indices_of is not None:  # a target network's copy: the same mask, so the same index tensors
             if indices_of.shape != self.shape or indices_of.kept != kept:
-                raise ValueError(f"indices_of: a layer of shape {indices_of.shape} keeping {indices_of.kept} weights "
-                                 f"cannot lend its indices to one of shape {self.shape} keeping {kept}")
+                raise UserError(f"indices_of: a layer of shape {indices_of.shape} keeping {indices_of.kept} weights "
+                                f"cannot lend its indices to one of shape {self.shape} keeping {kept}")
             crow, col = indices_of.crow, indices_of.col
         else:
             crow = torch.zeros(self.out_features + 1, dtype=torch.int32, device=mask.device)
@@ -210,7 +211,7 @@ def compress_linear_layers(network: nn.Module, masks: dict[str, torch.Tensor],
         except AttributeError:
             layer = None
         if not isinstance(layer, nn.Linear):
-            raise ValueError(f"mask {name!r} names no nn.Linear weight of {type(network).__name__}")
+            raise UserError(f"mask {name!r} names no nn.Linear weight of {type(network).__name__}")
         compressed = CompressedLinear(layer.weight, mask.to(layer.weight.device), layer.bias,
                                       (indices_of or {}).get(name))
         parent_name, _, child = module_name.rpartition(".")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.allocation import erk_densities, split_largest_remainder
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.layers import PrunableLayer
 from sb3_tar.engine.topk import top_k_masks
 
@@ -57,7 +58,7 @@ def register_criterion(name: str, check_options: OptionCheck | None = None) -> C
 
     def register(criterion: Criterion) -> Criterion:
         if name in _CRITERIA:
-            raise ValueError(f"criterion {name!r} is already registered")
+            raise UserError(f"criterion {name!r} is already registered")
         _CRITERIA[name] = criterion
         if check_options is not None:
             _OPTION_CHECKS[name] = check_options
@@ -72,7 +73,7 @@ def available_criteria() -> list[str]:
 
 def get_criterion(name: str) -> Criterion:
     if not isinstance(name, str) or name not in _CRITERIA:
-        raise ValueError(f"criterion={name!r} is not a registered criterion; allowed: {available_criteria()}")
+        raise UserError(f"criterion={name!r} is not a registered criterion; allowed: {available_criteria()}")
     return _CRITERIA[name]
 
 
@@ -91,7 +92,7 @@ def check_criterion_options(name: str, options: dict[str, object]) -> None:
     allowed = criterion_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"criterion={name!r} got unknown option(s) {unknown}; its options are {sorted(allowed) or 'none'}"
         )
     if name in _OPTION_CHECKS:
@@ -105,7 +106,7 @@ SCOPES = ("global", "layerwise", "erk")
 
 def check_scope(scope: object) -> None:
     if not isinstance(scope, str) or scope not in SCOPES:
-        raise ValueError(f"scope={scope!r} is not a distribution of kept weights over layers; allowed: {list(SCOPES)}")
+        raise UserError(f"scope={scope!r} is not a distribution of kept weights over layers; allowed: {list(SCOPES)}")
 
 
 def layer_counts(target: PruningTarget, scope: str) -> list[int] | None:

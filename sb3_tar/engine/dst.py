@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.topk import top_k_mask
 
@@ -45,15 +46,15 @@ DST_METHODS = ("set", "rigl")
 
 def _check_fraction(setting: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{setting}={value!r} must be a finite number in [0, 1]")
+        raise UserError(f"{setting}={value!r} must be a finite number in [0, 1]")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{setting}={value!r} must be in [0, 1]")
+        raise UserError(f"{setting}={value!r} must be in [0, 1]")
     return float(value)
 
 
 def _check_step(setting: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{setting}={value!r} must be an integer >= {minimum}")
+        raise UserError(f"{setting}={value!r} must be an integer >= {minimum}")
     return value
 
 
@@ -183,14 +184,14 @@ def _check_tensors(
 ) -> None:
     for name, mask in masks.items():
         if name not in tensors:
-            raise ValueError(f"{setting} has no entry for layer {name!r}; it needs one for every mask: {list(masks)}")
+            raise UserError(f"{setting} has no entry for layer {name!r}; it needs one for every mask: {list(masks)}")
         tensor = tensors[name]
         if tuple(tensor.shape) != tuple(mask.shape):
-            raise ValueError(
+            raise UserError(
                 f"{setting}[{name!r}] has shape {tuple(tensor.shape)}, but the mask has shape {tuple(mask.shape)}"
             )
         if ranked and not torch.isfinite(tensor).all():
-            raise ValueError(f"{setting}[{name!r}] has non-finite values (nan or inf); cannot rank it")
+            raise UserError(f"{setting}[{name!r}] has non-finite values (nan or inf); cannot rank it")
 
 
 def dst_update(
@@ -218,18 +219,18 @@ def dst_update(
         masked positions included (required for RigL, unused by SET); see ``dense_gradients``.
     """
     if method not in DST_METHODS:
-        raise ValueError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
+        raise UserError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
     drop_fraction = _check_fraction("drop_fraction", drop_fraction)
     for name, mask in masks.items():
         if mask.dtype != torch.bool:
-            raise ValueError(f"masks[{name!r}] has dtype {mask.dtype}; masks must be torch.bool")
+            raise UserError(f"masks[{name!r}] has dtype {mask.dtype}; masks must be torch.bool")
     _check_tensors("weights", weights, masks, ranked=False)
     if method == "rigl":
         if dense_gradients is None:
-            raise ValueError("method='rigl' needs dense_gradients (layer name -> dense gradient); got None")
+            raise UserError("method='rigl' needs dense_gradients (layer name -> dense gradient); got None")
         _check_tensors("dense_gradients", dense_gradients, masks, ranked=True)
     if method == "set" and generator is None:
-        raise ValueError("method='set' needs a generator (torch.Generator) for its random regrowth; got None")
+        raise UserError("method='set' needs a generator (torch.Generator) for its random regrowth; got None")
 
     new_masks: dict[str, torch.Tensor] = {}
     kept_masks: dict[str, torch.Tensor] = {}
@@ -247,7 +248,7 @@ def dst_update(
         # Only active weights compete to stay: rank those alone, a fraction of the layer when sparse.
         magnitude = weights[name].detach().to(mask.device).reshape(-1)[active_positions].abs()
         if not torch.isfinite(magnitude).all():
-            raise ValueError(f"weights[{name!r}] has non-finite values (nan or inf) at active positions; cannot rank")
+            raise UserError(f"weights[{name!r}] has non-finite values (nan or inf) at active positions; cannot rank")
         kept = torch.zeros_like(flat_mask)
         kept[active_positions[top_k_mask(magnitude, active - count)]] = True
         if method == "rigl":
@@ -309,11 +310,11 @@ def apply_mask_update(
     if target_weights is not None:
         for name, weight in target_weights.items():
             if name not in update.masks:
-                raise ValueError(
+                raise UserError(
                     f"target_weights has layer {name!r}, which the update does not have: {list(update.masks)}"
                 )
             if tuple(weight.shape) != tuple(update.masks[name].shape):
-                raise ValueError(
+                raise UserError(
                     f"target_weights[{name!r}] has shape {tuple(weight.shape)}, "
                     f"but the mask has shape {tuple(update.masks[name].shape)}"
                 )

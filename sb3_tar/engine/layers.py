@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.compressed import CompressedLinear
+from sb3_tar.engine.errors import UserError
 
 LINEAR_LAYERS = (nn.Linear, CompressedLinear)
 
@@ -52,7 +53,7 @@ def prunable_layers(network: nn.Module) -> list[PrunableLayer]:
         if isinstance(module, LINEAR_LAYERS)
     ]
     if not layers:
-        raise ValueError(
+        raise UserError(
             f"network: a {type(network).__name__} without nn.Linear layers has nothing to prune; "
             "sb3-tar prunes the weight matrices of nn.Linear layers"
         )

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from sb3_tar.engine.errors import UserError
+
 # Per-element optimizer state that torch initialises to zero, so a masked (or newly grown) position
 # is reset to that initial state. Adam/AdamW/NAdam/RAdam: exp_avg, exp_avg_sq (and max_exp_avg_sq
 # with amsgrad); Adamax: exp_inf; SGD and RMSprop: momentum_buffer; RMSprop: square_avg, grad_avg.
@@ -55,15 +57,15 @@ def masked_tensors(
     :raises ValueError: if the lengths or a mask's shape do not match.
     """
     if len(masks) != len(weights) or (targets and len(targets) != len(weights)):
-        raise ValueError(f"masked_tensors needs one mask (and target) per weight: {len(weights)} weights, "
-                         f"{len(masks)} masks, {len(targets)} targets")
+        raise UserError(f"masked_tensors needs one mask (and target) per weight: {len(weights)} weights, "
+                        f"{len(masks)} masks, {len(targets)} targets")
     tensors: list[torch.Tensor] = []
     multipliers: list[torch.Tensor] = []
     converted: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}  # a weight, its moments, its target
     for index, (weight, mask) in enumerate(zip(weights, masks)):
         if tuple(mask.shape) != tuple(weight.shape):
-            raise ValueError(f"mask {index} of shape {tuple(mask.shape)} does not fit weight {index} of shape "
-                             f"{tuple(weight.shape)}")
+            raise UserError(f"mask {index} of shape {tuple(mask.shape)} does not fit weight {index} of shape "
+                            f"{tuple(weight.shape)}")
         copies = [weight, *(moment for optimizer in optimizers for moment in moment_tensors(optimizer, weight))]
         if targets and targets[index] is not None:
             copies.append(targets[index])

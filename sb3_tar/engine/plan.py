@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.criteria import PruningTarget, get_criterion
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.layers import prunable_layers
 from sb3_tar.engine.masking import any_kept, multiply_masks
 from sb3_tar.engine.revival import (
@@ -142,14 +143,14 @@ def layer_producers(names: list[str], producers: Mapping[str, str | None] | None
         return chain_producers(len(names))
     unknown = sorted(set(producers) - set(names))
     if unknown or set(names) - set(producers):
-        raise ValueError(f"producers must name every layer of the network once: got {sorted(producers)}, the layers "
-                         f"are {names}")
+        raise UserError(f"producers must name every layer of the network once: got {sorted(producers)}, the layers "
+                        f"are {names}")
     index = {name: position for position, name in enumerate(names)}
     resolved = []
     for position, name in enumerate(names):
         producer = producers[name]
         if producer is not None and index.get(producer, position) >= position:
-            raise ValueError(f"producers: layer {name!r} reads {producer!r}, which is not an earlier layer of {names}")
+            raise UserError(f"producers: layer {name!r} reads {producer!r}, which is not an earlier layer of {names}")
         resolved.append(None if producer is None else index[producer])
     return resolved
 
@@ -159,7 +160,7 @@ def _check_finite(network: nn.Module, names: list[str]) -> None:
         weight = network.get_submodule(name.removesuffix(".weight")).weight.detach()  # a compressed layer's: a copy
         # A finite sum (one pass, no temporary) rules out nan and inf; only a non-finite one is looked at.
         if not torch.isfinite(weight.sum()) and not torch.isfinite(weight).all():
-            raise ValueError(f"network: weight {name!r} has non-finite values (nan or inf); cannot rank it for pruning")
+            raise UserError(f"network: weight {name!r} has non-finite values (nan or inf); cannot rank it for pruning")
 
 
 def prune_and_revive(

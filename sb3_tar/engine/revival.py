@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from sb3_tar.engine.allocation import split_largest_remainder
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.masking import any_kept
 from sb3_tar.engine.topk import sample_unmasked
 
@@ -21,7 +22,7 @@ def connectivity_floor(in_features: int, out_features: int) -> int:
     ``in * out`` edges the layer has.
     """
     if in_features < 1 or out_features < 1:
-        raise ValueError(f"in_features={in_features} and out_features={out_features} must be >= 1")
+        raise UserError(f"in_features={in_features} and out_features={out_features} must be >= 1")
     nodes = in_features + out_features
     return min(in_features * out_features, math.ceil(nodes * math.log(nodes) / 2))
 
@@ -33,7 +34,7 @@ def coverage_probability(pruned: int, needed: int, revived: int) -> float:
     fast for layers with millions of pruned weights.
     """
     if not 0 <= needed <= pruned or not 0 <= revived <= pruned:
-        raise ValueError(
+        raise UserError(
             f"coverage_probability needs 0 <= needed ({needed}) <= pruned ({pruned}) "
             f"and 0 <= revived ({revived}) <= pruned"
         )

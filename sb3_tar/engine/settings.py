@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from sb3_tar.engine.criteria import check_criterion_options, get_criterion
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.revival import ALLOCATIONS
 
 BUDGETS = ("reserve", "extra")
@@ -24,8 +25,8 @@ def check_kernel(kernel: object, owner: str) -> str:
     :raises ValueError: naming the setting and the allowed values.
     """
     if kernel not in KERNELS:
-        raise ValueError(f"{owner}: kernel={kernel!r} is not a kernel; allowed: {list(KERNELS)} (dense: masked dense "
-                         "layers; sparse: kept weights only; auto: per layer, whichever was measured faster)")
+        raise UserError(f"{owner}: kernel={kernel!r} is not a kernel; allowed: {list(KERNELS)} (dense: masked dense "
+                        "layers; sparse: kept weights only; auto: per layer, whichever was measured faster)")
     return str(kernel)
 
 
@@ -57,7 +58,7 @@ def is_finite_number(value: object) -> bool:
 def check_number(setting: str, value: object) -> float:
     """``value`` as a float; raises unless it is a finite real number (Python or NumPy), not a bool."""
     if not is_finite_number(value):
-        raise ValueError(f"{setting}={plain_number(value)!r} must be a finite number")
+        raise UserError(f"{setting}={plain_number(value)!r} must be a finite number")
     return float(plain_number(value))
 
 
@@ -65,7 +66,7 @@ def check_integer(setting: str, value: object, minimum: int = 1) -> int:
     """``value`` as an int; raises unless it is an integer (Python or NumPy, not a bool) >= ``minimum``."""
     value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{setting}={value!r} must be an integer >= {minimum}")
+        raise UserError(f"{setting}={value!r} must be an integer >= {minimum}")
     return value
 
 
@@ -95,24 +96,24 @@ class PruningSettings:
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         sparsity = check_number("sparsity", self.sparsity)
         if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"sparsity={self.sparsity!r} must be in [0, 1)")
+            raise UserError(f"sparsity={self.sparsity!r} must be in [0, 1)")
         ratio = check_number("recovery_ratio", self.recovery_ratio)
         if ratio < 0.0:
-            raise ValueError(f"recovery_ratio={self.recovery_ratio!r} must be >= 0")
+            raise UserError(f"recovery_ratio={self.recovery_ratio!r} must be >= 0")
         if self.budget not in BUDGETS:
-            raise ValueError(f"budget={self.budget!r} is not a revival budget mode; allowed: {list(BUDGETS)}")
+            raise UserError(f"budget={self.budget!r} is not a revival budget mode; allowed: {list(BUDGETS)}")
         if self.budget == "reserve" and sparsity + ratio >= 1.0:
-            raise ValueError(
+            raise UserError(
                 f"recovery_ratio={self.recovery_ratio!r} is too large for sparsity={self.sparsity!r}: with "
                 "budget='reserve' static pruning runs at sparsity + recovery_ratio, which must stay below 1"
             )
         if self.budget == "extra" and ratio > sparsity:
-            raise ValueError(
+            raise UserError(
                 f"recovery_ratio={self.recovery_ratio!r} is too large for sparsity={self.sparsity!r}: with "
                 "budget='extra' at most the pruned fraction (sparsity) can be revived"
             )
         if self.allocation not in ALLOCATIONS:
-            raise ValueError(f"allocation={self.allocation!r} is not a revival allocation; allowed: {list(ALLOCATIONS)}")
+            raise UserError(f"allocation={self.allocation!r} is not a revival allocation; allowed: {list(ALLOCATIONS)}")
         get_criterion(self.criterion)
         check_criterion_options(self.criterion, self.criterion_options)
 

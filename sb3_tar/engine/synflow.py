@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.criteria import PruningTarget, register_criterion
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.engine.topk import split_flat, top_k_mask
 
@@ -44,7 +45,7 @@ def check_synflow_options(*, iterations: int = 100, input_width: int | None = No
     if input_width is not None:
         check_integer("synflow option input_width", input_width)
     if forward is not None and not callable(forward):
-        raise ValueError(f"synflow option forward={forward!r} must be a function forward(network, ones) or None")
+        raise UserError(f"synflow option forward={forward!r} must be a function forward(network, ones) or None")
 
 
 @register_criterion("synflow", check_synflow_options)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from sb3_tar.engine.errors import UserError
 
 SAMPLED_SELECTION_MIN = 200_000  # below this a plain kthvalue is already fast
 
@@ -174,7 +175,7 @@ def sample_unmasked(mask: torch.Tensor, count: int, generator: torch.Generator) 
     size = mask.numel()
     free = size - int(mask.count_nonzero())
     if count > free:
-        raise ValueError(f"cannot draw {count} positions from {free} unmasked ones")
+        raise UserError(f"cannot draw {count} positions from {free} unmasked ones")
     if free < REJECTION_SAMPLING_MIN or 4 * count > free:
         positions = torch.nonzero(~mask).squeeze(1)
         return positions[sample_without_replacement(len(positions), count, generator)]

@@ -21,6 +21,7 @@ import warnings
 from functools import cache
 from typing import Any
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.experiments.simulators import mujoco_warnings_to
 
 METHODS = ("dense", "static", "tar", "uniform", "set", "rigl")
@@ -77,15 +78,15 @@ def check_env(env: object, algo: str) -> None:
     import gymnasium as gym
 
     if not isinstance(env, str):
-        raise ValueError(f"env={env!r} must be a Gymnasium environment id (a string)")
+        raise UserError(f"env={env!r} must be a Gymnasium environment id (a string)")
     try:
         _spec(env)
     except gym.error.Error as error:
-        raise ValueError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
+        raise UserError(f"env={env!r} is not a registered Gymnasium environment ({error})") from None
     if not trains_on(algo, env):
-        raise ValueError(f"algo={algo!r} trains on {' or '.join(ACTION_SPACES[algo])} actions, but env={env!r} has "
-                         f"action space {_action_space(env)}; algorithms for it: "
-                         f"{[name for name in ALGORITHMS if trains_on(name, env)]}")
+        raise UserError(f"algo={algo!r} trains on {' or '.join(ACTION_SPACES[algo])} actions, but env={env!r} has "
+                        f"action space {_action_space(env)}; algorithms for it: "
+                        f"{[name for name in ALGORITHMS if trains_on(name, env)]}")
 
 
 def _spec(env: str) -> Any:

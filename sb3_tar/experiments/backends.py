@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.checkpoint import CORRUPT, find_checkpoint
 from sb3_tar.experiments.config import RunConfig
@@ -149,7 +150,7 @@ def tidy(results: Path, configs: Sequence[RunConfig]) -> list[str]:
     return messages
 
 
-class SweepConflictError(ValueError):
+class SweepConflictError(UserError):
     """Results or checkpoints in a sweep's folder that belong to other settings of the same run ids."""
 
 
@@ -283,7 +284,7 @@ def run_sweep(
     :raises SweepConflictError: without ``overwrite``, if ``results`` holds runs of these ids with other settings.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not a sweep backend; allowed: {list(BACKENDS)}")
+        raise UserError(f"backend={backend!r} is not a sweep backend; allowed: {list(BACKENDS)}")
     if workers is not None:
         check_integer("workers", workers)
     results = Path(results).resolve()

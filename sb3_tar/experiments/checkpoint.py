@@ -31,6 +31,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.experiments.store import move_aside, shelf
 from sb3_tar.experiments.timing import StepTimeCallback
 
@@ -97,7 +98,7 @@ class Checkpoint:
         normalizer_path = self.path / NORMALIZER
         normalizer = model.get_vec_normalize_env()
         if normalizer_path.exists() != (normalizer is not None):
-            raise ValueError(
+            raise UserError(
                 f"the checkpoint at {self.path} {'holds' if normalizer_path.exists() else 'has no'} {NORMALIZER}, but "
                 f"the run it resumes {'does not normalize' if normalizer is None else 'normalizes'} its environment "
                 "(the 'normalize' hyperparameter); the checkpoint is not this run's"

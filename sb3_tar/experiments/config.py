@@ -17,13 +17,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sb3_tar.engine.criteria import all_criterion_options
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, is_int, plain_number
-from sb3_tar.experiments.algorithms import (ALGORITHMS, DYNAMIC_METHODS, METHODS, ON_POLICY_ALGORITHMS, STATIC_METHODS,
-                                            VALUE_BASED_ALGORITHMS,
-                                            algorithm_name, algorithm_parameters, check_env,
-                                            default_net_arch, dense_policy)
-from sb3_tar.experiments.zoo_entries import (ZOO_KEYS, ZooExpression, file_sparsity, hidden_widths, method_entry,
-                                             tuned_entry, zoo_policy_kwargs)
+from sb3_tar.experiments.algorithms import (
+    ALGORITHMS,
+    DYNAMIC_METHODS,
+    METHODS,
+    ON_POLICY_ALGORITHMS,
+    STATIC_METHODS,
+    VALUE_BASED_ALGORITHMS,
+    algorithm_name,
+    algorithm_parameters,
+    check_env,
+    default_net_arch,
+    dense_policy,
+)
+from sb3_tar.experiments.zoo_entries import (
+    ZOO_KEYS,
+    ZooExpression,
+    file_sparsity,
+    hidden_widths,
+    method_entry,
+    tuned_entry,
+    zoo_policy_kwargs,
+)
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings
 
 # Set by the run configuration itself: a hyperparameter override may not set them.
@@ -39,7 +56,7 @@ DST_OPTIONS = ("update_interval", "drop_fraction", "end_fraction", "total_gradie
 def _check_hyperparam(algo: str, key: str, value: Any) -> None:
     setting = f"hyperparam {key}"
     if isinstance(value, float) and not math.isfinite(value):  # nan or inf: no hyperparameter means either
-        raise ValueError(f"{setting}={value!r} must be a finite number")
+        raise UserError(f"{setting}={value!r} must be a finite number")
     if key in ("batch_size", "buffer_size", "gradient_steps", "n_envs", "policy_delay", "n_steps", "n_epochs",
                "target_update_interval"):
         minimum = {"gradient_steps": -1, "batch_size": 2 if algo in ("ppo", "ppo_lstm") else 1}.get(key, 1)
@@ -50,13 +67,13 @@ def _check_hyperparam(algo: str, key: str, value: Any) -> None:
                  "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "vf_coef"):
         unit = key not in ("target_policy_noise", "target_noise_clip", "noise_std", "vf_coef")
         if not is_finite_number(value) or value < 0 or (unit and value > 1):
-            raise ValueError(f"{setting}={value!r} must be a finite number {'in [0, 1]' if unit else '>= 0'}")
+            raise UserError(f"{setting}={value!r} must be a finite number {'in [0, 1]' if unit else '>= 0'}")
     elif key == "max_grad_norm":
         if not is_finite_number(value) or value <= 0:
-            raise ValueError(f"{setting}={value!r} must be a positive number")
+            raise UserError(f"{setting}={value!r} must be a positive number")
     elif key == "ent_coef" and algo in ON_POLICY_ALGORITHMS:  # SAC's may be 'auto'; SAC checks it itself
         if not is_finite_number(value) or value < 0:
-            raise ValueError(f"{setting}={value!r} must be a finite number >= 0")
+            raise UserError(f"{setting}={value!r} must be a finite number >= 0")
     elif key in ("learning_rate", "clip_range", "clip_range_vf"):
         if key == "clip_range_vf" and value is None:
             return
@@ -66,15 +83,15 @@ def _check_hyperparam(algo: str, key: str, value: Any) -> None:
         else:
             ok = is_finite_number(value) and value > 0
         if not ok:
-            raise ValueError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
+            raise UserError(f"{setting}={value!r} must be a positive number or 'lin_<initial value>'")
     elif key == "train_freq":
         ok = is_int(value) and value >= 1
         ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and is_int(value[0]) and value[0] >= 1
                     and value[1] in ("step", "episode"))
         if not ok:
-            raise ValueError(f"{setting}={value!r} must be an integer >= 1 or [n, 'step' | 'episode']")
+            raise UserError(f"{setting}={value!r} must be an integer >= 1 or [n, 'step' | 'episode']")
     elif key == "noise_type" and value not in ("normal", "ornstein-uhlenbeck"):
-        raise ValueError(f"{setting}={value!r} is not a noise type; allowed: ['normal', 'ornstein-uhlenbeck']")
+        raise UserError(f"{setting}={value!r} is not a noise type; allowed: ['normal', 'ornstein-uhlenbeck']")
 
 
 def _float_or_none(text: str) -> float | None:
@@ -127,9 +144,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
-            raise ValueError(f"algo={self.algo!r} is not supported; allowed: {list(ALGORITHMS)}")
+            raise UserError(f"algo={self.algo!r} is not supported; allowed: {list(ALGORITHMS)}")
         if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
+            raise UserError(f"method={self.method!r} is not a method; allowed: {list(METHODS)}")
         check_env(self.env, self.algo)
         # NumPy integers are kept as the Python ints they hold, so the config writes as JSON.
         for setting, minimum, optional in (("seed", 0, False), ("n_timesteps", 1, True), ("eval_freq", 1, True),
@@ -140,15 +157,15 @@ class RunConfig:
         if self.net_arch is not None:
             if not isinstance(self.net_arch, (list, tuple)) or not self.net_arch or not all(
                     is_int(width) and width >= 1 for width in self.net_arch):
-                raise ValueError(f"net_arch={self.net_arch!r} must be one or more layer widths >= 1")
+                raise UserError(f"net_arch={self.net_arch!r} must be one or more layer widths >= 1")
             object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
         if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
-            raise ValueError(f"device={self.device!r} is not a torch device; allowed: {list(DEVICES)} (or 'cuda:N')")
+            raise UserError(f"device={self.device!r} is not a torch device; allowed: {list(DEVICES)} (or 'cuda:N')")
         check_kernel(self.kernel, "run configuration")
         if self.kernel == "sparse" and self.method not in STATIC_METHODS:
-            raise ValueError(f"kernel='sparse' compresses frozen masks; method={self.method!r} trains "
-                             f"{'dense networks' if self.method == 'dense' else 'masks that change (dynamic sparse training)'}"
-                             f": use kernel='auto' or 'dense'")
+            raise UserError(f"kernel='sparse' compresses frozen masks; method={self.method!r} trains "
+                            f"{'dense networks' if self.method == 'dense' else 'masks that change (dynamic sparse training)'}"
+                            f": use kernel='auto' or 'dense'")
         self._check_sparsity()
         self._check_dst()
         self._check_hyperparams()
@@ -158,49 +175,49 @@ class RunConfig:
         settings = self.sparsity
         if self.method == "dense":
             if settings is not None:
-                raise ValueError("method='dense' trains no sparse network: leave the sparsity settings out")
+                raise UserError("method='dense' trains no sparse network: leave the sparsity settings out")
             return
         if settings is None:
             return
         if not isinstance(settings, SparsitySettings):
-            raise ValueError(f"sparsity must be a SparsitySettings, got {type(settings).__name__}")
+            raise UserError(f"sparsity must be a SparsitySettings, got {type(settings).__name__}")
         if self.method in ("static", *DYNAMIC_METHODS) and not settings.recovery_ratio_given:
             # The policy's default (TAR's 0.01) is not what these methods train: they revive nothing.
             settings = dataclasses.replace(settings, recovery_ratio=0.0)
             object.__setattr__(self, "sparsity", settings)
         if self.method in ("static", *DYNAMIC_METHODS) and settings.recovery_ratio != 0:
-            raise ValueError(f"method={self.method!r} revives nothing, but recovery_ratio={settings.recovery_ratio!r}; "
-                             "use method='tar' (or 'uniform') to revive")
+            raise UserError(f"method={self.method!r} revives nothing, but recovery_ratio={settings.recovery_ratio!r}; "
+                            "use method='tar' (or 'uniform') to revive")
         if self.method in ("tar", "uniform") and settings.recovery_ratio == 0:
-            raise ValueError(f"method={self.method!r} revives weights: recovery_ratio must be > 0 "
-                             "(recovery_ratio=0 is method='static')")
+            raise UserError(f"method={self.method!r} revives weights: recovery_ratio must be > 0 "
+                            "(recovery_ratio=0 is method='static')")
         if self.algo in VALUE_BASED_ALGORITHMS and settings.actor_sparsity is not None:
-            raise ValueError(f"actor_sparsity={settings.actor_sparsity!r} does not apply: algo={self.algo!r} has no "
-                             "actor; its Q-network takes sparsity or critic_sparsity")
+            raise UserError(f"actor_sparsity={settings.actor_sparsity!r} does not apply: algo={self.algo!r} has no "
+                            "actor; its Q-network takes sparsity or critic_sparsity")
         if self.algo not in VALUE_BASED_ALGORITHMS and settings.sparsity is None and settings.actor_sparsity is None:
-            raise ValueError(f"critic_sparsity={settings.critic_sparsity!r} alone leaves the actor of algo={self.algo!r} "
-                             "without a sparsity: set sparsity or actor_sparsity too")
+            raise UserError(f"critic_sparsity={settings.critic_sparsity!r} alone leaves the actor of algo={self.algo!r} "
+                            "without a sparsity: set sparsity or actor_sparsity too")
         expected = {"tar": "topology", "uniform": "uniform"}.get(self.method)
         if expected is not None and settings.allocation != expected:
-            raise ValueError(f"method={self.method!r} uses allocation={expected!r}, not {settings.allocation!r}")
+            raise UserError(f"method={self.method!r} uses allocation={expected!r}, not {settings.allocation!r}")
 
     def _check_dst(self) -> None:
         if not isinstance(self.dst, Mapping):
-            raise ValueError(f"dst={self.dst!r} must be a mapping of DST options; allowed: {list(DST_OPTIONS)}")
+            raise UserError(f"dst={self.dst!r} must be a mapping of DST options; allowed: {list(DST_OPTIONS)}")
         object.__setattr__(self, "dst", {key: plain_number(value) for key, value in self.dst.items()})
         if self.dst and self.method not in DYNAMIC_METHODS:
-            raise ValueError(f"dst options {sorted(self.dst)} apply only to methods {list(DYNAMIC_METHODS)}, "
-                             f"not method={self.method!r}")
+            raise UserError(f"dst options {sorted(self.dst)} apply only to methods {list(DYNAMIC_METHODS)}, "
+                            f"not method={self.method!r}")
         unknown = sorted(set(self.dst) - set(DST_OPTIONS), key=str)
         if unknown:
-            raise ValueError(f"dst has unknown option(s) {unknown}; allowed: {list(DST_OPTIONS)}")
+            raise UserError(f"dst has unknown option(s) {unknown}; allowed: {list(DST_OPTIONS)}")
         if self.dst:  # the callback's own checks, now rather than in every run of a sweep
             from sb3_tar.sb3.dst_callback import DSTCallback
 
             try:
                 DSTCallback(self.method, sparsity=0.5, **self.dst)
             except ValueError as error:
-                raise ValueError(f"dst option {error}") from None
+                raise UserError(f"dst option {error}") from None
 
     def _check_learning_starts(self) -> None:
         """An off-policy run whose budget ends before ``learning_starts`` would report the untrained policy's return."""
@@ -212,39 +229,39 @@ class RunConfig:
         if int(starts) >= self.budget():
             source = "hyperparams" if "learning_starts" in self.hyperparams else (
                 self.tuned()[1] if "learning_starts" in entry else f"{algorithm_name(self.algo)}'s default")
-            raise ValueError(f"learning_starts={starts} (from {source}) >= n_timesteps={self.budget()}: the run would "
-                             f"take no gradient step and report the untrained policy's return; lower it "
-                             f"(sb3-tar train --hyperparam learning_starts=N, N < {self.budget()}) or raise the budget "
-                             f"(--timesteps)")
+            raise UserError(f"learning_starts={starts} (from {source}) >= n_timesteps={self.budget()}: the run would "
+                            f"take no gradient step and report the untrained policy's return; lower it "
+                            f"(sb3-tar train --hyperparam learning_starts=N, N < {self.budget()}) or raise the budget "
+                            f"(--timesteps)")
 
     def _check_hyperparams(self) -> None:
         if not isinstance(self.hyperparams, Mapping):
-            raise ValueError(f"hyperparams={self.hyperparams!r} must be a mapping of hyperparameter overrides "
-                             "(e.g. {batch_size: 64})")
+            raise UserError(f"hyperparams={self.hyperparams!r} must be a mapping of hyperparameter overrides "
+                            "(e.g. {batch_size: 64})")
         object.__setattr__(self, "hyperparams", {key: plain_number(value) for key, value in self.hyperparams.items()})
         allowed = set(algorithm_parameters(self.algo)) | set(ZOO_KEYS)
         for key, value in self.hyperparams.items():
             if key in RESERVED:
-                raise ValueError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")
+                raise UserError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"hyperparam {key!r} is not an argument of {algorithm_name(self.algo)} nor an rl-zoo3 "
-                                 f"key{hint} (allowed: {sorted(allowed)})")
+                raise UserError(f"hyperparam {key!r} is not an argument of {algorithm_name(self.algo)} nor an rl-zoo3 "
+                                f"key{hint} (allowed: {sorted(allowed)})")
             _check_hyperparam(self.algo, key, value)
         if "policy_kwargs" in self.hyperparams:
             given = zoo_policy_kwargs({"policy_kwargs": self.hyperparams["policy_kwargs"]})
             owned = sorted(set(given) & {*SETTING_NAMES, *all_criterion_options(), "net_arch"}, key=str)
             if owned:
-                raise ValueError(f"hyperparam policy_kwargs sets {owned}, which the run sets itself: use the run's own "
-                                 "settings (sb3-tar train --sparsity, --criterion, --recovery-ratio, ..., --net-arch; "
-                                 "a sweep's grid); policy_kwargs may set the policy's other options (activation_fn, "
-                                 "log_std_init, ...)")
+                raise UserError(f"hyperparam policy_kwargs sets {owned}, which the run sets itself: use the run's own "
+                                "settings (sb3-tar train --sparsity, --criterion, --recovery-ratio, ..., --net-arch; "
+                                "a sweep's grid); policy_kwargs may set the policy's other options (activation_fn, "
+                                "log_std_init, ...)")
             activation = given.get("activation_fn")
             if isinstance(activation, str) and not isinstance(activation, ZooExpression):
-                raise ValueError(f"hyperparam policy_kwargs activation_fn={activation!r} is a string; give the torch "
-                                 "class as code, which rl-zoo3 evaluates: policy_kwargs=\"dict(activation_fn=nn.Tanh)\" "
-                                 "(or nn.ReLU, nn.ELU, ...)")
+                raise UserError(f"hyperparam policy_kwargs activation_fn={activation!r} is a string; give the torch "
+                                "class as code, which rl-zoo3 evaluates: policy_kwargs=\"dict(activation_fn=nn.Tanh)\" "
+                                "(or nn.ReLU, nn.ELU, ...)")
 
     # -- resolution against the tuned files -------------------------------------------------------
 
@@ -260,8 +277,8 @@ class RunConfig:
         from_file = file_sparsity(self.tuned()[0])
         needed = {"critic_sparsity"} if self.algo in VALUE_BASED_ALGORITHMS else {"actor_sparsity", "critic_sparsity"}
         if "sparsity" not in from_file and not needed <= set(from_file):
-            raise ValueError(f"method={self.method!r} needs a sparsity, and {self.tuned()[1]} sets none: "
-                             "give one (e.g. --sparsity 0.9)")
+            raise UserError(f"method={self.method!r} needs a sparsity, and {self.tuned()[1]} sets none: "
+                            "give one (e.g. --sparsity 0.9)")
         if self.method == "static" or self.method in DYNAMIC_METHODS:
             from_file["recovery_ratio"] = 0.0
         if self.method in DYNAMIC_METHODS:
@@ -359,18 +376,18 @@ class RunConfig:
         :raises ValueError: for an unknown key or a bad value, naming it.
         """
         if not isinstance(data, Mapping):
-            raise ValueError(f"a run configuration is a mapping of settings (as result.json's 'config'), not "
-                             f"{type(data).__name__} {data!r:.80}")
+            raise UserError(f"a run configuration is a mapping of settings (as result.json's 'config'), not "
+                            f"{type(data).__name__} {data!r:.80}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names, key=str)
         if unknown:
-            raise ValueError(f"run configuration has unknown key(s) {unknown}; allowed: {sorted(names)}")
+            raise UserError(f"run configuration has unknown key(s) {unknown}; allowed: {sorted(names)}")
         data = dict(data)
         if data.get("sparsity") is not None:
             if not isinstance(data["sparsity"], Mapping):
-                raise ValueError(f"run configuration sparsity={data['sparsity']!r} must be a mapping of sparsity "
-                                 f"settings (e.g. {{sparsity: 0.9, recovery_ratio: 0.01}}); allowed names: "
-                                 f"{list(SETTING_NAMES)} and the criterion's options")
+                raise UserError(f"run configuration sparsity={data['sparsity']!r} must be a mapping of sparsity "
+                                f"settings (e.g. {{sparsity: 0.9, recovery_ratio: 0.01}}); allowed names: "
+                                f"{list(SETTING_NAMES)} and the criterion's options")
             data["sparsity"] = SparsitySettings.from_kwargs(dict(data["sparsity"]), owner="run configuration")
         return cls(**data)
 

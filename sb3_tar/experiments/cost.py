@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sb3_tar.engine.errors import UserError
+
 FORWARD = 2
 BACKWARD = 4
 
@@ -40,7 +42,7 @@ def training_step_flops(algo: str, actor_kept: int, q_kept: list[int], batch_siz
     elif algo == "crossq":
         per_sample = (fwd_a + 2 * fwd_q + bwd_q) + (fwd_a + bwd_a + fwd_q + bwd_q)
     else:
-        raise ValueError(f"algo={algo!r} has no FLOP model; allowed: ['crossq', 'ddpg', 'sac', 'td3', 'tqc']")
+        raise UserError(f"algo={algo!r} has no FLOP model; allowed: ['crossq', 'ddpg', 'sac', 'td3', 'tqc']")
     return float(per_sample * batch_size)
 
 
@@ -65,7 +67,7 @@ def cost_summary(algo: str, kept: Mapping[str, int], batch_size: int,
         return {"flops_per_action": float(forward_flops(q_kept)),
                 "flops_per_training_step": float((2 * FORWARD + BACKWARD) * q_kept * batch_size)}
     if "actor" not in kept:
-        raise ValueError(f"algo={algo!r} has no FLOP model for networks {sorted(kept)}")
+        raise UserError(f"algo={algo!r} has no FLOP model for networks {sorted(kept)}")
     q_kept = [count for name, count in sorted(kept.items()) if name.startswith("qf")]
     return {
         "flops_per_action": float(forward_flops(kept["actor"])),

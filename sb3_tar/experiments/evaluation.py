@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.store import read_result
 
@@ -71,11 +72,11 @@ def evaluate_run(folder: str | Path, *, episodes: int = 10, deterministic: bool 
     try:
         result = read_result(folder)
     except ResultError as error:
-        raise ValueError(f"{folder} holds no finished sb3-tar run: {error}") from None
+        raise UserError(f"{folder} holds no finished sb3-tar run: {error}") from None
     config = RunConfig.from_dict(result["config"])
     target = None if video is None else Path(video) / f"{config.run_id}.mp4"
     if target is not None and target.exists():
-        raise ValueError(f"{target} exists; choose another --video folder or move it away")
+        raise UserError(f"{target} exists; choose another --video folder or move it away")
     if video is not None and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # before MuJoCo is first imported by the environment
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic control draws with pygame

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from sb3_tar.engine.errors import UserError
+
 
 def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """The mapping in the YAML or JSON file ``path``; ``what`` says what the file should be, for errors.
@@ -22,15 +24,15 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ValueError(f"{what} {str(path)!r} does not exist") from None
+        raise UserError(f"{what} {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{what} {str(path)!r} cannot be read: {error}") from None
+        raise UserError(f"{what} {str(path)!r} cannot be read: {error}") from None
     is_json = path.suffix.lower() == ".json"
     try:
         data = json.loads(text) if is_json else yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as error:  # json.JSONDecodeError is a ValueError, as are some YAML values
-        raise ValueError(f"{what} {str(path)!r} is not valid {'JSON' if is_json else 'YAML'}: {error}") from None
+        raise UserError(f"{what} {str(path)!r} is not valid {'JSON' if is_json else 'YAML'}: {error}") from None
     if not isinstance(data, dict):
         shown = "empty" if data is None else f"a {type(data).__name__}"
-        raise ValueError(f"{what} {str(path)!r} must hold a mapping of names to values; it is {shown}")
+        raise UserError(f"{what} {str(path)!r} must hold a mapping of names to values; it is {shown}")
     return data

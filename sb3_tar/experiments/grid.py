@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.experiments.algorithms import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, trains_on
 from sb3_tar.experiments.config import RunConfig
@@ -40,7 +41,7 @@ def _run_config(point: dict[str, Any], settings: dict[str, Any]) -> RunConfig | 
     """
     method = point["method"]
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not a method; allowed: {list(METHODS)}")
+        raise UserError(f"method={method!r} is not a method; allowed: {list(METHODS)}")
     width, depth = point["width"], settings.pop("depth", 2)
     if method not in DYNAMIC_METHODS:
         settings.pop("dst", None)  # the sweep's SET/RigL options
@@ -76,13 +77,13 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
     """
     unknown = set(sweep) - set(TOP_LEVEL_KEYS)
     if unknown:
-        raise ValueError(f"sweep has unknown top-level keys {sorted(unknown, key=str)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        raise UserError(f"sweep has unknown top-level keys {sorted(unknown, key=str)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     _check_shapes(sweep)
     grids = _grids(sweep.get("grid", {}))
     settings = dict(sweep.get("settings", {}))
     unknown_settings = set(settings) - set(SETTING_KEYS)
     if unknown_settings:
-        raise ValueError(f"sweep settings has unknown keys {sorted(unknown_settings, key=str)}; allowed: {list(SETTING_KEYS)}")
+        raise UserError(f"sweep settings has unknown keys {sorted(unknown_settings, key=str)}; allowed: {list(SETTING_KEYS)}")
 
     configs: dict[str, RunConfig] = {}
     crossed = [dict(zip(GRID_KEYS, values)) for grid in grids
@@ -103,18 +104,18 @@ def expand_grid(sweep: Mapping[str, Any]) -> list[RunConfig]:
         except (TypeError, ValueError, KeyError) as error:
             shown = ", ".join(f"{key}={point.get(key)!r}" for key in GRID_KEYS)
             reason = f"it names no {error.args[0]}, which this run needs" if isinstance(error, KeyError) else error
-            raise ValueError(f"sweep grid point ({shown}): {reason}") from None
+            raise UserError(f"sweep grid point ({shown}): {reason}") from None
         if config is not None:
             configs.setdefault(config.run_id, config)
     for key in ("algo", "env"):
         for value in dict.fromkeys(point[key] for point in mismatched):
             if not any(getattr(config, key) == value for config in configs.values()):
                 pairs = sorted({(point["algo"], point["env"]) for point in mismatched if point[key] == value})
-                raise ValueError(f"sweep grid: {key}={value!r} has no run: each of its points pairs an algorithm "
-                                 f"with an environment whose actions it does not train on ({pairs})")
+                raise UserError(f"sweep grid: {key}={value!r} has no run: each of its points pairs an algorithm "
+                                f"with an environment whose actions it does not train on ({pairs})")
     if not configs:
-        raise ValueError("sweep has no run to train: a grid list is empty, or every point is meaningless (tar or "
-                         "uniform with recovery_ratio 0 only)")
+        raise UserError("sweep has no run to train: a grid list is empty, or every point is meaningless (tar or "
+                        "uniform with recovery_ratio 0 only)")
     listed_values = {key: list(dict.fromkeys(v for grid in grids for v in _as_list(grid[key]))) for key in GRID_KEYS}
     return sorted(configs.values(), key=_order_key(listed_values, list(sweep.get("order", ["seed"]))))
 
@@ -126,10 +127,10 @@ def _grids(grid: Any) -> list[dict[str, Any]]:
         where = f"sweep grid[{index}]" if isinstance(grid, list) else "sweep grid"
         missing = [key for key in GRID_KEYS if key not in one]
         if missing:
-            raise ValueError(f"{where} is missing {missing}; a grid names every one of {list(GRID_KEYS)}")
+            raise UserError(f"{where} is missing {missing}; a grid names every one of {list(GRID_KEYS)}")
         unknown_grid = set(one) - set(GRID_KEYS)
         if unknown_grid:
-            raise ValueError(f"{where} has unknown keys {sorted(unknown_grid, key=str)}; allowed: {list(GRID_KEYS)}")
+            raise UserError(f"{where} has unknown keys {sorted(unknown_grid, key=str)}; allowed: {list(GRID_KEYS)}")
     return grids
 
 
@@ -137,26 +138,26 @@ def _check_shapes(sweep: Mapping[str, Any]) -> None:
     """Each top-level entry has the shape ``expand_grid`` reads, so a wrong one is named, not a traceback."""
     grid = sweep.get("grid", {})
     if not (isinstance(grid, Mapping) or (isinstance(grid, list) and grid and all(isinstance(g, Mapping) for g in grid))):
-        raise ValueError(f"sweep grid must be a mapping of names to values, or a non-empty list of such mappings, "
-                         f"not {grid!r}")
+        raise UserError(f"sweep grid must be a mapping of names to values, or a non-empty list of such mappings, "
+                        f"not {grid!r}")
     if not isinstance(sweep.get("settings", {}), Mapping):
-        raise ValueError(f"sweep settings must be a mapping of names to values, not {sweep['settings']!r}")
+        raise UserError(f"sweep settings must be a mapping of names to values, not {sweep['settings']!r}")
     for key in ("overrides", "extra", "order"):
         if not isinstance(sweep.get(key, []), list):
-            raise ValueError(f"sweep {key} must be a list, not {sweep[key]!r}")
+            raise UserError(f"sweep {key} must be a list, not {sweep[key]!r}")
     for index, override in enumerate(sweep.get("overrides", [])):
         if (not isinstance(override, Mapping) or set(override) != {"match", "settings"}
                 or not all(isinstance(override[key], Mapping) for key in ("match", "settings"))):
-            raise ValueError(f"sweep overrides[{index}]={override!r} must be {{match: {{grid key: values}}, "
-                             "settings: {setting: value}}")
+            raise UserError(f"sweep overrides[{index}]={override!r} must be {{match: {{grid key: values}}, "
+                            "settings: {setting: value}}")
         for part, allowed in (("match", GRID_KEYS), ("settings", SETTING_KEYS)):
             unknown = sorted(set(override[part]) - set(allowed), key=str)
             if unknown:
-                raise ValueError(f"sweep overrides[{index}] {part} has unknown keys {unknown}; allowed: {list(allowed)}")
+                raise UserError(f"sweep overrides[{index}] {part} has unknown keys {unknown}; allowed: {list(allowed)}")
     for index, point in enumerate(sweep.get("extra", [])):
         if not isinstance(point, Mapping) or not set(point) <= set(GRID_KEYS):
-            raise ValueError(f"sweep extra[{index}]={point!r} must be one run: {{grid key: value}} with keys from "
-                             f"{list(GRID_KEYS)}")
+            raise UserError(f"sweep extra[{index}]={point!r} must be one run: {{grid key: value}} with keys from "
+                            f"{list(GRID_KEYS)}")
 
 
 def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
@@ -168,7 +169,7 @@ def _order_key(grid: Mapping[str, Any], order: list[str]) -> Any:
     """
     unknown = [key for key in order if key not in GRID_KEYS]
     if unknown:
-        raise ValueError(f"sweep order has unknown keys {unknown}; allowed: {list(GRID_KEYS)}")
+        raise UserError(f"sweep order has unknown keys {unknown}; allowed: {list(GRID_KEYS)}")
 
     def rank(config: RunConfig) -> tuple[int, ...]:
         ranks = []

@@ -11,6 +11,8 @@ import errno
 import os
 from pathlib import Path
 
+from sb3_tar.engine.errors import UserError
+
 
 def _name_max(path: Path) -> int:
     """The longest file name the file system under ``path`` takes (255 on Linux file systems)."""
@@ -27,14 +29,14 @@ def _check_names(path: Path, setting: str, reserve: int = 0) -> None:
     limit = _name_max(path) - reserve
     for part in path.parts:
         if len(os.fsencode(part)) > limit:
-            raise ValueError(f"{setting}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes; at most {limit} "
-                             "fit here")
+            raise UserError(f"{setting}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes; at most {limit} "
+                            "fit here")
 
 
 def _check_parents(path: Path, setting: str) -> None:
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
-            raise ValueError(f"{setting} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            raise UserError(f"{setting} {str(path)!r}: {str(parent)!r} is a file, not a folder")
 
 
 def check_output_folder(path: Path, setting: str = "--output") -> None:
@@ -45,8 +47,8 @@ def check_output_folder(path: Path, setting: str = "--output") -> None:
     _check_names(path, setting)
     _check_parents(path, setting)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{setting} {str(path)!r} is a file, not a result folder (--overwrite replaces only a result "
-                         "folder); choose another --output")
+        raise UserError(f"{setting} {str(path)!r} is a file, not a result folder (--overwrite replaces only a result "
+                        "folder); choose another --output")
 
 
 def check_output_file(path: Path, setting: str = "output") -> None:
@@ -57,7 +59,7 @@ def check_output_file(path: Path, setting: str = "output") -> None:
     _check_names(path, setting, reserve=len(".tmp") + 1)  # written as ".<name>.tmp", then renamed
     _check_parents(path, setting)
     if path.is_dir():
-        raise ValueError(f"{setting} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'actor.sb3tar')!r}")
+        raise UserError(f"{setting} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'actor.sb3tar')!r}")
 
 
 def describe_os_error(error: OSError) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.report import plot_topology
 from sb3_tar.engine.settings import is_finite_number
 from sb3_tar.experiments.aggregate import (
@@ -23,8 +24,8 @@ from sb3_tar.experiments.aggregate import (
     rliable_aggregates,
 )
 from sb3_tar.experiments.algorithms import algorithm_name
-from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.figures import curve_label, learning_curves, return_vs_recovery_ratio, return_vs_width
+from sb3_tar.experiments.files import read_mapping
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.store import load_results
 
@@ -236,8 +237,8 @@ def load_random_returns(path: str | Path) -> dict[str, float]:
     tasks = data.get("tasks")
     if not isinstance(tasks, dict) or not all(isinstance(task, dict) and is_finite_number(task.get("mean_return"))
                                               for task in tasks.values()):
-        raise ValueError(f"--random-returns file {str(path)!r} must hold 'tasks': {{env: {{mean_return: number}}}}, "
-                         "as benchmarks/random_policy.py writes it")
+        raise UserError(f"--random-returns file {str(path)!r} must hold 'tasks': {{env: {{mean_return: number}}}}, "
+                        "as benchmarks/random_policy.py writes it")
     return {env: float(task["mean_return"]) for env, task in tasks.items()}
 
 
@@ -248,7 +249,7 @@ def _refuse_mixed_depths(runs: Sequence[Run], results: Path) -> None:
         depths[(run.task, run.spec["width"])].setdefault(run.spec["depth"], run.run_id)
     for ((algo, env), width), examples in sorted(depths.items()):
         if len(examples) > 1:
-            raise ValueError(
+            raise UserError(
                 f"results={str(results)!r} holds {algorithm_name(algo)} {env} runs of width {width} with "
                 f"{len(examples)} depths ({', '.join(f'{depth}: {run_id}' for depth, run_id in sorted(examples.items()))})"
                 "; a report compares runs by width, so report each depth from its own results folder"
@@ -264,7 +265,7 @@ def write_report(results: str | Path, output: str | Path | None = None, random_r
     results = Path(results)
     runs = as_runs(load_results(results))
     if not runs:
-        raise ValueError(f"results={str(results)!r} holds no finished run (no */result.json)")
+        raise UserError(f"results={str(results)!r} holds no finished run (no */result.json)")
     _refuse_mixed_depths(runs, results)
     anchors = dense_random_anchors(runs, load_random_returns(random_returns)) if random_returns else None
     output = Path(output) if output else results / "report"

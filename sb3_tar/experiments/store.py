@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sb3_tar.engine.errors import UserError
+
 RESULT_FILE = "result.json"
 PARTIAL = ".sb3-tar-partial"
 OLD = ".sb3-tar-old"
@@ -45,7 +47,7 @@ RESULT_TYPES: dict[str, str] = {
 }
 
 
-class ResultError(ValueError):
+class ResultError(UserError):
     """A result folder that is not a complete, valid result (named in the message)."""
 
 

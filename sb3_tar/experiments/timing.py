@@ -19,6 +19,8 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from sb3_tar.engine.errors import UserError
+
 
 class StepTimeCallback(BaseCallback):
     """Cumulative wall and CPU time at every ``interval`` environment steps (on-policy: at the rollout
@@ -34,7 +36,7 @@ class StepTimeCallback(BaseCallback):
     def __init__(self, interval: int = 1000, verbose: int = 0) -> None:
         super().__init__(verbose)
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval={interval!r} must be an integer >= 1")
+            raise UserError(f"interval={interval!r} must be an integer >= 1")
         self.interval = interval
         self.timesteps: list[int] = []
         self.wall: list[float] = []
@@ -88,7 +90,7 @@ def median_block_seconds(step_times: dict[str, Any] | None, after: int = 0, cloc
     3.6x), so runs made under different loads compare by CPU time.
     """
     if clock not in ("wall_s", "cpu_s"):
-        raise ValueError(f"clock={clock!r} must be 'wall_s' or 'cpu_s'")
+        raise UserError(f"clock={clock!r} must be 'wall_s' or 'cpu_s'")
     if not step_times or len(step_times["timesteps"]) < 2:
         return None
     stamps = list(zip(step_times["timesteps"], step_times[clock]))

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sb3_tar.engine.criteria import all_criterion_options
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import DEFAULT_KERNEL, is_int
 from sb3_tar.experiments.algorithms import DEFAULT_NET_ARCH, DYNAMIC_METHODS, STATIC_METHODS
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings
@@ -81,7 +82,7 @@ def zoo_policy_kwargs(entry: dict[str, Any]) -> dict[str, Any]:
     if isinstance(tree, ast.Dict) and all(isinstance(key, ast.Constant) for key in tree.keys):
         return {key.value: _zoo_value(value, source) for key, value in zip(tree.keys, tree.values)}
     if not _is_dict_call(tree):
-        raise ValueError(f"policy_kwargs={kwargs!r} must be a mapping or a 'dict(key=value, ...)' string")
+        raise UserError(f"policy_kwargs={kwargs!r} must be a mapping or a 'dict(key=value, ...)' string")
     return {keyword.arg: _zoo_value(keyword.value, source) for keyword in tree.keywords}
 
 
@@ -121,8 +122,8 @@ def hidden_widths(net_arch: Any, source: str) -> list[int]:
     """The hidden widths of a ``net_arch``: a list, or of a ``dict(pi=..., vf=...)`` (or ``qf``) the actor's ``pi``."""
     widths = net_arch.get("pi", next(iter(net_arch.values()), None)) if isinstance(net_arch, dict) else net_arch
     if not isinstance(widths, (list, tuple)) or not widths or not all(is_int(width) for width in widths):
-        raise ValueError(f"net_arch={net_arch!r} in {source} is not a list of layer widths nor "
-                         "dict(pi=[...], vf=[...]); give the widths (--net-arch)")
+        raise UserError(f"net_arch={net_arch!r} in {source} is not a list of layer widths nor "
+                        "dict(pi=[...], vf=[...]); give the widths (--net-arch)")
     return list(widths)
 
 

@@ -8,6 +8,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from sb3_tar.engine.errors import UserError
+
 ALGORITHMS = ("sac", "td3", "ddpg", "tqc", "crossq", "ppo", "a2c", "trpo", "dqn", "qrdqn")
 
 
@@ -42,8 +44,8 @@ def saved_algorithm(path: Path) -> str:
     data = data or {}
     policy_class = data.get("policy_class")
     if isinstance(policy_class, type) and issubclass(policy_class, RecurrentActorCriticPolicy):
-        raise ValueError(f"{path}: a RecurrentPPO model acts through an LSTM whose state carries over from step to "
-                         "step; sb3-tar exports feed-forward actors only")
+        raise UserError(f"{path}: a RecurrentPPO model acts through an LSTM whose state carries over from step to "
+                        "step; sb3-tar exports feed-forward actors only")
     if isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy):
         keys = _saved_keys(path)
         return "ppo" if "clip_range" in keys else "trpo" if "cg_max_steps" in keys else "a2c"
@@ -53,8 +55,8 @@ def saved_algorithm(path: Path) -> str:
             return name
     from sb3_tar.export.extract import EXPORTED
 
-    raise ValueError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is of none of the "
-                     f"algorithms sb3-tar exports the actors of ({EXPORTED}; or pass --algo)")
+    raise UserError(f"{path}: its policy ({getattr(policy_class, '__name__', policy_class)}) is of none of the "
+                    f"algorithms sb3-tar exports the actors of ({EXPORTED}; or pass --algo)")
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
@@ -63,7 +65,7 @@ def load_model(path: str | Path, algo: str | None = None) -> Any:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"model {str(path)!r}: no such file")
+        raise UserError(f"model {str(path)!r}: no such file")
     return algorithm_class(algo or saved_algorithm(path)).load(path, device="cpu")
 
 
@@ -73,17 +75,16 @@ def _normalization_file(model: Path, given: str | None) -> Path | None:
         return None
     path = Path(given) if given else model.parent / "vecnormalize.pkl"
     if given and not path.is_file():
-        raise ValueError(f"--normalization {given!r}: no such file (a VecNormalize.save file, or 'none')")
+        raise UserError(f"--normalization {given!r}: no such file (a VecNormalize.save file, or 'none')")
     return path if path.is_file() else None
 
 
 def export_command(args: argparse.Namespace) -> None:
+    from sb3_tar.experiments.output_paths import check_output_file, describe_os_error
     from sb3_tar.export.extract import export_actor
     from sb3_tar.runtime.actor import load_actor
     from sb3_tar.runtime.encoding import encoded_sizes
     from sb3_tar.runtime.spec import DISCRETE_BOUNDS
-
-    from sb3_tar.experiments.output_paths import check_output_file, describe_os_error
 
     check_output_file(Path(args.output))
     if args.onnx:
@@ -99,7 +100,7 @@ def export_command(args: argparse.Namespace) -> None:
     try:
         path = export_actor(model, args.output, normalizer)
     except OSError as error:
-        raise ValueError(f"{describe_os_error(error)}; nothing was exported") from None
+        raise UserError(f"{describe_os_error(error)}; nothing was exported") from None
     actor = load_actor(path)
     dense_bytes = sum(encoded_sizes(layer.out_features, layer.in_features, layer.kept)["dense"]
                       + 4 * layer.out_features * layer.has_bias for layer in actor.linear_layers())

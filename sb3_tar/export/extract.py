@@ -39,9 +39,10 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.layers import LINEAR_LAYERS
 from sb3_tar.runtime.fileformat import write_actor
-from sb3_tar.runtime.spec import ACTIVATIONS, ActorSpec, Activation, Layer, Linear, Normalization
+from sb3_tar.runtime.spec import ACTIVATIONS, Activation, ActorSpec, Layer, Linear, Normalization
 
 _ACTIVATION_NAMES = {cls: name for name, (cls, _) in ACTIVATIONS.items()}
 _SKIPPED = (nn.Identity, nn.Dropout)  # identity functions at inference
@@ -89,7 +90,7 @@ class _Collector:
         elif _is_batch_renorm(module):
             self.layers.append(_normalization(module, name))
         elif not isinstance(module, _SKIPPED):
-            raise ValueError(
+            raise UserError(
                 f"model: the actor's layer {name} ({type(module).__name__}) cannot be exported; supported: nn.Linear, "
                 f"sb3-contrib's BatchRenorm, nn.Identity/nn.Dropout and the activations {sorted(ACTIVATIONS)}"
             )
@@ -100,7 +101,7 @@ class _Collector:
         mask = torch.ones_like(weight, dtype=torch.bool) if mask is None else mask.detach().cpu().to(torch.bool)
         pruned_nonzero = int(weight[~mask].count_nonzero())
         if pruned_nonzero:
-            raise ValueError(
+            raise UserError(
                 f"model: {pruned_nonzero} weights of {name}.weight are non-zero where its mask prunes them, so its "
                 "weights are not the sparse network the masks describe (was it trained further without its masks?)"
             )
@@ -137,8 +138,8 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
     quantiles; else 1)."""
     if isinstance(policy, ActorCriticPolicy):
         if getattr(policy, "lstm_actor", None) is not None:
-            raise ValueError(f"model: a {type(policy).__name__} acts through an LSTM whose state carries over from "
-                             "step to step; sb3-tar exports feed-forward actors only")
+            raise UserError(f"model: a {type(policy).__name__} acts through an LSTM whose state carries over from "
+                            "step to step; sb3-tar exports feed-forward actors only")
         squashed = _squashed(policy.action_dist)
         action = "argmax(softmax(logits))" if isinstance(policy.action_space, spaces.Discrete) else "mean"
         return (policy.pi_features_extractor, [policy.mlp_extractor.policy_net, policy.action_net], squashed,
@@ -151,8 +152,8 @@ def _actor_path(policy: nn.Module) -> tuple[nn.Module, list[nn.Module], bool, st
         return policy.q_net.features_extractor, [policy.q_net.q_net], False, "argmax(q_values)", 1
     actor = getattr(policy, "actor", None)
     if actor is None or not hasattr(actor, "mu"):
-        raise ValueError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
-                         f"actors of {EXPORTED}")
+        raise UserError(f"model: a {type(policy).__name__} has no deterministic actor to export; sb3-tar exports the "
+                        f"actors of {EXPORTED}")
     if hasattr(actor, "latent_pi"):  # SAC, TQC, CrossQ: the mode of a squashed Gaussian is tanh(mu)
         squashed = _squashed(actor.action_dist)
         return actor.features_extractor, [actor.latent_pi, actor.mu], squashed, "tanh(mu)" if squashed else "mu", 1
@@ -169,11 +170,11 @@ def observation_normalization(normalizer: Any, observation_space: spaces.Box) ->
         return []
     statistics = normalizer.obs_rms
     if not hasattr(statistics, "mean"):
-        raise ValueError("the VecNormalize normalizes dict observations; the exported actor takes Box observations")
+        raise UserError("the VecNormalize normalizes dict observations; the exported actor takes Box observations")
     mean = torch.as_tensor(statistics.mean, dtype=torch.float64).reshape(-1)
     if mean.numel() != math.prod(observation_space.shape):
-        raise ValueError(f"the VecNormalize statistics hold {mean.numel()} features, but the model's observations "
-                         f"have shape {observation_space.shape}: they belong to another environment")
+        raise UserError(f"the VecNormalize statistics hold {mean.numel()} features, but the model's observations "
+                        f"have shape {observation_space.shape}: they belong to another environment")
     std = torch.sqrt(torch.as_tensor(statistics.var, dtype=torch.float64).reshape(-1) + normalizer.epsilon)
     clip = float(normalizer.clip_obs)
     return [Normalization(mean.float(), std.float(), None, None, "observation normalization (VecNormalize)"),
@@ -195,22 +196,22 @@ def actor_spec(model: Any, normalizer: Any = None) -> ActorSpec:
     extractor, modules, squashed, action, groups = _actor_path(policy)
     observation_space, action_space = policy.observation_space, policy.action_space
     if not isinstance(observation_space, spaces.Box):
-        raise ValueError(f"model: observation space {observation_space} is not a Box; the exported actor takes Box "
-                         "observations (dict and discrete observations are not supported)")
+        raise UserError(f"model: observation space {observation_space} is not a Box; the exported actor takes Box "
+                        "observations (dict and discrete observations are not supported)")
     if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
-        raise ValueError(f"model: action space {action_space} is neither a Box nor a Discrete; the exported actor "
-                         "returns a continuous action or one discrete action")
+        raise UserError(f"model: action space {action_space} is neither a Box nor a Discrete; the exported actor "
+                        "returns a continuous action or one discrete action")
     if not isinstance(extractor, (FlattenExtractor, nn.Flatten)):
-        raise ValueError(f"model: the actor's features extractor is a {type(extractor).__name__}; the exported actor "
-                         "supports MlpPolicy's FlattenExtractor only")
+        raise UserError(f"model: the actor's features extractor is a {type(extractor).__name__}; the exported actor "
+                        "supports MlpPolicy's FlattenExtractor only")
 
     collector = _Collector(policy, _kept_masks(model))
     if normalizer is None and hasattr(model, "get_vec_normalize_env"):
         normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
         if policy.normalize_images and is_image_space(observation_space):
-            raise ValueError("model: a VecNormalize in front of image observations is not supported by the exported "
-                             "actor")
+            raise UserError("model: a VecNormalize in front of image observations is not supported by the exported "
+                            "actor")
         collector.layers.extend(observation_normalization(normalizer, observation_space))
     for module in modules:
         collector.add(module)

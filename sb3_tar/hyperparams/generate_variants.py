@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.experiments.zoo_entries import file_sparsity, method_entry
 from sb3_tar.settings import SparsitySettings
 
@@ -40,7 +41,7 @@ METHODS = ("dense", *(f"{c}{suffix}" for c in CRITERIA for suffix in ("", "-tar"
 def variant_entry(entry: dict[str, Any], variant: str, width: int) -> dict[str, Any]:
     """One task's zoo entry for ``variant`` (one of ``METHODS``) at ``width``, from the base file's entry."""
     if variant not in METHODS:
-        raise ValueError(f"variant={variant!r} is not a study variant; allowed: {list(METHODS)}")
+        raise UserError(f"variant={variant!r} is not a study variant; allowed: {list(METHODS)}")
     sparsity = file_sparsity(entry)["sparsity"]
     net_arch = [width] * len(entry["policy_kwargs"]["net_arch"])
     if variant == "dense":

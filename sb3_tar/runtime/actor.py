@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.runtime.fileformat import read_actor
 from sb3_tar.runtime.kernels import KERNELS, MEASURED_RULE, KernelRule
-from sb3_tar.runtime.spec import DISCRETE_BOUNDS, ActorSpec, Activation, Linear, Normalization
+from sb3_tar.runtime.spec import DISCRETE_BOUNDS, Activation, ActorSpec, Linear, Normalization
 
 KERNEL_CHOICES = ("auto", *KERNELS)
 Step = Callable[[torch.Tensor], torch.Tensor]
@@ -134,9 +135,9 @@ class DeployedActor(nn.Module):
                  rule: KernelRule = MEASURED_RULE) -> None:
         super().__init__()
         if kernels not in KERNEL_CHOICES:
-            raise ValueError(f"kernels={kernels!r} must be one of {list(KERNEL_CHOICES)}")
+            raise UserError(f"kernels={kernels!r} must be one of {list(KERNEL_CHOICES)}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None")
+            raise UserError(f"batch_size={batch_size!r} must be a positive integer or None")
         self.kernels, self.rule = kernels, rule
         self.metadata = dict(spec.metadata)
         self.observation_divisor, self.action_bounds = spec.observation_divisor, spec.action_bounds

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from sb3_tar.engine.errors import UserError
+
 ENCODINGS = ("dense", "bitmask", "indices")
 _BITS = torch.arange(8, dtype=torch.uint8)
 
@@ -97,7 +99,7 @@ def decode(encoding: str, arrays: dict[str, tuple[str, torch.Tensor]], out_featu
            in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(weight, mask)`` of a layer from its encoding and arrays (as ``encode`` returns them)."""
     if encoding not in ENCODINGS:
-        raise ValueError(f"weight encoding {encoding!r} is not one of {list(ENCODINGS)}")
+        raise UserError(f"weight encoding {encoding!r} is not one of {list(ENCODINGS)}")
     shape = (out_features, in_features)
     if encoding == "dense":
         weight = arrays["values"][1].reshape(shape).to(torch.float32)
@@ -108,15 +110,15 @@ def decode(encoding: str, arrays: dict[str, tuple[str, torch.Tensor]], out_featu
         counts = from_dtype(*reversed(arrays["row_counts"]))
         columns = from_dtype(*reversed(arrays["columns"]))
         if counts.numel() != out_features or int(counts.sum()) != columns.numel():
-            raise ValueError(f"a {out_features}x{in_features} layer's row counts ({counts.numel()} rows, "
-                             f"{int(counts.sum())} weights) do not match its {columns.numel()} column indices")
+            raise UserError(f"a {out_features}x{in_features} layer's row counts ({counts.numel()} rows, "
+                            f"{int(counts.sum())} weights) do not match its {columns.numel()} column indices")
         rows = torch.repeat_interleave(torch.arange(out_features), counts)
         mask = torch.zeros(shape, dtype=torch.bool)
         mask[rows, columns] = True
     values = arrays["values"][1].to(torch.float32)
     if int(mask.sum()) != values.numel():
-        raise ValueError(f"a {out_features}x{in_features} layer keeps {int(mask.sum())} weights but stores "
-                         f"{values.numel()} values")
+        raise UserError(f"a {out_features}x{in_features} layer keeps {int(mask.sum())} weights but stores "
+                        f"{values.numel()} values")
     weight = torch.zeros(shape, dtype=torch.float32)
     weight[mask] = values
     return weight, mask

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.runtime.encoding import _BYTES, decode, encode
-from sb3_tar.runtime.spec import ACTIVATIONS, DISCRETE_BOUNDS, ActorSpec, Activation, Linear, Normalization
+from sb3_tar.runtime.spec import ACTIVATIONS, DISCRETE_BOUNDS, Activation, ActorSpec, Linear, Normalization
 
 MAGIC = b"SB3TARA\x01"  # with the whole-file CRC-32 trailer
 MAGIC_WITHOUT_TRAILER = b"SB3TARA\x00"  # files written before it
@@ -111,32 +112,32 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], memoryview]:
     data = Path(path).read_bytes()
     corrupt = f"{path}: the file is truncated or corrupt"
     if data[: len(MAGIC)] not in (MAGIC, MAGIC_WITHOUT_TRAILER):
-        raise ValueError(f"{path}: not an sb3-tar actor file (it does not start with {MAGIC!r}); "
-                         "write one with sb3_tar.export.export_actor or `sb3-tar export`")
+        raise UserError(f"{path}: not an sb3-tar actor file (it does not start with {MAGIC!r}); "
+                        "write one with sb3_tar.export.export_actor or `sb3-tar export`")
     if data[: len(MAGIC)] == MAGIC:
         if len(data) < len(MAGIC) + 8 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
-            raise ValueError(f"{corrupt} (its CRC-32 does not match: re-export it)")
+            raise UserError(f"{corrupt} (its CRC-32 does not match: re-export it)")
         data = data[:-4]
     if len(data) < len(MAGIC) + 4:
-        raise ValueError(f"{corrupt} ({len(data)} bytes)")
+        raise UserError(f"{corrupt} ({len(data)} bytes)")
     (length,) = struct.unpack_from("<I", data, len(MAGIC))
     start = len(MAGIC) + 4
     try:
         header = json.loads(data[start: start + length])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError(f"{corrupt} (its header is not JSON)") from None
+        raise UserError(f"{corrupt} (its header is not JSON)") from None
     if not isinstance(header, dict):
-        raise ValueError(f"{path}: the header is not a JSON object; the file is corrupt")
+        raise UserError(f"{path}: the header is not a JSON object; the file is corrupt")
     version = header.get("version")
     if (header.get("format") != FORMAT or isinstance(version, bool) or not isinstance(version, int)
             or not 1 <= version <= VERSION):
-        raise ValueError(f"{path}: format {header.get('format')!r} version {version!r}; this sb3-tar reads "
-                         f"{FORMAT!r} versions 1 to {VERSION} (a newer sb3-tar may read it)")
+        raise UserError(f"{path}: format {header.get('format')!r} version {version!r}; this sb3-tar reads "
+                        f"{FORMAT!r} versions 1 to {VERSION} (a newer sb3-tar may read it)")
     payload = memoryview(data)[start + length:]
     recorded = header.get("payload")
     if (not isinstance(recorded, dict) or len(payload) != recorded.get("nbytes")
             or zlib.crc32(payload) != recorded.get("crc32")):
-        raise ValueError(f"{corrupt} ({len(payload)} payload bytes, or a CRC-32 mismatch)")
+        raise UserError(f"{corrupt} ({len(payload)} payload bytes, or a CRC-32 mismatch)")
     return header, payload
 
 
@@ -167,8 +168,8 @@ def read_actor(path: str | Path) -> ActorSpec:
     except ValueError:
         raise
     except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as error:
-        raise ValueError(f"{path}: the file is corrupt: its header does not describe an actor "
-                         f"({type(error).__name__}: {error})") from None
+        raise UserError(f"{path}: the file is corrupt: its header does not describe an actor "
+                        f"({type(error).__name__}: {error})") from None
 
 
 def _spec_from(path: str | Path, header: dict[str, Any], payload: memoryview) -> ActorSpec:
@@ -180,15 +181,15 @@ def _spec_from(path: str | Path, header: dict[str, Any], payload: memoryview) ->
             layers.append(Linear(weight, mask, _array(payload, entry["bias"]), entry["name"]))
         elif entry["type"] == "activation":
             if entry["name"] not in ACTIVATIONS:
-                raise ValueError(f"{path}: activation {entry['name']!r} is not supported by this sb3-tar; "
-                                 f"supported: {sorted(ACTIVATIONS)}")
+                raise UserError(f"{path}: activation {entry['name']!r} is not supported by this sb3-tar; "
+                                f"supported: {sorted(ACTIVATIONS)}")
             layers.append(Activation(entry["name"], entry["options"]))
         elif entry["type"] == "normalization":
             layers.append(Normalization(*(_array(payload, entry[key]) for key in ("mean", "std", "scale", "shift")),
                                         entry["name"]))
         else:
-            raise ValueError(f"{path}: layer type {entry['type']!r} is not one of ['linear', 'activation', "
-                             "'normalization']")
+            raise UserError(f"{path}: layer type {entry['type']!r} is not one of ['linear', 'activation', "
+                            "'normalization']")
     action = header["action"]
     observation = header["observation"]
     return ActorSpec(tuple(observation["shape"]), observation["divisor"], tuple(layers), tuple(action["shape"]),

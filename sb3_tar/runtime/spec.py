@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sb3_tar.engine.errors import UserError
+
 # Activation name -> (module class, the constructor options recorded in the file).
 ACTIVATIONS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "relu": (nn.ReLU, ()),
@@ -53,19 +55,19 @@ class Linear:
 
     def __post_init__(self) -> None:
         if self.weight.dim() != 2 or self.mask.shape != self.weight.shape:
-            raise ValueError(f"layer {self.name!r}: weight {tuple(self.weight.shape)} and mask "
-                             f"{tuple(self.mask.shape)} must be matrices of one shape")
+            raise UserError(f"layer {self.name!r}: weight {tuple(self.weight.shape)} and mask "
+                            f"{tuple(self.mask.shape)} must be matrices of one shape")
         if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
-            raise ValueError(f"layer {self.name!r}: bias {tuple(self.bias.shape)} must have "
-                             f"{self.weight.shape[0]} entries")
+            raise UserError(f"layer {self.name!r}: bias {tuple(self.bias.shape)} must have "
+                            f"{self.weight.shape[0]} entries")
         for part, tensor in (("weight", self.weight), ("bias", self.bias)):
             if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                raise ValueError(f"layer {self.name!r}: its {part} holds nan or inf (a diverged model?); an actor "
-                                 "whose weights are not finite computes no action")
+                raise UserError(f"layer {self.name!r}: its {part} holds nan or inf (a diverged model?); an actor "
+                                "whose weights are not finite computes no action")
         pruned_nonzero = int(self.weight[~self.mask].count_nonzero())
         if pruned_nonzero:
-            raise ValueError(f"layer {self.name!r}: {pruned_nonzero} weights are non-zero where the mask prunes "
-                             "them; an exported layer keeps exactly its masked weights")
+            raise UserError(f"layer {self.name!r}: {pruned_nonzero} weights are non-zero where the mask prunes "
+                            "them; an exported layer keeps exactly its masked weights")
 
     @property
     def out_features(self) -> int:
@@ -95,11 +97,11 @@ class Activation:
 
     def __post_init__(self) -> None:
         if self.name not in ACTIVATIONS:
-            raise ValueError(f"activation {self.name!r} is not supported; supported: {sorted(ACTIVATIONS)}")
+            raise UserError(f"activation {self.name!r} is not supported; supported: {sorted(ACTIVATIONS)}")
         expected = set(ACTIVATIONS[self.name][1])
         if set(self.options) != expected:
-            raise ValueError(f"activation {self.name!r} takes the options {sorted(expected)}, "
-                             f"got {sorted(self.options)}")
+            raise UserError(f"activation {self.name!r} takes the options {sorted(expected)}, "
+                            f"got {sorted(self.options)}")
 
     def module(self) -> nn.Module:
         """A fresh ``nn.Module`` computing this activation."""
@@ -164,26 +166,26 @@ class ActorSpec:
 
     def __post_init__(self) -> None:
         if self.action_bounds not in ACTION_BOUNDS:
-            raise ValueError(f"action_bounds={self.action_bounds!r} must be one of {list(ACTION_BOUNDS)}")
+            raise UserError(f"action_bounds={self.action_bounds!r} must be one of {list(ACTION_BOUNDS)}")
         for bound in (self.action_low, self.action_high):
             if tuple(bound.shape) != tuple(self.action_shape):
-                raise ValueError(f"action bounds of shape {tuple(bound.shape)} do not match the action shape "
-                                 f"{tuple(self.action_shape)}")
+                raise UserError(f"action bounds of shape {tuple(bound.shape)} do not match the action shape "
+                                f"{tuple(self.action_shape)}")
         if self.action_bounds in DISCRETE_BOUNDS and tuple(self.action_shape) != ():
-            raise ValueError(f"action_bounds={self.action_bounds!r} picks one discrete action: action_shape must be "
-                             f"(), not {tuple(self.action_shape)}")
+            raise UserError(f"action_bounds={self.action_bounds!r} picks one discrete action: action_shape must be "
+                            f"(), not {tuple(self.action_shape)}")
         if self.action_groups != 1 and self.action_bounds != "argmax":
-            raise ValueError(f"action_groups={self.action_groups!r} averages discrete action values: it needs "
-                             "action_bounds='argmax'")
+            raise UserError(f"action_groups={self.action_groups!r} averages discrete action values: it needs "
+                            "action_bounds='argmax'")
         if not isinstance(self.action_groups, int) or self.action_groups < 1:
-            raise ValueError(f"action_groups={self.action_groups!r} must be an integer >= 1")
+            raise UserError(f"action_groups={self.action_groups!r} must be an integer >= 1")
         linear = self.linear_layers()
         if self.action_bounds in DISCRETE_BOUNDS and linear:
             actions = int(self.action_high) + 1
             if linear[-1].out_features != self.action_groups * actions:
-                raise ValueError(f"action_bounds={self.action_bounds!r} over {actions} actions"
-                                 + (f" in {self.action_groups} groups" if self.action_groups > 1 else "")
-                                 + f", but the last layer {linear[-1].name!r} has {linear[-1].out_features} outputs")
+                raise UserError(f"action_bounds={self.action_bounds!r} over {actions} actions"
+                                + (f" in {self.action_groups} groups" if self.action_groups > 1 else "")
+                                + f", but the last layer {linear[-1].name!r} has {linear[-1].out_features} outputs")
 
     def linear_layers(self) -> list[Linear]:
         return [layer for layer in self.layers if isinstance(layer, Linear)]

@@ -33,9 +33,10 @@ from sb3_tar.engine import (
     prunable_layers,
     prune_and_revive,
 )
+from sb3_tar.engine.compressed import CompressedLinear
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.plan import isolated_units, layer_budgets, layer_producers, repairs_connectivity
 from sb3_tar.engine.revival import repair_bounds
-from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks, release_masks
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
 from sb3_tar.sb3.normalisation import guard_constant_units
@@ -44,7 +45,7 @@ from sb3_tar.settings import ACTOR, SparsitySettings
 STATE_ATTRIBUTE = "sb3_tar_state"
 
 
-class MaskMismatchError(ValueError, RuntimeError):
+class MaskMismatchError(UserError, RuntimeError):
     """Weights and masks that do not belong together (a masked weight not 0.0, a wrong kept count, ...).
 
     A ``ValueError`` (the input is wrong) that is also a ``RuntimeError`` only so that SB3's
@@ -172,7 +173,7 @@ def draw_masks(policy: nn.Module, settings: SparsitySettings, seed: int) -> Spar
     """
     networks = find_networks(policy)
     if settings.actor_sparsity is not None and all(network.role != ACTOR for network in networks):
-        raise ValueError(
+        raise UserError(
             f"{settings.owner}: actor_sparsity={settings.actor_sparsity!r} does not apply: {type(policy).__name__} has "
             f"no actor (its {' and '.join(network.name for network in networks)} takes critic_sparsity); "
             "set sparsity or critic_sparsity"
@@ -211,7 +212,7 @@ def _refuse_empty_layers(network: SparseNetwork, plan: RevivalPlan, settings: Sp
         # PPO/A2C's orthogonal init gives action_net gain 0.01: global magnitude keeps none of it.
         scope = (", use scope='layerwise' or 'erk' (global magnitude pruning empties a layer initialised with small "
                  "weights)")
-    raise ValueError(
+    raise UserError(
         f"{settings.owner}: {setting}={value!r} (criterion={settings.criterion!r}) leaves the {network.name} network "
         f"with no kept weight in {layers}{revival}, so the network would be disconnected; lower {setting}, widen "
         f"net_arch, raise recovery_ratio{scope}, or set allow_empty_layers=True to train it as it is"
@@ -237,7 +238,7 @@ def agent_from_state(policy: nn.Module, state: Mapping[str, Any], device: torch.
                 for n in networks for layer in prunable_layers(n.module)}
     stored = {name: tuple(mask.shape) for name, mask in state["masks"].items()}
     if stored != expected:
-        raise ValueError(
+        raise UserError(
             f"the stored masks do not fit this policy: stored {stored}, the policy's weights are {expected}"
         )
     settings = SparsitySettings.from_kwargs(dict(state["settings"]))
@@ -379,7 +380,7 @@ def sparse_agent(model: Any) -> SparseAgent:
     state = getattr(model, STATE_ATTRIBUTE, None)
     if state is not None:
         return agent_from_state(policy, state, policy.device)
-    raise ValueError(
+    raise UserError(
         f"model: this {type(model).__name__} has no sb3-tar masks; train it with policy='TarMlpPolicy' "
         "or with callback=sb3_tar.TARCallback(...)"
     )

@@ -10,6 +10,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.seeding import check_seed
 from sb3_tar.engine.settings import plain_number
 from sb3_tar.sb3.agent import (
@@ -21,9 +22,8 @@ from sb3_tar.sb3.agent import (
 )
 from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
 from sb3_tar.sb3.policies import TarPolicy
-from sb3_tar.settings import SparsitySettings
 from sb3_tar.sb3.stored_masks import DST_STATE_ATTRIBUTE, StoredMasks, attach_stored_masks
-
+from sb3_tar.settings import SparsitySettings
 
 
 class SparsityLogCallback(BaseCallback):
@@ -128,7 +128,7 @@ class TARCallback(SparsityLogCallback):
     def _sparse_agent(self) -> SparseAgent:
         policy = self.model.policy
         if isinstance(policy, TarPolicy):
-            raise ValueError(
+            raise UserError(
                 "TARCallback sparsifies a model with a dense MlpPolicy, but this model's TarMlpPolicy is sparse "
                 "already; use sb3_tar.SparsityLogCallback() to log it"
             )
@@ -140,7 +140,7 @@ class TARCallback(SparsityLogCallback):
         else:
             stored = SparsitySettings.from_kwargs(dict(state["settings"]), owner="TARCallback")
             if stored != self.settings:
-                raise ValueError(
+                raise UserError(
                     f"TARCallback: this model was sparsified with {stored.as_kwargs()}, not with "
                     f"{self.settings.as_kwargs()}; resume it with the settings it was trained with"
                 )

@@ -30,16 +30,23 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 
 from sb3_tar.engine import derive_seed, get_criterion
-from sb3_tar.engine.dst import DST_METHODS, DSTUpdate, apply_mask_update, cosine_drop_fraction, dst_update, is_dst_update_step
+from sb3_tar.engine.dst import (
+    DST_METHODS,
+    DSTUpdate,
+    apply_mask_update,
+    cosine_drop_fraction,
+    dst_update,
+    is_dst_update_step,
+)
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.seeding import check_seed
 from sb3_tar.engine.settings import check_integer
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
 from sb3_tar.sb3.callback import DST_STATE_ATTRIBUTE, SparsityLogCallback, TARCallback
-from sb3_tar.sb3.networks import SparseNetwork
-from sb3_tar.settings import CRITIC
 from sb3_tar.sb3.kernels import is_compressed
-from sb3_tar.sb3.networks import find_networks
+from sb3_tar.sb3.networks import SparseNetwork, find_networks
 from sb3_tar.sb3.policies import TarPolicy
+from sb3_tar.settings import CRITIC
 
 # SET's regrowth draws come from streams apart from the ones the initial masks were drawn from.
 SET_STREAM_OFFSET = 1000
@@ -115,15 +122,15 @@ class DSTCallback(BaseCallback):
     ) -> None:
         super().__init__(verbose)
         if method not in DST_METHODS:
-            raise ValueError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
+            raise UserError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
         get_criterion(initial)
         update_interval = check_integer("update_interval", update_interval)
         if total_gradient_steps is not None:
             total_gradient_steps = check_integer("total_gradient_steps", total_gradient_steps)
         if isinstance(drop_fraction, bool) or not isinstance(drop_fraction, (int, float)) or not 0 <= drop_fraction <= 1:
-            raise ValueError(f"drop_fraction={drop_fraction!r} must be a number in [0, 1]")
+            raise UserError(f"drop_fraction={drop_fraction!r} must be a number in [0, 1]")
         if isinstance(end_fraction, bool) or not isinstance(end_fraction, (int, float)) or not 0 < end_fraction <= 1:
-            raise ValueError(f"end_fraction={end_fraction!r} must be a number in (0, 1]")
+            raise UserError(f"end_fraction={end_fraction!r} must be a number in (0, 1]")
         self.uses_policy_masks = sparsity is None and actor_sparsity is None and critic_sparsity is None
         self.masks_callback: SparsityLogCallback
         if self.uses_policy_masks:  # a TarMlpPolicy's masks: nothing to draw, so no settings to check
@@ -155,17 +162,17 @@ class DSTCallback(BaseCallback):
     def _check_policy(self) -> None:
         """The masks come from the policy or from this callback's settings, never both or neither."""
         if isinstance(self.model.policy, TarPolicy) and not self.uses_policy_masks:
-            raise ValueError(
+            raise UserError(
                 "DSTCallback: this model's TarMlpPolicy already sets the sparsity (policy_kwargs); "
                 "leave sparsity, actor_sparsity and critic_sparsity out of the callback"
             )
         if isinstance(self.model.policy, TarPolicy) and is_compressed(find_networks(self.model.policy)):
-            raise ValueError(
+            raise UserError(
                 f"DSTCallback: {self.method.upper()} moves masks, but this TarMlpPolicy trains compressed layers whose "
                 f"masks are frozen (kernel={self.model.policy.kernel!r}); use policy_kwargs kernel='dense'"
             )
         if not isinstance(self.model.policy, TarPolicy) and self.uses_policy_masks:
-            raise ValueError(
+            raise UserError(
                 "DSTCallback needs sparsity=<fraction in [0, 1)> (or actor_sparsity and critic_sparsity) "
                 "for a model with a plain MlpPolicy"
             )

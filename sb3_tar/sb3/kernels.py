@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from sb3_tar.engine.compressed import CompressedLinear, compress_linear_layers, dense_of, values_of
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.layers import prunable_layers
 from sb3_tar.sb3.networks import SparseNetwork
 
@@ -56,8 +57,8 @@ def layer_kernels(networks: list[SparseNetwork], masks: Mapping[str, torch.Tenso
     :raises ValueError: for ``kernel="sparse"`` on a device other than the CPU.
     """
     if kernel == "sparse" and torch.device(device).type != "cpu":
-        raise ValueError(f"kernel='sparse' runs on the CPU only (torch's CSR kernels with reduce); the policy is on "
-                         f"{device}: use kernel='dense' or 'auto' (dense there)")
+        raise UserError(f"kernel='sparse' runs on the CPU only (torch's CSR kernels with reduce); the policy is on "
+                        f"{device}: use kernel='dense' or 'auto' (dense there)")
     return {network.weight_name(layer.name): choose_kernel(kernel, masks[network.weight_name(layer.name)], device)
             for network in networks for layer in prunable_layers(network.module)}
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.masking import masked_tensors, multiply_masks
 
 
@@ -195,13 +196,13 @@ def enforce_masks(
     :raises ValueError: if a weight is not the optimizer's or has no mask of its shape.
     """
     if not weights:
-        raise ValueError("enforce_masks needs at least one weight to mask")
+        raise UserError("enforce_masks needs at least one weight to mask")
     owned = _owned_parameters(optimizer)
     for name, weight in weights.items():
         if id(weight) not in owned:
-            raise ValueError(f"weight {name!r} is not optimised by this optimizer; its hooks may only mask its own weights")
+            raise UserError(f"weight {name!r} is not optimised by this optimizer; its hooks may only mask its own weights")
         if name not in masks or tuple(masks[name].shape) != tuple(weight.shape):
-            raise ValueError(f"weight {name!r} of shape {tuple(weight.shape)} has no mask of that shape")
+            raise UserError(f"weight {name!r} of shape {tuple(weight.shape)} has no mask of that shape")
     names = list(weights)
     multiply_masks([weights[name] for name in names], [masks[name] for name in names], optimizers=[optimizer],
                    targets=[(targets or {}).get(name) for name in names])

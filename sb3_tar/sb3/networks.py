@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.layers import LINEAR_LAYERS
 from sb3_tar.settings import ACTOR, CRITIC
-
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class SparseNetwork:
     def target_weight_name(self, layer: str) -> str:
         """The policy-qualified name of layer ``layer``'s copy in the target network (``"critic_target.qf0.0.weight"``)."""
         if self.target is None:
-            raise ValueError(f"the {self.name} network has no target network")
+            raise UserError(f"the {self.name} network has no target network")
         return self.target_prefix + layer
 
 
@@ -165,7 +165,7 @@ def find_networks(policy: nn.Module) -> list[SparseNetwork]:
             return [_value_based_network(policy, names, online, target)]
     critic = getattr(policy, "critic", None)
     if not hasattr(policy, "actor") or not hasattr(critic, "q_networks"):
-        raise ValueError(
+        raise UserError(
             f"policy: a {type(policy).__name__} has none of the networks sb3-tar prunes (an actor and critic "
             f"Q-networks, an mlp_extractor with action and value heads, or a Q-network); sb3-tar prunes {SUPPORTED}"
         )

@@ -34,9 +34,17 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import MultiInputPolicy as TD3MultiInputPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.sb3.call_stack import who_builds
-from sb3_tar.sb3.tar_policy import (ALIAS, CNN_ALIAS, CNN_LSTM_ALIAS, LSTM_ALIAS, MULTI_INPUT_ALIAS,
-                                    MULTI_INPUT_LSTM_ALIAS, TarPolicy)
+from sb3_tar.sb3.tar_policy import (
+    ALIAS,
+    CNN_ALIAS,
+    CNN_LSTM_ALIAS,
+    LSTM_ALIAS,
+    MULTI_INPUT_ALIAS,
+    MULTI_INPUT_LSTM_ALIAS,
+    TarPolicy,
+)
 
 
 def _expected_policy(algorithm: BaseAlgorithm, alias: str) -> type[BasePolicy] | None:
@@ -59,7 +67,7 @@ def check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loading
         supported = ", ".join(a.__name__ for a in TAR_POLICY_ALIASES[alias])
         own = aliases_of(algorithm)
         instead = f"; {algo} takes policy={' or '.join(repr(a) for a in own)}" if own else ""
-        raise ValueError(f"{algo} has no {alias}; {alias} is registered for {supported}{instead}")
+        raise UserError(f"{algo} has no {alias}; {alias} is registered for {supported}{instead}")
     if expected is None or issubclass(policy_class, expected):
         return
     algo = type(algorithm).__name__
@@ -67,11 +75,11 @@ def check_algorithm(policy_class: type, algorithm: BaseAlgorithm | None, loading
     of_owner = f" ({' or '.join(owners)}'s {alias})" if owners else ""
     if loading:
         loaders = " or ".join(f"{owner}.load" for owner in owners) or "the algorithm that saved it"
-        raise ValueError(
+        raise UserError(
             f"{algo}.load: the saved model's policy is {policy_class.__name__}{of_owner}, but {algo} needs "
             f"{expected.__name__}: the model was not saved by {algo}; load it with {loaders}"
         )
-    raise ValueError(
+    raise UserError(
         f"{algo} cannot train a {policy_class.__name__}{of_owner}; pass policy={alias!r}, which is "
         f"{expected.__name__} for {algo}"
     )
@@ -193,7 +201,7 @@ class TarCnnPolicy(BasePolicy):
         algorithm, _ = who_builds()
         algo = type(algorithm).__name__ if algorithm is not None else "this algorithm"
         aliases = aliases_of(algorithm)
-        raise ValueError(
+        raise UserError(
             f"{cls.alias} is not supported: sb3-tar prunes MLP networks, not convolutional features extractors. "
             f"{algo} supports policy={' or '.join(repr(a) for a in aliases)}; for image observations train a dense "
             f"{cls.alias.removeprefix('Tar')!r}, or flatten the observations and use {aliases[0]!r}"

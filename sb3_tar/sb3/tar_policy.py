@@ -31,6 +31,7 @@ from stable_baselines3.common.type_aliases import Schedule
 
 from sb3_tar.engine import prunable_layers
 from sb3_tar.engine.compressed import dense_of
+from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import DEFAULT_KERNEL, check_kernel
 from sb3_tar.sb3.agent import (
     MaskMismatchError,
@@ -105,8 +106,8 @@ class TarPolicy:
         if (isinstance(observation_space, spaces.Dict) and "MultiInput" not in dense_class.__name__
                 and "features_extractor_class" not in kwargs):
             # SB3 catches this mistake by the string "MlpPolicy"; the sparse alias must catch it too.
-            raise ValueError(f"You must use `{self.alias.replace('Mlp', 'MultiInput')}` when working with dict "
-                             f"observation space, not {self.alias}")
+            raise UserError(f"You must use `{self.alias.replace('Mlp', 'MultiInput')}` when working with dict "
+                            f"observation space, not {self.alias}")
         dense_arguments = inspect.signature(dense_class.__init__).parameters
         sparsity = {name: kwargs.pop(name) for name in list(kwargs) if name not in dense_arguments}
         self.kernel = check_kernel(sparsity.pop("kernel", DEFAULT_KERNEL), self.alias)
@@ -114,7 +115,7 @@ class TarPolicy:
             sparsity, owner=self.alias, other_arguments=(dense_class.__name__, [n for n in dense_arguments if n != "self"]))
         action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
         if self.needs_box_actions and not isinstance(action_space, spaces.Box):
-            raise ValueError(
+            raise UserError(
                 f"{self.alias} needs a continuous action space (gymnasium.spaces.Box), as {dense_class.__name__} does; "
                 f"got action_space={action_space!r}. For discrete actions use an algorithm that supports them"
             )
@@ -152,7 +153,7 @@ class TarPolicy:
         :raises ValueError: if the policy was built by SB3's ``load`` and its state dict never loaded.
         """
         if self._masks_pending:
-            raise ValueError(
+            raise UserError(
                 f"this {type(self).__name__} was built to be loaded (by SB3's load), but no state dict with its "
                 "masks has been loaded into it yet"
             )

@@ -28,6 +28,7 @@ from rl_zoo3 import hyperparams_opt
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.utils import ALGOS
 
+from sb3_tar.engine.errors import UserError
 from sb3_tar.sb3.policies import TarPolicy
 
 # The sb3-tar settings of the study running in this thread (set per trial, read by the samplers).
@@ -69,10 +70,10 @@ def search_space(settings: Mapping[str, Any]) -> dict[str, list[Any]]:
             continue
         choices = list(value)
         if not choices:
-            raise ValueError(f"-optimize: policy_kwargs {name}=[] has no value to sample; give at least one")
+            raise UserError(f"-optimize: policy_kwargs {name}=[] has no value to sample; give at least one")
         for choice in choices:
             if not isinstance(choice, CHOICE_TYPES) or (isinstance(choice, float) and not math.isfinite(choice)):
-                raise ValueError(
+                raise UserError(
                     f"-optimize: policy_kwargs {name}={value!r}: the choice {choice!r} cannot be sampled; "
                     "choices must be finite numbers, strings, booleans or None"
                 )
