@@ -52,3 +52,22 @@ def test_a_bad_setting_on_the_command_line_is_still_one_line(capsys):
                           "--output", "unused"])
     assert str(stopped.value.code).startswith("sb3-tar train: ") and "sparsity" in str(stopped.value.code)
     assert "\n" not in str(stopped.value.code)
+
+
+def test_a_user_criterions_plain_value_error_becomes_a_user_error():
+    from sb3_tar.engine.criteria import check_criterion_options, register_criterion, select
+
+    def check_noise(*, noise: float = 0.0) -> None:
+        if noise < 0:
+            raise ValueError(f"noise={noise!r} must be >= 0")
+
+    @register_criterion("test_user_error_noise", check_options=check_noise)
+    def noisy(target, *, noise: float = 0.0):
+        return select(target, target.cpu_weights(), "global", absolute=True)
+
+    with pytest.raises(UserError, match=r"noise=-1 must be >= 0"):
+        check_criterion_options("test_user_error_noise", {"noise": -1})
+
+
+def test_a_user_errors_traceback_names_it_by_its_public_name():
+    assert f"{UserError.__module__}.{UserError.__qualname__}" == "sb3_tar.UserError"

@@ -96,7 +96,12 @@ def check_criterion_options(name: str, options: dict[str, object]) -> None:
             f"criterion={name!r} got unknown option(s) {unknown}; its options are {sorted(allowed) or 'none'}"
         )
     if name in _OPTION_CHECKS:
-        _OPTION_CHECKS[name](**options)
+        try:
+            _OPTION_CHECKS[name](**options)
+        except UserError:
+            raise
+        except ValueError as error:  # a user criterion's check judges user input: its refusal is a UserError too
+            raise UserError(str(error)) from error
 
 
 # A criterion is a scorer (which weights rank highest) cut by a distribution (how many each layer keeps),

@@ -9,3 +9,6 @@ class UserError(ValueError):
     A ``ValueError``, so ``except ValueError`` still catches it. ``sb3-tar`` prints it as one line;
     any other exception is a bug and keeps its traceback.
     """
+
+
+UserError.__module__ = "sb3_tar"  # a traceback's last line reads "sb3_tar.UserError: ...", its public name
