@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import inspect
 import json
 import signal
@@ -27,6 +26,7 @@ from sb3_tar.engine import (
 )
 from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.settings import DEFAULT_KERNEL, KERNELS
+from sb3_tar.engine.validation import closest
 from sb3_tar.experiments.algorithms import ALGORITHMS, METHODS, ON_POLICY_ALGORITHMS, algorithm_name
 from sb3_tar.experiments.commands import add_experiment_commands
 from sb3_tar.experiments.config import RunConfig, run_hyperparams
@@ -343,9 +343,8 @@ def _refuse_unknown(parser: argparse.ArgumentParser, command: str, unknown: list
     options = [option for action in command_parser._actions for option in action.option_strings]  # noqa: SLF001
     described = []
     for argument in unknown:
-        close = (difflib.get_close_matches(argument.split("=")[0], options, n=1, cutoff=0.75)
-                 if argument.startswith("-") else [])
-        described.append(f"{argument} (did you mean {close[0]}?)" if close else argument)
+        close = closest(argument.split("=")[0], options, cutoff=0.75) if argument.startswith("-") else None
+        described.append(f"{argument} (did you mean {close}?)" if close else argument)
     command_parser.error(f"unrecognized arguments: {' '.join(described)}")
 
 

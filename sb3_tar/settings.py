@@ -8,7 +8,6 @@ errors. Unknown names are refused first, so a misspelt ``sparsty`` is named as s
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from sb3_tar.engine import PruningSettings, available_criteria, criterion_options, get_criterion
 from sb3_tar.engine.criteria import all_criterion_options
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.settings import plain_number
+from sb3_tar.engine.validation import did_you_mean, plain_number
 
 # The two roles a network plays, each with its own sparsity (SB3's actor; every critic or Q-network).
 ACTOR = "actor"
@@ -28,14 +27,6 @@ SETTING_NAMES = ("sparsity", "actor_sparsity", "critic_sparsity", "criterion", "
 DEFAULT_RECOVERY_RATIO = 0.01
 # Criterion options that differ per network; sb3-tar sets them itself for each network it prunes.
 PER_NETWORK_OPTIONS = ("forward", "input_width")
-
-
-def _did_you_mean(unknown: Sequence[str], known: Sequence[str]) -> str:
-    matches = {name: difflib.get_close_matches(str(name), known, n=1) for name in unknown}
-    hints = [(name, match[0]) for name, match in matches.items() if match]
-    if len(unknown) == 1 and hints:
-        return f" (did you mean {hints[0][1]!r}?)"
-    return f" (did you mean {', '.join(f'{match!r} for {name!r}' for name, match in hints)}?)" if hints else ""
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ class SparsitySettings:
             whose = f"criterion={self.criterion!r}" if known_criterion else "any criterion"
             raise UserError(
                 f"{self.owner} got unknown setting(s) {unknown}"
-                f"{_did_you_mean(unknown, [*SETTING_NAMES, *options, *owner_arguments])}: not one of "
+                f"{did_you_mean(unknown, [*SETTING_NAMES, *options, *owner_arguments])}: not one of "
                 f"{list(SETTING_NAMES)}, nor an option of {whose} ({options or 'none'})"
                 + (f", nor an argument of {owner_class}" if owner_class else "")
             )

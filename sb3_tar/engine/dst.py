@@ -41,22 +41,9 @@ import torch
 from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.masking import multiply_masks
 from sb3_tar.engine.topk import top_k_mask
+from sb3_tar.engine.validation import check_fraction, check_integer
 
 DST_METHODS = ("set", "rigl")
-
-def _check_fraction(setting: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"{setting}={value!r} must be a finite number in [0, 1]")
-    if not 0.0 <= value <= 1.0:
-        raise UserError(f"{setting}={value!r} must be in [0, 1]")
-    return float(value)
-
-
-def _check_step(setting: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{setting}={value!r} must be an integer >= {minimum}")
-    return value
-
 
 def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> float:
     """The fraction of active weights to replace at gradient step ``step``.
@@ -71,9 +58,9 @@ def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> f
     :param end_step: the step from which the mask stops changing (``end_fraction`` times the planned
         gradient steps), ``>= 1``.
     """
-    _check_step("step", step, 0)
-    initial = _check_fraction("initial", initial)
-    _check_step("end_step", end_step, 1)
+    check_integer("step", step, 0)
+    initial = check_fraction("initial", initial)
+    check_integer("end_step", end_step, 1)
     if step >= end_step:
         return 0.0
     return initial / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
@@ -88,9 +75,9 @@ def is_dst_update_step(step: int, *, update_interval: int, end_step: int) -> boo
     initial mask has not been trained yet. At and after ``end_step`` the drop fraction is 0, so
     JaxPruner's inclusive end and this exclusive one update the same masks.
     """
-    _check_step("step", step, 0)
-    _check_step("update_interval", update_interval, 1)
-    _check_step("end_step", end_step, 1)
+    check_integer("step", step, 0)
+    check_integer("update_interval", update_interval, 1)
+    check_integer("end_step", end_step, 1)
     return 0 < step < end_step and step % update_interval == 0
 
 
@@ -220,7 +207,7 @@ def dst_update(
     """
     if method not in DST_METHODS:
         raise UserError(f"method={method!r} is not a dynamic sparse training method; allowed: {list(DST_METHODS)}")
-    drop_fraction = _check_fraction("drop_fraction", drop_fraction)
+    drop_fraction = check_fraction("drop_fraction", drop_fraction)
     for name, mask in masks.items():
         if mask.dtype != torch.bool:
             raise UserError(f"masks[{name!r}] has dtype {mask.dtype}; masks must be torch.bool")

@@ -21,8 +21,9 @@ from sb3_tar.engine.revival import (
     revive_uniformly,
     topology_budgets,
 )
-from sb3_tar.engine.seeding import check_seed, generator_for, seed_from_global_state
+from sb3_tar.engine.seeding import generator_for, seed_from_global_state
 from sb3_tar.engine.settings import PruningSettings
+from sb3_tar.engine.validation import check_seed
 
 CRITERION_STREAM = 0
 REVIVAL_STREAM = 1

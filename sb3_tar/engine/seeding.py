@@ -5,14 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sb3_tar.engine.errors import UserError
-
-
-def check_seed(seed: object) -> None:
-    """Reject anything but a non-negative integer or ``None`` before any work is done."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise UserError(f"seed={seed!r} must be a non-negative integer or None")
-
 
 def derive_seed(seed: int, *stream: int) -> int:
     """A 63-bit seed for the sub-stream ``stream`` of ``seed`` (NumPy's ``SeedSequence`` spawning).

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 
 from sb3_tar.engine.criteria import check_criterion_options, get_criterion
 from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.revival import ALLOCATIONS
+from sb3_tar.engine.validation import check_number, plain_number
 
 BUDGETS = ("reserve", "extra")
 
@@ -28,46 +27,6 @@ def check_kernel(kernel: object, owner: str) -> str:
         raise UserError(f"{owner}: kernel={kernel!r} is not a kernel; allowed: {list(KERNELS)} (dense: masked dense "
                         "layers; sparse: kept weights only; auto: per layer, whichever was measured faster)")
     return str(kernel)
-
-
-def plain_number(value: object) -> object:
-    """``value`` as a Python number if it is a NumPy (or other) real scalar, else unchanged.
-
-    ``np.float32(0.8)`` becomes ``0.800000011920929`` (the float32's exact value), ``np.int64(3)``
-    becomes ``3``; booleans, strings and everything else are returned as they are, for the checks
-    to refuse.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value) in (int, float):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    return float(value)
-
-
-def is_int(value: object) -> bool:
-    """Whether ``value`` is an integer (NumPy's included), and not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_finite_number(value: object) -> bool:
-    """Whether ``value`` is a finite real number (Python or NumPy), not a bool."""
-    value = plain_number(value)
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def check_number(setting: str, value: object) -> float:
-    """``value`` as a float; raises unless it is a finite real number (Python or NumPy), not a bool."""
-    if not is_finite_number(value):
-        raise UserError(f"{setting}={plain_number(value)!r} must be a finite number")
-    return float(plain_number(value))
-
-
-def check_integer(setting: str, value: object, minimum: int = 1) -> int:
-    """``value`` as an int; raises unless it is an integer (Python or NumPy, not a bool) >= ``minimum``."""
-    value = plain_number(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{setting}={value!r} must be an integer >= {minimum}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from torch import nn
 
 from sb3_tar.engine.criteria import PruningTarget, register_criterion
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.settings import check_integer
 from sb3_tar.engine.topk import split_flat, top_k_mask
+from sb3_tar.engine.validation import check_integer
 
 Forward = Callable[[nn.Module, torch.Tensor], object]
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.settings import check_integer
+from sb3_tar.engine.validation import check_integer
 from sb3_tar.experiments.checkpoint import CORRUPT, find_checkpoint
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.output_paths import describe_os_error

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from typing import Any
 
 from sb3_tar.engine.criteria import all_criterion_options
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.settings import DEFAULT_KERNEL, check_integer, check_kernel, is_finite_number, is_int, plain_number
+from sb3_tar.engine.settings import DEFAULT_KERNEL, check_kernel
+from sb3_tar.engine.validation import check_integer, closest, is_finite_number, is_int, plain_number
 from sb3_tar.experiments.algorithms import (
     ALGORITHMS,
     DYNAMIC_METHODS,
@@ -244,8 +244,8 @@ class RunConfig:
             if key in RESERVED:
                 raise UserError(f"hyperparam {key} is set by the run's own setting {RESERVED[key]!r}; use that")
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                close = closest(key, sorted(allowed))
+                hint = f"; did you mean {close!r}?" if close else ""
                 raise UserError(f"hyperparam {key!r} is not an argument of {algorithm_name(self.algo)} nor an rl-zoo3 "
                                 f"key{hint} (allowed: {sorted(allowed)})")
             _check_hyperparam(self.algo, key, value)

@@ -63,7 +63,7 @@ def evaluate_run(folder: str | Path, *, episodes: int = 10, deterministic: bool 
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
-    from sb3_tar.engine.settings import check_integer
+    from sb3_tar.engine.validation import check_integer
     from sb3_tar.experiments.store import ResultError
 
     folder = Path(folder)

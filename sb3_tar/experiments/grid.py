@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.settings import check_integer
+from sb3_tar.engine.validation import check_integer
 from sb3_tar.experiments.algorithms import ALGORITHMS, DYNAMIC_METHODS, METHODS, STATIC_METHODS, trains_on
 from sb3_tar.experiments.config import RunConfig
 from sb3_tar.experiments.files import read_mapping

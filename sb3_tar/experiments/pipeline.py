@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint, set_aside_damaged
 from sb3_tar.experiments.algorithms import STATIC_METHODS
+from sb3_tar.experiments.checkpoint import CHECKPOINT, CheckpointCallback, find_checkpoint, set_aside_damaged
 from sb3_tar.experiments.config import RunConfig, run_hyperparams
 from sb3_tar.experiments.provenance import provenance
 from sb3_tar.experiments.run_result import final_evaluation, run_result

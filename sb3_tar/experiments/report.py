@@ -12,7 +12,7 @@ import numpy as np
 
 from sb3_tar.engine.errors import UserError
 from sb3_tar.engine.report import plot_topology
-from sb3_tar.engine.settings import is_finite_number
+from sb3_tar.engine.validation import is_finite_number
 from sb3_tar.experiments.aggregate import (
     FINAL_EVALUATIONS,
     GainRow,

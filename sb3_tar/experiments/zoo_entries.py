@@ -19,7 +19,8 @@ import yaml
 
 from sb3_tar.engine.criteria import all_criterion_options
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.settings import DEFAULT_KERNEL, is_int
+from sb3_tar.engine.settings import DEFAULT_KERNEL
+from sb3_tar.engine.validation import is_int
 from sb3_tar.experiments.algorithms import DEFAULT_NET_ARCH, DYNAMIC_METHODS, STATIC_METHODS
 from sb3_tar.settings import SETTING_NAMES, SparsitySettings
 

@@ -11,8 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.seeding import check_seed
-from sb3_tar.engine.settings import plain_number
+from sb3_tar.engine.validation import check_seed, plain_number
 from sb3_tar.sb3.agent import (
     STATE_ATTRIBUTE,
     SparseAgent,
@@ -22,7 +21,7 @@ from sb3_tar.sb3.agent import (
 )
 from sb3_tar.sb3.logging import check_masks, record_sparsity, record_topology
 from sb3_tar.sb3.policies import TarPolicy
-from sb3_tar.sb3.stored_masks import DST_STATE_ATTRIBUTE, StoredMasks, attach_stored_masks
+from sb3_tar.sb3.stored_masks import StoredMasks, attach_stored_masks
 from sb3_tar.settings import SparsitySettings
 
 

@@ -39,13 +39,13 @@ from sb3_tar.engine.dst import (
     is_dst_update_step,
 )
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.seeding import check_seed
-from sb3_tar.engine.settings import check_integer
+from sb3_tar.engine.validation import check_integer, check_seed
 from sb3_tar.sb3.agent import STATE_ATTRIBUTE, SparseAgent
-from sb3_tar.sb3.callback import DST_STATE_ATTRIBUTE, SparsityLogCallback, TARCallback
+from sb3_tar.sb3.callback import SparsityLogCallback, TARCallback
 from sb3_tar.sb3.kernels import is_compressed
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
 from sb3_tar.sb3.policies import TarPolicy
+from sb3_tar.sb3.stored_masks import DST_STATE_ATTRIBUTE
 from sb3_tar.settings import CRITIC
 
 # SET's regrowth draws come from streams apart from the ones the initial masks were drawn from.
