@@ -33,7 +33,7 @@ Semantics (RigL, Evci et al. 2020, and JaxPruner), per layer with ``n`` active w
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +44,24 @@ from sb3_tar.engine.topk import top_k_mask
 from sb3_tar.engine.validation import check_fraction, check_integer
 
 DST_METHODS = ("set", "rigl")
+
+GrowScores = Callable[[str, torch.Tensor], torch.Tensor]
+"""``grow_scores(layer name, flat mask) -> one float score per position``: the highest pruned positions grow."""
+
+
+def random_growth(generator: torch.Generator) -> GrowScores:
+    """SET's regrowth: uniform random keys (float64, so ties are practically impossible; top-k breaks any by position)."""
+    def scores(name: str, flat_mask: torch.Tensor) -> torch.Tensor:
+        keys = torch.rand(flat_mask.numel(), generator=generator, dtype=torch.float64, device=generator.device)
+        return keys.to(flat_mask.device)
+    return scores
+
+
+def gradient_growth(dense_gradients: Mapping[str, torch.Tensor]) -> GrowScores:
+    """RigL's regrowth: the magnitude of the loss's gradient with respect to the dense weight."""
+    def scores(name: str, flat_mask: torch.Tensor) -> torch.Tensor:
+        return dense_gradients[name].detach().to(flat_mask.device).reshape(-1).abs()
+    return scores
 
 def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> float:
     """The fraction of active weights to replace at gradient step ``step``.
@@ -212,12 +230,16 @@ def dst_update(
         if mask.dtype != torch.bool:
             raise UserError(f"masks[{name!r}] has dtype {mask.dtype}; masks must be torch.bool")
     _check_tensors("weights", weights, masks, ranked=False)
+    # SET and RigL differ in one thing only: the score that picks the positions to regrow.
     if method == "rigl":
         if dense_gradients is None:
             raise UserError("method='rigl' needs dense_gradients (layer name -> dense gradient); got None")
         _check_tensors("dense_gradients", dense_gradients, masks, ranked=True)
-    if method == "set" and generator is None:
-        raise UserError("method='set' needs a generator (torch.Generator) for its random regrowth; got None")
+        grow_scores = gradient_growth(dense_gradients)
+    else:
+        if generator is None:
+            raise UserError("method='set' needs a generator (torch.Generator) for its random regrowth; got None")
+        grow_scores = random_growth(generator)
 
     new_masks: dict[str, torch.Tensor] = {}
     kept_masks: dict[str, torch.Tensor] = {}
@@ -238,13 +260,7 @@ def dst_update(
             raise UserError(f"weights[{name!r}] has non-finite values (nan or inf) at active positions; cannot rank")
         kept = torch.zeros_like(flat_mask)
         kept[active_positions[top_k_mask(magnitude, active - count)]] = True
-        if method == "rigl":
-            grow_scores = dense_gradients[name].detach().to(mask.device).reshape(-1).abs()
-        else:
-            # Float64 keys make ties practically impossible; top_k_mask breaks any by position.
-            grow_scores = torch.rand(mask.numel(), generator=generator, dtype=torch.float64, device=generator.device)
-            grow_scores = grow_scores.to(mask.device)
-        grown = top_k_mask(grow_scores.masked_fill(kept, -math.inf), count)
+        grown = top_k_mask(grow_scores(name, flat_mask).masked_fill(kept, -math.inf), count)
         new_masks[name] = (kept | grown).reshape(mask.shape)
         kept_masks[name] = kept.reshape(mask.shape)
         reactivated = int(grown[active_positions].count_nonzero())
