@@ -198,17 +198,21 @@ def test_ctrl_c_stops_a_sweep_and_its_runs_within_seconds_and_the_same_command_r
     assert "interrupted; runs in flight kept their last checkpoint" in tail(log)
     for folder in published_runs(results):  # nothing half-published
         read_result(folder)
-    kept = {run_id: find_checkpoint(results / PARTIAL / run_id) for run_id in run_ids}
-    assert all(checkpoint is not None for checkpoint in kept.values())
+    # Each run kept its checkpoint, or (on a starved machine one run can finish before the other reaches 30 %)
+    # was published whole before the signal: nothing is lost either way.
+    finished = {folder.name for folder in published_runs(results)}
+    kept = {run_id: find_checkpoint(results / PARTIAL / run_id) for run_id in run_ids if run_id not in finished}
+    assert kept and all(checkpoint is not None for checkpoint in kept.values()), (finished, kept)
 
     completed = finish(sweep_command("../grid.yml"), cwd)
-    assert "2 to train (2 resume from a checkpoint)" in completed.stdout
+    assert f"{len(kept)} to train ({len(kept)} resume from a checkpoint)" in completed.stdout
     for run_id in run_ids:
         result = read_result(results / run_id)
-        assert result["num_timesteps"] == BUDGET and result["resumed_at"] == [kept[run_id].num_timesteps]
+        assert result["num_timesteps"] == BUDGET
+        assert result["resumed_at"] == ([kept[run_id].num_timesteps] if run_id in kept else [])
         assert result["evaluations"]["timesteps"] == EVALUATIONS
         attempts = (results / ".sb3-tar-logs" / f"{run_id}.log").read_text().count("\n=== ")
-        assert attempts == 2  # the log of each attempt is appended
+        assert attempts == (2 if run_id in kept else 1)  # the log of each attempt is appended
     assert sorted(path.name for path in published_runs(results)) == sorted(run_ids)
 
 

@@ -64,7 +64,7 @@ class _CompressedMatmul(torch.autograd.Function):
         return grad_inputs, grad_values, None
 
 
-GATHER_BLOCK = 1 << 20  # weights gathered at a time when a layer is compressed
+GATHER_BLOCK = 1 << 22  # weights gathered at a time when a layer is compressed
 
 
 class CompressedLinear(nn.Module):
