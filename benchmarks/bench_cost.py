@@ -14,7 +14,6 @@ would do; PyTorch's dense kernels do the dense work, which is why the wall times
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.logger import configure
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.experiments.cost import cost_summary
 from sb3_tar.experiments.inspection import kept_weights
@@ -81,9 +80,6 @@ def main() -> None:
     torch.set_num_threads(1)
     results = {f"{algo}-w{width}": measure(algo, width, args.rounds, args.steps_per_block)
                for algo in ALGOS for width in args.widths}
-    args.output.mkdir(parents=True, exist_ok=True)
-    environment = describe_environment()
-    (args.output / "cost.json").write_text(json.dumps({"environment": environment, "results": results}, indent=2))
     names = {"dense": "dense MlpPolicy", "tar": f"TarMlpPolicy (sparsity {SPARSITY}, rr 0.01)"}
     lines = [
         "# Cost of sparse training: wall time and FLOPs",
@@ -91,8 +87,6 @@ def main() -> None:
         "HalfCheetah-v4-sized SAC and TD3 (17 observations, 6 actions), batch 256, one torch thread, "
         f"{args.rounds} alternating blocks of {args.steps_per_block} gradient steps per model; medians. FLOPs "
         "count kept weights only (see `sb3_tar/experiments/cost.py`).",
-        "",
-        environment_markdown(environment),
         "",
         "| algo | width | method | ms / 1000 gradient steps | time vs dense | MFLOPs / action | GFLOPs / gradient step | FLOPs vs dense |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
@@ -107,7 +101,7 @@ def main() -> None:
     lines += ["", "Dense PyTorch kernels do not skip zeros, so the wall time of a sparse model stays that of the "
               "dense one (plus the mask hooks); the FLOPs column is what sparsity saves on hardware or kernels "
               "that exploit it. SET/RigL add their periodic update on top: `dst_update.md`.", ""]
-    (args.output / "cost.md").write_text("\n".join(lines))
+    write_record(args.output, "cost", {"results": results}, lines)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ RigL's default ``update_interval=1000``, it is the overhead DST adds to training
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 from stable_baselines3 import SAC
 
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar import DSTCallback
 
@@ -73,14 +72,10 @@ def measure(width: int, blocks: int) -> dict[str, object]:
 
 
 def write_results(rows: list[dict[str, object]], output: Path) -> None:
-    environment = describe_environment()
-    (output / "dst_update.json").write_text(json.dumps({"environment": environment, "rows": rows}, indent=2))
     lines = [
         "# One RigL mask update vs one SAC gradient step, as DSTCallback runs them",
         "",
         __doc__.split("\n\n", 2)[2].strip(),
-        "",
-        environment_markdown(environment),
         "",
         "| width | blocks x steps | SAC step (ms) | step + RigL update (ms) | update (ms) | update / step | "
         f"amortised over {DEFAULT_INTERVAL} steps |",
@@ -93,7 +88,7 @@ def write_results(rows: list[dict[str, object]], output: Path) -> None:
         ],
         "",
     ]
-    (output / "dst_update.md").write_text("\n".join(lines))
+    write_record(output, "dst_update", {"rows": rows}, lines)
 
 
 def main() -> None:

@@ -8,14 +8,13 @@ the figure quoted is the median over rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from sb3_tar import prune_and_revive
 from sb3_tar.cli import mlp
 
@@ -54,16 +53,11 @@ def measure(widths: list[int]) -> list[dict[str, object]]:
 
 
 def write_results(rows: list[dict[str, object]], output: Path) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    environment = describe_environment()
-    (output / "engine_speed.json").write_text(json.dumps({"environment": environment, "rows": rows}, indent=2))
     lines = [
         "# One-shot pruning + revival time",
         "",
         "`prune_and_revive(sparsity=0.9, recovery_ratio=0.01)` on a freshly initialised 376-W-W-17 MLP "
         "(a Humanoid-sized actor), SynFlow with its default 100 iterations. Median over alternating rounds.",
-        "",
-        environment_markdown(environment),
         "",
         "| width | criterion | median (ms) | min (ms) | rounds | target (ms) | meets target |",
         "|---:|---|---:|---:|---:|---:|---|",
@@ -74,7 +68,7 @@ def write_results(rows: list[dict[str, object]], output: Path) -> None:
         ],
         "",
     ]
-    (output / "engine_speed.md").write_text("\n".join(lines))
+    write_record(output, "engine_speed", {"rows": rows}, lines)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import random
 import statistics
@@ -43,7 +42,7 @@ import torch
 from stable_baselines3 import SAC
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment, environment_markdown, invoking_command
+from benchmarks.environment import write_record
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.export import export_actor
 from sb3_tar.runtime import DeployedActor, KernelRule, Linear, MEASURED_RULE, read_actor
@@ -369,14 +368,11 @@ def layer_table(actors: list[dict[str, object]]) -> list[str]:
     return lines
 
 
-def write_results(result: dict[str, object], environment: dict[str, object], output: Path) -> None:
-    output.mkdir(parents=True, exist_ok=True)
+def write_results(result: dict[str, object], output: Path) -> None:
     settings = {"algorithm": "SAC", "observations": 17, "actions": 6, "widths": list(WIDTHS),
                 "sparsities": list(SPARSITIES), "torch_threads": 1, **TAR_SETTINGS,
                 "rule_widths": list(RULE_WIDTHS), "rule_densities": list(RULE_DENSITIES),
                 "rule_batches": list(RULE_BATCHES), "margin": MARGIN}
-    (output / "export.json").write_text(json.dumps({"environment": environment, "settings": settings,
-                                                    "result": result}, indent=2))
     sparse_09 = [a for a in result["actors"] if a["sparsity"] == 0.9]
     latencies = [(a, batch, t) for a in result["actors"] for batch, t in a["latency"].items()]
     worst = max(t["ratio"] for _, _, t in latencies)
@@ -393,8 +389,7 @@ def write_results(result: dict[str, object], environment: dict[str, object], out
         f"alternates dense and sparse in the same run ({result['rounds']} rounds, rotating order); figures are "
         "medians and ratios of medians.",
         "",
-        environment_markdown(environment),
-        f"- 1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
+        f"1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
         f"`{result['load_average_1min']['after']:.2f}` (a long benchmark ran beside it at low priority)",
         "",
         "## Size",
@@ -449,7 +444,7 @@ def write_results(result: dict[str, object], environment: dict[str, object], out
         *layer_table(result["actors"]),
         "",
     ]
-    (output / "export.md").write_text("\n".join(lines))
+    write_record(output, "export", {"settings": settings, "result": result}, lines)
 
 
 def main() -> None:
@@ -463,14 +458,13 @@ def main() -> None:
     if args.output is None:
         args.output = Path(tempfile.mkdtemp(prefix="bench-export-quick-")) if args.quick else RESULTS
     torch.set_num_threads(1)
-    environment = {**describe_environment(), "command": invoking_command()}
     result = measure(args.rounds, args.quick)
     measured = {int(batch): {int(size): density for size, density in sizes.items()}
                 for batch, sizes in result["kernel_rule"]["csr_max_density"].items()}
     if measured != {batch: dict(sizes) for batch, sizes in MEASURED_RULE.csr_max_density.items()}:
         print(f"note: the measured kernel rule differs from sb3_tar.runtime.kernels.MEASURED_RULE; on this machine "
               f"it is {measured}", file=sys.stderr)
-    write_results(result, environment, args.output)
+    write_results(result, args.output)
     print(f"results written to {args.output / 'export.md'}")
 
 

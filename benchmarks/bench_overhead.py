@@ -17,10 +17,8 @@ moments after each optimizer step), which is also timed alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
 import sb3_tar  # noqa: F401  (registers "TarMlpPolicy")
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from benchmarks.shapes import HalfCheetahShapes
 from sb3_tar.sb3.masking import enforcement_of
 
@@ -95,12 +93,8 @@ def measure(rounds: int, steps_per_block: int) -> dict[str, object]:
 
 
 def write_results(result: dict[str, object], output: Path) -> None:
-    command = " ".join(["python -m benchmarks.bench_overhead", *sys.argv[1:]])
-    environment = {**describe_environment(), "command": command}
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "overhead.json").write_text(json.dumps({"environment": environment, "settings": {
-        "algorithm": "SAC", "observations": 17, "actions": 6, "net_arch": NET_ARCH, "batch_size": BATCH_SIZE,
-        "torch_threads": 1, **TAR_SETTINGS}, "result": result}, indent=2))
+    settings = {"algorithm": "SAC", "observations": 17, "actions": 6, "net_arch": NET_ARCH, "batch_size": BATCH_SIZE,
+                "torch_threads": 1, **TAR_SETTINGS}
     lines = [
         "# TarMlpPolicy overhead per SAC gradient step",
         "",
@@ -109,8 +103,7 @@ def write_results(result: dict[str, object], output: Path) -> None:
         f"`MlpPolicy`, same seed and replay buffer, {result['rounds']} rounds of {result['steps_per_block']} "
         "gradient steps each, alternating which model goes first.",
         "",
-        environment_markdown(environment),
-        f"- 1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
+        f"1-minute load average before / after: `{result['load_average_1min']['before']:.2f}` / "
         f"`{result['load_average_1min']['after']:.2f}` (other work on the machine slows both models alike)",
         "",
         "| clock | dense MlpPolicy, median ms/step | TarMlpPolicy, median ms/step | ratio of medians | goal <= "
@@ -126,7 +119,7 @@ def write_results(result: dict[str, object], output: Path) -> None:
         "are in `overhead.json`.",
         "",
     ]
-    (output / "overhead.md").write_text("\n".join(lines))
+    write_record(output, "overhead", {"settings": settings, "result": result}, lines)
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ noise hits both alike. The figure is the ratio of the medians (goal <= 1.02). Th
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from stable_baselines3 import PPO
 
 import sb3_tar  # noqa: F401  (registers TarMlpPolicy)
 from sb3_tar.sb3.masking import enforcement_of
-from benchmarks.environment import describe_environment, environment_markdown
+from benchmarks.environment import write_record
 from benchmarks.shapes import HalfCheetahShapes
 
 SPARSE = {"sparsity": 0.8, "criterion": "magnitude", "recovery_ratio": 0.01}
@@ -73,17 +72,13 @@ def main() -> None:
     steps_per_update = models["sparse"].n_epochs * -(-models["sparse"].n_steps // models["sparse"].batch_size)
     hook = statistics.median(hook_us)
     hook_share = hook * 1e-3 * steps_per_update / medians["dense"]["cpu"]
-    environment = describe_environment()
-    result = {"environment": environment, "width": args.width, "rounds": args.rounds, "medians_ms": medians,
+    result = {"width": args.width, "rounds": args.rounds, "medians_ms": medians,
               "ratio_sparse_over_dense": ratio, "hook_us_per_step": hook, "hook_share_of_dense_update": hook_share,
               "times_ms": times, "hook_us": hook_us}
-    (args.output / "overhead_ppo.json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Mask hook overhead in PPO: TarMlpPolicy vs dense MlpPolicy",
         "",
         __doc__.split("\n\n", 2)[2].strip(),
-        "",
-        environment_markdown(environment),
         "",
         "| width | rounds | dense update (ms, median) | sparse update (ms, median) | ratio wall | ratio CPU "
         "| mask hook per step (µs) | hook share of a dense update |",
@@ -92,7 +87,7 @@ def main() -> None:
         f"{ratio['wall']:.3f} | {ratio['cpu']:.3f} | {hook:.1f} | {hook_share:.2%} |",
         "",
     ]
-    (args.output / "overhead_ppo.md").write_text("\n".join(lines))
+    write_record(args.output, "overhead_ppo", result, lines)
     print(lines[-2])
 
 
