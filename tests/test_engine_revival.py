@@ -157,6 +157,24 @@ def test_ranking_magnitudes_chunk_by_chunk_equals_ranking_a_copy_of_them(ties, c
 
 
 @pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("miss", ["above", "below"])
+def test_a_bracket_that_misses_the_threshold_still_selects_exactly(ties, miss, monkeypatch):
+    """An unlucky sample (a bracket wholly above or below the k-th largest) falls back to the exact threshold."""
+    import sb3_tar.engine.topk as topk
+
+    generator = torch.Generator().manual_seed(5)
+    pieces = [torch.randn(400, 300, generator=generator), torch.randn(300, 500, generator=generator)]
+    if ties:
+        pieces = [(piece * 4).round() for piece in pieces]
+    flat = torch.cat([piece.abs().flatten() for piece in pieces])
+    wrong = flat.max() if miss == "above" else flat.min()
+    monkeypatch.setattr(topk, "_bracket", lambda scores, k, n: (wrong, wrong))
+    for k in (1000, flat.numel() // 3):
+        masks = top_k_masks(pieces, k, absolute=True)
+        assert torch.equal(torch.cat([mask.flatten() for mask in masks]), top_k_mask(flat, k)), k
+
+
+@pytest.mark.parametrize("ties", [False, True])
 def test_the_sampled_selection_equals_kthvalue_on_either_side_of_the_median(ties):
     """kth_largest brackets the answer by a sample and selects among the values on the answer's side."""
     from sb3_tar.engine.topk import kth_largest

@@ -40,10 +40,11 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 def top_k_masks(pieces: Sequence[torch.Tensor], k: int, *, absolute: bool = False) -> list[torch.Tensor]:
     """``top_k_mask`` of the pieces' concatenation, piece by piece, without building the concatenation.
 
-    For a network of large layers, copies cost as much as the selection: the threshold is found as
-    ``kth_largest`` finds it (a strided sample brackets it, the exact selection runs inside the
-    bracket), then each piece keeps what exceeds it and the earliest ties in concatenation order.
-    Every pass scores a chunk at a time into one small buffer, so no layer-sized temporary is made.
+    For a network of large layers, copies cost as much as the selection: a strided sample brackets
+    the threshold, one pass marks every score above the bracket and keeps those inside it with their
+    positions, and the exact selection among those few decides the rest (the earliest ties in
+    concatenation order win). The pass scores a chunk at a time into one reused buffer, so no
+    layer-sized temporary is made.
     Equal to ``top_k_mask(torch.cat(pieces), k)`` split back into pieces.
 
     :param absolute: rank ``|piece|`` (magnitude pruning) without making a copy of it.
@@ -54,9 +55,30 @@ def top_k_masks(pieces: Sequence[torch.Tensor], k: int, *, absolute: bool = Fals
         flat = torch.cat(flats)
         return split_flat(top_k_mask(flat.abs() if absolute else flat, k), [piece.shape for piece in pieces])
     scores = _ChunkedScores(flats, absolute)
-    threshold = _kth_largest_of_pieces(scores, k, n)
-    # At or above the threshold: exactly k in the usual case (one value at the threshold), so no pass for ties.
+    lower, upper = _bracket(scores, k, n)
+    # One pass: what is above the bracket is kept (written straight into the masks), what is inside it is
+    # kept aside with its position, in concatenation order.
     at_least = [torch.empty(flat.numel(), dtype=torch.bool, device=flat.device) for flat in flats]
+    above_upper, inside_values, inside_places = 0, [], []
+    for index, start, chunk in scores:
+        above = torch.gt(chunk, upper, out=at_least[index][start:start + chunk.numel()])
+        above_upper += int(above.count_nonzero())
+        positions = torch.nonzero((chunk >= lower).logical_and_(chunk <= upper)).squeeze(1)
+        inside_values.append(chunk.index_select(0, positions))
+        inside_places.append((index, positions.add_(start)))
+    inside = torch.cat(inside_values)
+    if above_upper < k <= above_upper + inside.numel():
+        threshold = torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
+        keep = inside > threshold
+        ties = torch.nonzero(inside == threshold).squeeze(1)
+        keep[ties[:k - above_upper - int(keep.count_nonzero())]] = True  # the earliest ties win
+        offset = 0
+        for index, positions in inside_places:
+            at_least[index][positions[keep[offset:offset + positions.numel()]]] = True
+            offset += positions.numel()
+        return [mask.reshape(piece.shape) for mask, piece in zip(at_least, pieces)]
+    # The bracket missed (the sample was unlucky): the threshold from all values, then the masks anew.
+    threshold = torch.kthvalue(scores.concatenated(), n - k + 1).values
     for index, start, chunk in scores:
         torch.ge(chunk, threshold, out=at_least[index][start:start + chunk.numel()])
     extra = sum(int(mask.count_nonzero()) for mask in at_least) - k
@@ -107,6 +129,17 @@ class _ChunkedScores:
         return flat.abs() if self.absolute else flat
 
 
+def _bracket(scores: _ChunkedScores, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lower, upper)`` that hold the ``k``-th largest score with near certainty, from a strided sample."""
+    stride = max(1, n // 20_000)
+    sample = scores.sample(stride)
+    m = sample.numel()
+    position = k * m / n  # rank of the answer inside the sample, counted from the top
+    margin = 4.0 * (position * max(0.0, 1.0 - position / m)) ** 0.5 + 8.0 + len(scores.flats)
+    ordered = torch.sort(sample, descending=True).values
+    return ordered[min(m - 1, int(position + margin))], ordered[max(0, int(position - margin))]
+
+
 def _kth_largest_of_pieces(scores: _ChunkedScores, k: int, n: int) -> torch.Tensor:
     """The ``k``-th largest of the scores (``n`` values in all), exactly.
 
@@ -115,14 +148,7 @@ def _kth_largest_of_pieces(scores: _ChunkedScores, k: int, n: int) -> torch.Tens
     few: instead of a full ``kthvalue``, whose copy and select dominate SynFlow's rounds. A bracket that misses falls back
     to ``kthvalue``, so the result never depends on the sample.
     """
-    stride = max(1, n // 20_000)
-    sample = scores.sample(stride)
-    m = sample.numel()
-    position = k * m / n  # rank of the answer inside the sample, counted from the top
-    margin = 4.0 * (position * max(0.0, 1.0 - position / m)) ** 0.5 + 8.0 + len(scores.flats)
-    ordered = torch.sort(sample, descending=True).values
-    upper = ordered[max(0, int(position - margin))]
-    lower = ordered[min(m - 1, int(position + margin))]
+    lower, upper = _bracket(scores, k, n)
     inside_parts, above_upper = [], 0
     for _, _, chunk in scores:  # keep the values inside the bracket, count those above it
         above = chunk > upper
