@@ -151,6 +151,17 @@ def test_random_keeps_each_layer_within_one_weight_of_its_target(actor):
     assert all(abs(layer.kept_before - 0.2 * layer.size) <= 1 for layer in plan.layers)
 
 
+def test_plan_masks_takes_the_settings_object_as_prune_and_revive_builds_it(actor):
+    """The policies hand their PruningSettings to the engine as they are: the same masks as the keyword form."""
+    from sb3_tar.engine.plan import plan_masks
+    from sb3_tar.engine.settings import PruningSettings
+
+    settings = PruningSettings(0.9, "magnitude", 0.02, "topology", "reserve", {"scope": "erk"})
+    plan = plan_masks(actor, settings, seed=4)
+    same = prune_and_revive(actor, sparsity=0.9, criterion="magnitude", recovery_ratio=0.02, scope="erk", seed=4)
+    assert plan.settings == settings and all(torch.equal(plan.masks[name], same.masks[name]) for name in same.masks)
+
+
 def test_erk_is_random_selection_cut_by_erk_densities(actor):
     """criterion='erk' keeps its meaning: the random scorer with scope='erk' draws the very same masks."""
     erk = prune_and_revive(actor, sparsity=0.9, criterion="erk", recovery_ratio=0.02, seed=3)

@@ -193,6 +193,13 @@ def prune_and_revive(
     :param criterion_options: options of the criterion, e.g. ``scope="layerwise"``, ``iterations=100``.
     """
     settings = PruningSettings(sparsity, criterion, recovery_ratio, allocation, budget, dict(criterion_options))
+    return plan_masks(network, settings, seed=seed, producers=producers)
+
+
+def plan_masks(network: nn.Module, settings: PruningSettings, *, seed: int | None = None,
+               producers: Mapping[str, str | None] | None = None) -> RevivalPlan:
+    """``prune_and_revive`` with its settings already made (and checked): a policy's per-network ``PruningSettings``."""
+    criterion, criterion_options = settings.criterion, settings.criterion_options
     check_seed(seed)
     layers = prunable_layers(network)
     reads = layer_producers([layer.name for layer in layers], producers)

@@ -1,7 +1,7 @@
 """A sparse agent: its networks, their masks, and how the masks were drawn.
 
-Masks are drawn once per network with the engine (``prune_and_revive``), each network from its own
-random stream ``derive_seed(seed, network.index)``. A ``SparseAgent`` is what the policy, the
+Masks are drawn once per network with the engine (``plan_masks``, the core of ``prune_and_revive``),
+each network from its own random stream ``derive_seed(seed, network.index)``. A ``SparseAgent`` is what the policy, the
 callback, the logger and the command line share, wherever the masks are stored:
 
 - ``TarMlpPolicy`` stores them as persistent buffers of the policy (``policy.masks``,
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,10 @@ from sb3_tar.engine import (
     criterion_options,
     derive_seed,
     prunable_layers,
-    prune_and_revive,
 )
 from sb3_tar.engine.compressed import CompressedLinear
 from sb3_tar.engine.errors import UserError
-from sb3_tar.engine.plan import isolated_units, layer_budgets, layer_producers, repairs_connectivity
+from sb3_tar.engine.plan import isolated_units, layer_budgets, layer_producers, plan_masks, repairs_connectivity
 from sb3_tar.engine.revival import repair_bounds
 from sb3_tar.sb3.masking import WeightMasks, enforce_masks, release_masks
 from sb3_tar.sb3.networks import SparseNetwork, find_networks
@@ -180,15 +180,11 @@ def draw_masks(policy: nn.Module, settings: SparsitySettings, seed: int) -> Spar
         )
     masks, before = {}, {}
     for network in networks:
-        pruning = settings.for_role(network.role)
-        options = dict(pruning.criterion_options)
+        pruning = settings.for_role(network.role)  # handed to the engine as it is
         if network.forward is not None and "forward" in criterion_options(pruning.criterion):
-            options["forward"] = network.forward
-        plan = prune_and_revive(
-            network.module, sparsity=pruning.sparsity, criterion=pruning.criterion,
-            recovery_ratio=pruning.recovery_ratio, allocation=pruning.allocation, budget=pruning.budget,
-            seed=derive_seed(seed, network.index), producers=network.producers, **options,
-        )
+            pruning = dataclasses.replace(pruning, criterion_options={**pruning.criterion_options,
+                                                                      "forward": network.forward})
+        plan = plan_masks(network.module, pruning, seed=derive_seed(seed, network.index), producers=network.producers)
         if not settings.allow_empty_layers:
             _refuse_empty_layers(network, plan, settings)
         masks.update({network.weight_name(name): mask for name, mask in plan.masks.items()})
