@@ -35,7 +35,6 @@ from sb3_tar.engine.topk import top_k_mask
 
 __all__ = [
     "ALLOCATIONS",
-    "UserError",
     "BUDGETS",
     "DSTLayerUpdate",
     "DSTUpdate",
@@ -45,6 +44,7 @@ __all__ = [
     "PruningSettings",
     "PruningTarget",
     "RevivalPlan",
+    "UserError",
     "apply_mask_update",
     "apply_masks",
     "available_criteria",

@@ -109,7 +109,8 @@ def check_criterion_options(name: str, options: dict[str, object]) -> None:
 SCOPES = ("global", "layerwise", "erk")
 
 
-def check_scope(scope: object) -> None:
+def check_scope(*, scope: object = "global") -> None:
+    """A criterion option check (``magnitude``, ``random``): ``scope`` must be one of ``SCOPES``."""
     if not isinstance(scope, str) or scope not in SCOPES:
         raise UserError(f"scope={scope!r} is not a distribution of kept weights over layers; allowed: {list(SCOPES)}")
 
@@ -120,7 +121,7 @@ def layer_counts(target: PruningTarget, scope: str) -> list[int] | None:
     ``layerwise``: every layer at the network's sparsity. ``erk``: each layer at its Erdős–Rényi-Kernel
     density. Both rounded so the network keeps exactly ``target.kept``.
     """
-    check_scope(scope)
+    check_scope(scope=scope)
     if scope == "global":
         return None
     if scope == "layerwise":
@@ -147,18 +148,14 @@ def random_scores(target: PruningTarget) -> list[torch.Tensor]:
     ]
 
 
-def check_scope_option(*, scope: str = "global") -> None:
-    check_scope(scope)
-
-
-@register_criterion("magnitude", check_scope_option)
+@register_criterion("magnitude", check_scope)
 def magnitude(target: PruningTarget, *, scope: str = "global") -> list[torch.Tensor]:
     """Keep the largest ``|w|``: over the whole network (``scope="global"``), per layer at the network's
     sparsity (``"layerwise"``), or per layer at its ERK density (``"erk"``)."""
     return select(target, target.cpu_weights(), scope, absolute=True)
 
 
-@register_criterion("random", check_scope_option)
+@register_criterion("random", check_scope)
 def random(target: PruningTarget, *, scope: str = "layerwise") -> list[torch.Tensor]:
     """Uniform random mask: every layer at the network's sparsity (``scope="layerwise"``), at its ERK density
     (``"erk"``), or one draw over the whole network (``"global"``)."""

@@ -63,6 +63,7 @@ def gradient_growth(dense_gradients: Mapping[str, torch.Tensor]) -> GrowScores:
         return dense_gradients[name].detach().to(flat_mask.device).reshape(-1).abs()
     return scores
 
+
 def cosine_drop_fraction(step: int, *, initial: float = 0.1, end_step: int) -> float:
     """The fraction of active weights to replace at gradient step ``step``.
 

@@ -55,18 +55,9 @@ def top_k_masks(pieces: Sequence[torch.Tensor], k: int, *, absolute: bool = Fals
         flat = torch.cat(flats)
         return split_flat(top_k_mask(flat.abs() if absolute else flat, k), [piece.shape for piece in pieces])
     scores = _ChunkedScores(flats, absolute)
-    lower, upper = _bracket(scores, k, n)
-    # One pass: what is above the bracket is kept (written straight into the masks), what is inside it is
-    # kept aside with its position, in concatenation order.
     at_least = [torch.empty(flat.numel(), dtype=torch.bool, device=flat.device) for flat in flats]
-    above_upper, inside_values, inside_places = 0, [], []
-    for index, start, chunk in scores:
-        above = torch.gt(chunk, upper, out=at_least[index][start:start + chunk.numel()])
-        above_upper += int(above.count_nonzero())
-        positions = torch.nonzero((chunk >= lower).logical_and_(chunk <= upper)).squeeze(1)
-        inside_values.append(chunk.index_select(0, positions))
-        inside_places.append((index, positions.add_(start)))
-    inside = torch.cat(inside_values)
+    # What is above the bracket is kept, written straight into the masks.
+    above_upper, inside, inside_places = _bracket_pass(scores, *_bracket(scores, k, n), at_least)
     if above_upper < k <= above_upper + inside.numel():
         threshold = torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
         keep = inside > threshold
@@ -140,21 +131,33 @@ def _bracket(scores: _ChunkedScores, k: int, n: int) -> tuple[torch.Tensor, torc
     return ordered[min(m - 1, int(position + margin))], ordered[max(0, int(position - margin))]
 
 
+def _bracket_pass(scores: _ChunkedScores, lower: torch.Tensor, upper: torch.Tensor,
+                  above_out: list[torch.Tensor] | None = None) -> tuple[int, torch.Tensor, list[tuple[int, torch.Tensor]]]:
+    """One pass over the scores: how many lie above the bracket, and those inside it with their places.
+
+    :param above_out: per piece, a flat bool tensor to mark the scores above the bracket in.
+    :returns: ``(count above, the scores inside in concatenation order, [(piece index, positions)] per chunk)``.
+    """
+    above_upper, inside_values, inside_places = 0, [], []
+    for index, start, chunk in scores:
+        out = None if above_out is None else above_out[index][start:start + chunk.numel()]
+        above = torch.gt(chunk, upper, out=out)
+        above_upper += int(above.count_nonzero())
+        positions = torch.nonzero((chunk >= lower).logical_and_(chunk <= upper)).squeeze(1)
+        inside_values.append(chunk.index_select(0, positions))
+        inside_places.append((index, positions.add_(start)))
+    return above_upper, torch.cat(inside_values), inside_places
+
+
 def _kth_largest_of_pieces(scores: _ChunkedScores, k: int, n: int) -> torch.Tensor:
     """The ``k``-th largest of the scores (``n`` values in all), exactly.
 
-    A strided sample brackets the answer (Floyd-Rivest selection), one pass over the data counts
-    the values above the bracket and keeps those inside it, and the exact selection runs on those
-    few: instead of a full ``kthvalue``, whose copy and select dominate SynFlow's rounds. A bracket that misses falls back
-    to ``kthvalue``, so the result never depends on the sample.
+    A strided sample brackets the answer (Floyd-Rivest selection), one pass over the data counts the
+    values above the bracket and keeps those inside it, and the exact selection runs on those few:
+    instead of a full ``kthvalue``, whose copy and select dominate SynFlow's rounds. A bracket that
+    misses falls back to ``kthvalue``, so the result never depends on the sample.
     """
-    lower, upper = _bracket(scores, k, n)
-    inside_parts, above_upper = [], 0
-    for _, _, chunk in scores:  # keep the values inside the bracket, count those above it
-        above = chunk > upper
-        above_upper += int(above.count_nonzero())
-        inside_parts.append(chunk[(chunk >= lower).logical_and_(above.logical_not_())])
-    inside = torch.cat(inside_parts)
+    above_upper, inside, _ = _bracket_pass(scores, *_bracket(scores, k, n))
     if above_upper < k <= above_upper + inside.numel():
         return torch.kthvalue(inside, inside.numel() - (k - above_upper) + 1).values
     return torch.kthvalue(scores.concatenated(), n - k + 1).values

@@ -1,8 +1,8 @@
 """A sparse agent: its networks, their masks, and how the masks were drawn.
 
 Masks are drawn once per network with the engine (``plan_masks``, the core of ``prune_and_revive``),
-each network from its own random stream ``derive_seed(seed, network.index)``. A ``SparseAgent`` is what the policy, the
-callback, the logger and the command line share, wherever the masks are stored:
+each network from its own random stream ``derive_seed(seed, network.index)``. A ``SparseAgent`` is
+what the policy, the callback, the logger and the command line share, wherever the masks are stored:
 
 - ``TarMlpPolicy`` stores them as persistent buffers of the policy (``policy.masks``,
   ``policy.masks_before_revival``, ``policy.mask_seed``), saved and loaded with its weights;
@@ -16,9 +16,9 @@ count, a static mask that revival shrank).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
